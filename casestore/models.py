@@ -1,0 +1,306 @@
+"""All SQLModel classes of the case store, in one module.
+
+Families: `*Base` holds shared fields, `*Public` is what may be shown or sent (masked), and the
+`table=True` class holds raw data. Raw personal data lives only on table models.
+Must not: import Telegram, OpenAI or Chroma.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC and always reads back an aware UTC datetime (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the case store; use aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class CaseStatus(StrEnum):
+    new = "new"
+    assigned = "assigned"
+    accepted = "accepted"
+    in_progress = "in_progress"
+    resolved = "resolved"
+    closed = "closed"
+    reopened = "reopened"
+
+
+OPEN_STATUSES = (
+    CaseStatus.new,
+    CaseStatus.assigned,
+    CaseStatus.accepted,
+    CaseStatus.in_progress,
+    CaseStatus.reopened,
+)
+
+
+class CloseReason(StrEnum):
+    rated = "rated"
+    auto_closed_without_rating = "auto_closed_without_rating"
+    duplicate = "duplicate"
+    withdrawn = "withdrawn"
+
+
+# ---------------- organisation ----------------
+class Grid(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=12)
+    name: str
+    community_id: str = Field(index=True)
+    community_name: str
+    street_id: str
+
+
+class WorkerBase(SQLModel):
+    name: str
+    role: str = Field(index=True)
+    grid_id: str | None = Field(default=None, foreign_key="grid.id", index=True)
+    community_id: str | None = Field(default=None, index=True)
+    active: bool = True
+    on_leave: bool = False
+    is_deputy: bool = False
+    is_lead: bool = False
+
+
+class Worker(WorkerBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_id: int | None = Field(default=None, unique=True, index=True)
+
+
+class WorkerPublic(WorkerBase):
+    id: int
+
+
+# ---------------- residents ----------------
+class ResidentBase(SQLModel):
+    display_name: str = ""
+    community_id: str | None = None
+    estate: str | None = None
+    building: int | None = None
+    unit: int | None = None
+    grid_id: str | None = Field(default=None, foreign_key="grid.id", index=True)
+    contact_masked: str | None = None
+
+
+class Resident(ResidentBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_id: int | None = Field(default=None, unique=True, index=True)
+    channel: str = "telegram"
+    contact_phone: str | None = None  # raw; only the owner and the assignee's task push see it, masked
+    consent_at: datetime | None = _ts()
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ResidentPublic(ResidentBase):
+    id: int
+    consented: bool
+
+
+# ---------------- cases ----------------
+class CaseBase(SQLModel):
+    intent: str
+    category: str = Field(index=True)
+    urgency: str
+    title: str = Field(max_length=200)
+    description: str = Field(max_length=4000)  # masked text, safe to show to a worker
+    location_text: str | None = Field(default=None, max_length=300)
+
+
+class CaseCreate(CaseBase):
+    resident_id: int | None = None
+    grid_id: str | None = None
+    attachments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Case(CaseBase, table=True):
+    __table_args__ = (
+        Index("ix_case_open_reminder", "next_reminder_at", postgresql_where=text("next_reminder_at IS NOT NULL"),
+              sqlite_where=text("next_reminder_at IS NOT NULL")),
+        Index("ix_case_grid_status", "grid_id", "status"),
+        Index("ix_case_resident_created", "resident_id", "created_at"),
+        Index("ix_case_grid_category_created", "grid_id", "category", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=20)
+    resident_id: int | None = Field(default=None, foreign_key="resident.id")
+    grid_id: str | None = Field(default=None, foreign_key="grid.id")
+    community_id: str | None = None
+    assignee_id: int | None = Field(default=None, foreign_key="worker.id", index=True)
+    assignee_role: str | None = None
+    cc_roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    status: str = Field(default=CaseStatus.new, index=True)
+    needs_address_confirmation: bool = False
+    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    clock_started_at: datetime | None = _ts()
+    response_due_at: datetime | None = _ts()
+    resolve_due_at: datetime | None = _ts()
+    first_response_at: datetime | None = _ts()
+    resolved_at: datetime | None = _ts()
+    closed_at: datetime | None = _ts()
+    close_reason: str | None = None
+    escalation_level: int = 0
+    next_reminder_at: datetime | None = _ts()
+    satisfaction: int | None = None
+    reopen_count: int = 0
+    duplicate_of_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    cluster_id: int | None = Field(default=None, foreign_key="hotspot.id", index=True)
+    version: int = 1
+
+
+class CasePublic(CaseBase):
+    code: str
+    status: str
+    grid_id: str | None
+    assignee_role: str | None
+    response_due_at: datetime | None
+    resolve_due_at: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    satisfaction: int | None
+    duplicate_of_id: int | None
+
+
+class CaseCounter(SQLModel, table=True):
+    """Per-day sequence for human-readable case codes (JN20261122-0042)."""
+
+    day: str = Field(primary_key=True, max_length=8)
+    value: int = 0
+
+
+class CaseEvent(SQLModel, table=True):
+    """Append-only audit trail: who did what to which case, when."""
+
+    __table_args__ = (Index("ix_caseevent_case_at", "case_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id")
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    actor: str = Field(max_length=64)  # "resident:3", "worker:7", "system", "admin:123"
+    action: str = Field(max_length=40)
+    from_status: str | None = None
+    to_status: str | None = None
+    note: str | None = Field(default=None, max_length=2000)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+
+
+class Subscription(SQLModel, table=True):
+    """Residents who reported a duplicate follow the original case's updates."""
+
+    __table_args__ = (UniqueConstraint("case_id", "resident_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    resident_id: int = Field(foreign_key="resident.id")
+
+
+class Hotspot(SQLModel, table=True):
+    """N reports of one category in one grid or community within a window: one incident."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # "grid:FU01" or "community:furong"
+    category: str
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    report_count: int = 0
+    case_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+
+
+# ---------------- notifications and inbox ----------------
+class NotificationState(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
+class Notification(SQLModel, table=True):
+    """An outgoing push, recorded before it is sent so that each goes out exactly once.
+
+    Unique on (case, kind, level, recipient): a reminder or escalation is recorded once per recipient.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("case_id", "kind", "level", "recipient", name="uq_notification_once"),
+        Index("ix_notification_pending", "state", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id")
+    kind: str = Field(max_length=40)
+    level: int = 0
+    recipient: str = Field(max_length=64)  # "worker:7", "resident:3", "chat:12345"
+    chat_id: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    state: str = Field(default=NotificationState.pending)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    next_attempt_at: datetime | None = _ts()
+    sent_at: datetime | None = _ts()
+    last_error: str | None = None
+
+
+class InboundState(StrEnum):
+    received = "received"
+    done = "done"
+    failed = "failed"
+
+
+class InboundUpdate(SQLModel, table=True):
+    """Every incoming channel update, stored before it is handled (unique per channel and update id)."""
+
+    __table_args__ = (UniqueConstraint("channel", "update_id", name="uq_inbound_update"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=20)
+    update_id: int
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    state: str = Field(default=InboundState.received, index=True)
+    attempts: int = 0
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    handled_at: datetime | None = _ts()
+    error: str | None = None
+
+
+class Conversation(SQLModel, table=True):
+    """Per-user dialogue state, persisted so that a restart resumes mid-conversation."""
+
+    __table_args__ = (UniqueConstraint("channel", "user_id", name="uq_conversation_user"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=20)
+    user_id: int
+    state: str = "start"
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Feedback(SQLModel, table=True):
+    """Answer ratings (有用/没用) and other resident feedback on knowledge answers."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    resident_id: int | None = Field(default=None, foreign_key="resident.id")
+    question: str = Field(max_length=500)
+    useful: bool
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

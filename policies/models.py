@@ -1,0 +1,308 @@
+"""Typed views of the policy files. Validation here is the one place a policy mistake is caught."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from policies.taxonomy import ROUTING_TARGETS, Category, Intent, Role, Urgency
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------- taxonomy.yaml ----------
+class Label(_Strict):
+    name: str = Field(min_length=1)
+    definition: str = Field(min_length=1)
+
+
+class Taxonomy(_Strict):
+    intents: dict[Intent, Label]
+    categories: dict[Category, Label]
+    urgencies: dict[Urgency, Label]
+    topicless_intents: list[Intent] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Taxonomy":
+        for field, enum in (("intents", Intent), ("categories", Category), ("urgencies", Urgency)):
+            missing = {e.value for e in enum} - {k.value for k in getattr(self, field)}
+            if missing:
+                raise ValueError(f"{field}: missing labels {sorted(missing)}")
+        return self
+
+    def name_of(self, label: str) -> str:
+        for table in (self.intents, self.categories, self.urgencies):
+            for key, value in table.items():
+                if key.value == label:
+                    return value.name
+        return label
+
+
+# ---------- sla.yaml ----------
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(m|h|d|wd)$")
+
+
+def parse_duration(text: str) -> tuple[float, str]:
+    m = _DURATION.match(str(text).strip())
+    if not m:
+        raise ValueError(f"bad duration {text!r}; use 10m, 1h, 24h, 2d or 3wd")
+    return float(m.group(1)), m.group(2)
+
+
+class Clock(_Strict):
+    kind: Literal["always", "service_hours"]
+    start: time = time(0, 0)
+    end: time = time(23, 59, 59)
+    extra_holidays: dict[int, list[date]] = Field(default_factory=dict)
+    extra_workdays: dict[int, list[date]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _hours(self) -> "Clock":
+        if self.kind == "service_hours" and self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+
+class UrgencySla(_Strict):
+    clock: str
+    response: str
+    resolve: str
+    reminders: list[float] = Field(default_factory=lambda: [0.5, 0.8])
+
+    @field_validator("response", "resolve")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("reminders")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v) or v != sorted(v):
+            raise ValueError("reminder points must be increasing fractions between 0 and 1")
+        return v
+
+
+class LadderStep(_Strict):
+    level: int = Field(ge=1)
+    role: Literal["supervisor", "street_command"]
+    name: str
+
+
+class Escalation(_Strict):
+    ladder: list[LadderStep] = Field(min_length=1)
+    repeat_after_fraction: float = Field(default=0.5, gt=0)
+
+
+class ResidentFeedback(_Strict):
+    auto_close_after: str = "72h"
+    reopen_at_or_below: int = Field(default=2, ge=1, le=5)
+
+    @property
+    def auto_close_delta(self) -> timedelta:
+        value, unit = parse_duration(self.auto_close_after)
+        return timedelta(minutes=value) if unit == "m" else timedelta(hours=value if unit == "h" else value * 24)
+
+
+class Sla(_Strict):
+    clocks: dict[str, Clock]
+    urgencies: dict[Urgency, UrgencySla]
+    escalation: Escalation
+    resident_feedback: ResidentFeedback = ResidentFeedback()
+
+    @model_validator(mode="after")
+    def _refs(self) -> "Sla":
+        missing = {u.value for u in Urgency} - {k.value for k in self.urgencies}
+        if missing:
+            raise ValueError(f"urgencies: missing {sorted(missing)}")
+        for urgency, rule in self.urgencies.items():
+            if rule.clock not in self.clocks:
+                raise ValueError(f"urgencies.{urgency.value}.clock: unknown clock {rule.clock!r}")
+            for field in ("response", "resolve"):
+                _, unit = parse_duration(getattr(rule, field))
+                if unit == "wd" and self.clocks[rule.clock].kind != "service_hours":
+                    raise ValueError(f"urgencies.{urgency.value}.{field}: working days need a service_hours clock")
+        return self
+
+
+# ---------- routing.yaml ----------
+class RouteMatch(_Strict):
+    intent: Intent | None = None
+    category: Category | None = None
+    urgency: Urgency | None = None
+
+
+class RouteRule(_Strict):
+    match: RouteMatch
+    role: str
+    cc: list[str] = Field(default_factory=list)
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        if v not in ROUTING_TARGETS:
+            raise ValueError(f"unknown role {v!r}; known: {sorted(ROUTING_TARGETS)}")
+        return v
+
+    @field_validator("cc")
+    @classmethod
+    def _cc(cls, v: list[str]) -> list[str]:
+        for role in v:
+            if role not in ROUTING_TARGETS:
+                raise ValueError(f"unknown role {role!r}")
+        return v
+
+
+class RouteDefault(_Strict):
+    role: str
+    cc: list[str] = Field(default_factory=list)
+
+
+class Routing(_Strict):
+    default: RouteDefault
+    rules: list[RouteRule] = Field(default_factory=list)
+    fallback: list[str] = Field(default_factory=lambda: ["deputy", "supervisor"])
+    unknown_grid: str = "duty_desk"
+
+
+# ---------- grids.yaml ----------
+class StaffEntry(_Strict):
+    name: str
+    telegram_id: int | None = None
+    on_leave: bool = False
+    active: bool = True
+    deputy: bool = False
+    lead: bool = False
+
+
+class Coverage(_Strict):
+    estate: str
+    buildings: str
+
+    @field_validator("buildings")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        parse_building_range(v)
+        return v
+
+    def building_numbers(self) -> list[int]:
+        return parse_building_range(self.buildings)
+
+
+def parse_building_range(text: str) -> list[int]:
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if re.fullmatch(r"\d+-\d+", part):
+            lo, hi = (int(x) for x in part.split("-"))
+            if lo > hi:
+                raise ValueError(f"bad building range {text!r}")
+            out.extend(range(lo, hi + 1))
+        elif part.isdigit():
+            out.append(int(part))
+        else:
+            raise ValueError(f"bad building range {text!r}; use 1-6 or 1,3,5")
+    return out
+
+
+class GridWorkers(_Strict):
+    full_time: StaffEntry
+    part_time: list[StaffEntry] = Field(default_factory=list, max_length=2)
+    volunteer: list[StaffEntry] = Field(default_factory=list)
+
+
+class GridSpec(_Strict):
+    id: str = Field(pattern=r"^[A-Z0-9]{2,12}$")
+    name: str
+    covers: list[Coverage] = Field(min_length=1)
+    workers: GridWorkers
+    households: int | None = None
+
+
+class Estate(_Strict):
+    name: str
+    buildings: int = Field(ge=1)
+    units_per_building: int = Field(default=3, ge=1)
+
+
+class CommunityStaff(_Strict):
+    supervisor: StaffEntry
+    duty_desk: StaffEntry
+    mediator: StaffEntry
+    property_manager: StaffEntry
+
+
+class Community(_Strict):
+    id: str
+    name: str
+    estates: list[Estate] = Field(min_length=1)
+    staff: CommunityStaff
+    grids: list[GridSpec] = Field(min_length=1)
+
+
+class Street(_Strict):
+    id: str
+    name: str
+
+
+class Grids(_Strict):
+    street: Street
+    street_command: StaffEntry
+    communities: list[Community] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Grids":
+        seen_grids: set[str] = set()
+        seen_ids: set[int] = set()
+        for c in self.communities:
+            estates = {e.name: e for e in c.estates}
+            covered: dict[tuple[str, int], str] = {}
+            for g in c.grids:
+                if g.id in seen_grids:
+                    raise ValueError(f"grid id {g.id} appears twice")
+                seen_grids.add(g.id)
+                for cov in g.covers:
+                    if cov.estate not in estates:
+                        raise ValueError(f"grid {g.id}: estate {cov.estate!r} is not listed in {c.id}.estates")
+                    for b in cov.building_numbers():
+                        if b > estates[cov.estate].buildings:
+                            raise ValueError(f"grid {g.id}: {cov.estate} has no building {b}")
+                        if (cov.estate, b) in covered:
+                            raise ValueError(f"{cov.estate} {b}号楼 is in {covered[(cov.estate, b)]} and {g.id}")
+                        covered[(cov.estate, b)] = g.id
+        for staff in self.all_staff():
+            if staff.telegram_id is not None:
+                if staff.telegram_id in seen_ids:
+                    raise ValueError(f"telegram_id {staff.telegram_id} is used twice")
+                seen_ids.add(staff.telegram_id)
+        return self
+
+    def all_staff(self) -> list[StaffEntry]:
+        out = [self.street_command]
+        for c in self.communities:
+            out += [c.staff.supervisor, c.staff.duty_desk, c.staff.mediator, c.staff.property_manager]
+            for g in c.grids:
+                out += [g.workers.full_time, *g.workers.part_time, *g.workers.volunteer]
+        return out
+
+    def grid_for(self, estate: str, building: int) -> str | None:
+        for c in self.communities:
+            for g in c.grids:
+                for cov in g.covers:
+                    if cov.estate == estate and building in cov.building_numbers():
+                        return g.id
+        return None
+
+
+class Policies(_Strict):
+    """All four policy files, validated together."""
+
+    taxonomy: Taxonomy
+    sla: Sla
+    routing: Routing
+    grids: Grids
