@@ -85,3 +85,7 @@ def main() -> None:  # pragma: no cover - console entry
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+# Subcommands live beside their area; importing registers them on `app`.
+from bot import cli_chat, cli_eval, cli_knowledge, cli_loop, cli_understanding  # noqa: E402,F401
