@@ -171,6 +171,7 @@ class Case(CaseBase, table=True):
     next_reminder_at: datetime | None = _ts()
     satisfaction: int | None = None
     reopen_count: int = 0
+    clock_cycle: int = 0  # +1 whenever the clock restarts (transfer, reopen): keys that cycle's reminders
     duplicate_of_id: int | None = Field(default=None, foreign_key="case.id", index=True)
     cluster_id: int | None = Field(default=None, foreign_key="hotspot.id", index=True)
     version: int = 1
@@ -228,12 +229,14 @@ class Hotspot(SQLModel, table=True):
     category: str
     opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     report_count: int = 0
+    last_report_at: datetime | None = _ts()
     case_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
 
 
 # ---------------- notifications and inbox ----------------
 class NotificationState(StrEnum):
     pending = "pending"
+    sending = "sending"  # claimed by a dispatcher; next_attempt_at is the lease expiry
     sent = "sent"
     failed = "failed"
 

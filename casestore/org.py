@@ -6,8 +6,7 @@ Workers registered by an admin command and not in the file are left alone.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from casestore.models import Grid, Worker
 from policies.models import Grids, StaffEntry
@@ -39,7 +38,7 @@ def sync_org(*, session: Session, grids: Grids) -> tuple[int, int]:
             row.name, row.community_id, row.community_name = g.name, c.id, c.name
             session.add(row)
     session.flush()
-    existing = {(w.name, w.role, w.grid_id): w for w in session.execute(select(Worker)).scalars()}
+    existing = {(w.name, w.role, w.grid_id): w for w in session.exec(select(Worker))}
     rows = _staff_rows(grids)
     for entry, role, grid_id, community_id in rows:
         worker = existing.get((entry.name, role.value, grid_id))
@@ -57,7 +56,7 @@ def sync_org(*, session: Session, grids: Grids) -> tuple[int, int]:
 
 
 def get_worker_by_telegram(*, session: Session, telegram_id: int) -> Worker | None:
-    return session.execute(select(Worker).where(Worker.telegram_id == telegram_id)).scalars().first()
+    return session.exec(select(Worker).where(Worker.telegram_id == telegram_id)).first()
 
 
 def list_workers(*, session: Session, grid_id: str | None = None, community_id: str | None = None,
@@ -69,4 +68,4 @@ def list_workers(*, session: Session, grid_id: str | None = None, community_id: 
         stmt = stmt.where(Worker.community_id == community_id)
     if role is not None:
         stmt = stmt.where(Worker.role == role)
-    return list(session.execute(stmt.order_by(Worker.id)).scalars())
+    return list(session.exec(stmt.order_by(col(Worker.id))))

@@ -109,11 +109,32 @@ class ResidentFeedback(_Strict):
         return timedelta(minutes=value) if unit == "m" else timedelta(hours=value if unit == "h" else value * 24)
 
 
+class HotspotRule(_Strict):
+    """N reports of one category in one grid or community within `window` make one incident (未诉先办)."""
+
+    count: int = Field(default=5, ge=2)
+    window: str = "30m"
+
+    @field_validator("window")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        _, unit = parse_duration(v)
+        if unit == "wd":
+            raise ValueError("hotspot window must be in m, h or d")
+        return v
+
+    @property
+    def window_delta(self) -> timedelta:
+        value, unit = parse_duration(self.window)
+        return timedelta(minutes=value) if unit == "m" else timedelta(hours=value if unit == "h" else value * 24)
+
+
 class Sla(_Strict):
     clocks: dict[str, Clock]
     urgencies: dict[Urgency, UrgencySla]
     escalation: Escalation
     resident_feedback: ResidentFeedback = ResidentFeedback()
+    hotspots: HotspotRule = HotspotRule()
 
     @model_validator(mode="after")
     def _refs(self) -> "Sla":

@@ -14,6 +14,8 @@ target_metadata = SQLModel.metadata
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # casestore.db.alembic_config always sets it
+        raise RuntimeError("alembic config has no sqlalchemy.url")
     engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(

@@ -1,0 +1,98 @@
+"""APScheduler wiring: one interval job that runs the sweep (in a thread) and then dispatches pending pushes.
+
+The job has a fixed id ("quanbot-sweep") with replace_existing=True, coalesce=True and max_instances=1, so
+a restart or a second `build_scheduler` call never multiplies jobs, missed runs collapse into one, and a
+slow tick is never overlapped by the next. Any number of scheduler processes may run against one
+PostgreSQL: the sweep and the dispatcher claim rows with FOR UPDATE SKIP LOCKED (see casestore.sweep and
+casestore.dispatch). Must not: hold business rules; it only calls the services on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import Engine
+
+from casestore.clock import Clock
+from casestore.deadlines import SlaPolicy
+from casestore.dispatch import dispatch_pending
+from casestore.notify import Notifier
+from casestore.sweep import SweepReport, sweep_all
+from policies.models import Policies
+
+log = logging.getLogger(__name__)
+JOB_ID = "quanbot-sweep"
+
+
+@dataclass
+class LoopDeps:
+    engine: Engine
+    policies: Policies
+    sla: SlaPolicy
+    clock: Clock
+    notifier: Notifier
+
+
+@dataclass
+class TickResult:
+    sweep: SweepReport
+    sent: int
+
+
+async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
+    """One scheduler run: sweep (blocking DB work in a thread), then deliver what is due."""
+    report = await asyncio.to_thread(sweep_all, engine=deps.engine, policies=deps.policies, sla=deps.sla,
+                                     clock=deps.clock)
+    sent = 0
+    while True:  # drain in bounded chunks so one tick cannot hold a huge batch
+        n = await dispatch_pending(engine=deps.engine, notifier=deps.notifier, clock=deps.clock,
+                                   limit=dispatch_limit)
+        sent += n
+        if n < dispatch_limit:
+            break
+    if report.due or sent:
+        log.info("sweep: %s due, %s reminders, %s escalations, %s auto-closed; %s sent",
+                 report.due, report.reminders, report.escalations, report.auto_closed, sent)
+    return TickResult(report, sent)
+
+
+async def _safe_tick(deps: LoopDeps) -> None:
+    try:
+        await tick(deps)
+    except Exception:  # the next interval tries again; a failed tick must not stop the scheduler
+        log.exception("scheduler tick failed")
+
+
+def add_sweep_job(scheduler: AsyncIOScheduler, deps: LoopDeps, *, interval_s: int) -> None:
+    scheduler.add_job(_safe_tick, "interval", args=[deps], seconds=interval_s, id=JOB_ID, name="quanbot sweep",
+                      replace_existing=True, coalesce=True, max_instances=1,
+                      misfire_grace_time=max(60, interval_s * 10))
+
+
+def build_scheduler(deps: LoopDeps, *, interval_s: int, scheduler: AsyncIOScheduler | None = None) -> AsyncIOScheduler:
+    """An AsyncIOScheduler (not started) holding exactly one sweep job."""
+    scheduler = scheduler or AsyncIOScheduler(timezone="UTC")
+    add_sweep_job(scheduler, deps, interval_s=interval_s)
+    return scheduler
+
+
+async def run_in_loop(*, services: object, notifier: Notifier, stop: asyncio.Event,
+                      interval_s: int | None = None) -> None:
+    """Run the sweep job inside an already running event loop (the bot process) until `stop` is set.
+
+    `services` is a bot.services.Services (engine, policies, sla, clock, settings).
+    """
+    deps = LoopDeps(engine=services.engine, policies=services.policies, sla=services.sla,  # type: ignore[attr-defined]
+                    clock=services.clock, notifier=notifier)  # type: ignore[attr-defined]
+    interval = interval_s or services.settings.sweep_interval_s  # type: ignore[attr-defined]
+    scheduler = build_scheduler(deps, interval_s=interval)
+    scheduler.start()
+    scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))  # first tick now: catch up after downtime
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)

@@ -1,0 +1,188 @@
+"""Worker actions on a case (处置): accept, first response, in progress, resolve, transfer, extensions.
+
+Every action first checks who may do it (`permissions.authorize`: assignee, the community supervisor, or
+an admin) and then changes the case only through `cases.apply_action` (state machine + audit event +
+version guard), in the caller's transaction, together with any Notification it causes. The case row is
+read FOR UPDATE so that a worker's tap waits for a running sweep instead of failing on the version guard.
+Must not: know the channel; the handlers parse buttons and call these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from casestore import notices
+from casestore.cases import apply_action, get_case
+from casestore.clock import Clock
+from casestore.deadlines import SlaPolicy
+from casestore.dispatch import record_notification
+from casestore.errors import DomainError, IllegalTransition
+from casestore.feedback import request_rating
+from casestore.intake import assign_to
+from casestore.models import Case, CaseEvent, CaseStatus, Worker
+from casestore.permissions import authorize
+from casestore.routing import Assignment, is_available, route, supervisor_for
+from casestore.sweep import first_reminder_at, next_point
+from policies.models import Policies
+
+
+def _load(session: Session, code: str) -> Case:
+    return get_case(session=session, code=code.strip().upper(), for_update=True)
+
+
+def accept(*, session: Session, code: str, telegram_id: int, admin_ids: Collection[int], clock: Clock) -> Case:
+    """接单."""
+    case = _load(session, code)
+    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="accept")
+    return apply_action(session=session, case=case, action="accept", actor=actor.label, now=clock.now())
+
+
+def _first_response_changes(case: Case, sla: SlaPolicy, now: datetime) -> dict[str, object]:
+    """Set the first response and move the cursor to the resolution window (its own ladder from level 0)."""
+    if case.first_response_at is not None:
+        return {}
+    start = case.clock_started_at or case.created_at
+    due = case.resolve_due_at or now
+    return {"first_response_at": now, "escalation_level": 0,
+            "next_reminder_at": first_reminder_at(sla, case.urgency, start, due, now)}
+
+
+def respond(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
+            clock: Clock, note: str) -> Case:
+    """已联系: the first contact with the resident, which meets (or misses) the response promise."""
+    now = clock.now()
+    case = _load(session, code)
+    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="respond")
+    return apply_action(session=session, case=case, action="respond", actor=actor.label, now=now, note=note,
+                        changes=_first_response_changes(case, sla, now))
+
+
+def start_work(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
+               clock: Clock, note: str | None = None) -> Case:
+    """处理中."""
+    now = clock.now()
+    case = _load(session, code)
+    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="start")
+    action = "start" if case.status == CaseStatus.accepted else "respond"
+    return apply_action(session=session, case=case, action=action, actor=actor.label, now=now, note=note,
+                        changes=_first_response_changes(case, sla, now))
+
+
+def resolve(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
+            clock: Clock, note: str, photo: str | None = None) -> Case:
+    """办结 with a note and an optional photo; asks the resident to confirm and rate."""
+    now = clock.now()
+    case = _load(session, code)
+    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="resolve")
+    if case.status == CaseStatus.assigned:  # 办结 straight from the task push: it was accepted implicitly
+        apply_action(session=session, case=case, action="accept", actor=actor.label, now=now, note="办结时自动接单")
+    changes: dict[str, object] = {"resolved_at": now,
+                                  "next_reminder_at": now + sla.sla.resident_feedback.auto_close_delta}
+    if case.first_response_at is None:
+        changes["first_response_at"] = now
+    if photo:
+        changes["attachments"] = [*case.attachments, {"type": "photo", "file_id": photo, "by": actor.label}]
+    apply_action(session=session, case=case, action="resolve", actor=actor.label, now=now, note=note,
+                 changes=changes, data={"photo": photo} if photo else None)
+    request_rating(session=session, case=case, now=now, photo=photo)
+    return case
+
+
+def transfer(*, session: Session, policies: Policies, sla: SlaPolicy, code: str, telegram_id: int,
+             admin_ids: Collection[int], clock: Clock, reason: str, to_worker_id: int | None = None,
+             to_role: str | None = None) -> Case:
+    """转派 to a named worker or a role in the case's grid; restarts the response clock."""
+    if not reason.strip():
+        raise DomainError("transfer needs a reason", "请说明转派原因。")
+    now = clock.now()
+    case = _load(session, code)
+    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="transfer")
+    if to_worker_id is not None:
+        target = session.get(Worker, to_worker_id)
+        if target is None or not is_available(target):
+            raise DomainError(f"worker {to_worker_id} cannot take cases", "该人员当前不能接单，请选择其他人员。")
+        assignment = Assignment(worker=target, role=target.role, wanted_role=target.role,
+                                reason=f"transfer by {actor.label}: {reason}")
+    else:
+        routed = route(session=session, policies=policies, intent=case.intent, category=case.category,
+                       urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
+                       role=to_role or policies.routing.default.role,
+                       exclude_worker_ids=frozenset({case.assignee_id}) if case.assignee_id else frozenset())
+        assignment = Assignment(worker=routed.worker, role=routed.role, wanted_role=routed.wanted_role,
+                                reason=f"transfer by {actor.label}: {reason}; {routed.reason}", cc=routed.cc)
+    if assignment.worker.id == case.assignee_id:
+        raise DomainError("transfer to the current assignee", "工单已经在该人员手中。")
+    return assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment,
+                     action="transfer", actor=actor.label, now=now, keep_resolve_due=True, note=reason,
+                     extra_changes={"clock_cycle": case.clock_cycle + 1}, push="transferred")
+
+
+def _extension_events(session: Session, case: Case) -> list[CaseEvent]:
+    stmt = (select(CaseEvent).where(col(CaseEvent.case_id) == case.id,
+                                    col(CaseEvent.action).in_(["request_extension", "approve_extension", "note"]))
+            .order_by(col(CaseEvent.at), col(CaseEvent.id)))
+    return [e for e in session.exec(stmt)
+            if e.action != "note" or e.data.get("extension") == "denied"]
+
+
+def request_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
+                      clock: Clock, until: datetime, reason: str) -> Case:
+    """申请延期: asks the community supervisor to move the resolution deadline to `until`."""
+    now = clock.now()
+    case = _load(session, code)
+    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids,
+                      action="request_extension")
+    if case.resolve_due_at is not None and until <= case.resolve_due_at:
+        raise DomainError("extension must move the deadline later", "延期后的时间必须晚于当前办结时限。")
+    n = sum(1 for e in _extension_events(session, case) if e.action == "request_extension")
+    apply_action(session=session, case=case, action="request_extension", actor=actor.label, now=now, note=reason,
+                 data={"until": until.isoformat(), "n": n})
+    supervisor = supervisor_for(session=session, community_id=case.community_id)
+    requester = actor.worker or (session.get(Worker, case.assignee_id) if case.assignee_id else None)
+    if supervisor is not None and requester is not None:
+        record_notification(session=session, case_id=case.id, kind="extension_request", level=n,
+                            recipient=f"worker:{supervisor.id}", chat_id=supervisor.telegram_id, now=now,
+                            message=notices.extension_request(case, worker=requester, until=until, reason=reason,
+                                                              tz=sla.tz))
+    return case
+
+
+def decide_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
+                     clock: Clock, approve: bool) -> Case:
+    """The supervisor (or an admin) approves or denies the pending extension request."""
+    now = clock.now()
+    case = _load(session, code)
+    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids,
+                      action="approve_extension", assignee_allowed=False)
+    events = _extension_events(session, case)
+    if not events or events[-1].action != "request_extension":
+        raise IllegalTransition(f"case {case.code} has no pending extension request", "这个工单没有待审批的延期申请。")
+    request = events[-1]
+    n = int(request.data.get("n", 0))
+    if approve:
+        until = datetime.fromisoformat(request.data["until"])
+        changes: dict[str, object] = {"resolve_due_at": until}
+        if case.first_response_at is not None:  # in the resolution phase: its reminders and ladder restart
+            probe = case.model_copy(update={"resolve_due_at": until, "escalation_level": 0})
+            changes.update(escalation_level=0, next_reminder_at=next_point(probe, sla, now))
+        apply_action(session=session, case=case, action="approve_extension", actor=actor.label, now=now,
+                     changes=changes, data={"until": request.data["until"], "n": n})
+    else:
+        apply_action(session=session, case=case, action="note", actor=actor.label, now=now, note="延期申请未获批准",
+                     data={"extension": "denied", "n": n})
+    assignee = session.get(Worker, case.assignee_id) if case.assignee_id else None
+    if assignee is not None:
+        record_notification(session=session, case_id=case.id, kind="extension_decision", level=n,
+                            recipient=f"worker:{assignee.id}", chat_id=assignee.telegram_id, now=now,
+                            message=notices.extension_decided(case, approved=approve, tz=sla.tz))
+    return case
+
+
+def approve_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int,
+                      admin_ids: Collection[int], clock: Clock) -> Case:
+    """Approve the pending extension: resolve_due_at moves to the requested time."""
+    return decide_extension(session=session, sla=sla, code=code, telegram_id=telegram_id, admin_ids=admin_ids,
+                            clock=clock, approve=True)

@@ -1,0 +1,135 @@
+"""Intake (受理 → 分派): turn a resident's report into a routed case with deadlines, audit and task push.
+
+Owns: `Report` (what the dialogue hands over, already masked), `open_case`, and `assign_to`, the one place
+that gives a case to a person (used again by transfers and reopens): assignee, deadlines on the SLA clock,
+the first reminder cursor, the `assign` audit event with the routing reason, and the task push and cc
+Notifications, all in the caller's transaction.
+Must not: know the channel, call an LLM, or send anything (Notification rows are the outbound queue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from casestore import notices
+from casestore.cases import apply_action, create_case, next_case_code
+from casestore.clock import Clock
+from casestore.deadlines import SlaPolicy
+from casestore.dispatch import record_notification
+from casestore.duplicates import Similarity, case_text, find_duplicate, merge_into
+from casestore.hotspots import check_hotspot
+from casestore.models import Case, CaseCreate, Hotspot, Resident
+from casestore.residents import community_for_estate
+from casestore.routing import Assignment, community_of, route
+from casestore.sweep import first_reminder_at
+from policies.models import Policies
+
+
+@dataclass
+class Report:
+    """A resident's problem as understood by the dialogue. `description` is already masked."""
+
+    intent: str
+    category: str
+    urgency: str
+    title: str
+    description: str
+    location_text: str | None = None
+    estate: str | None = None
+    building: int | None = None
+    unit: int | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class IntakeResult:
+    case: Case
+    duplicate_of: Case | None = None
+    hotspot: Hotspot | None = None
+    assignment: Assignment | None = None
+    hotspot_raised: bool = False
+
+    @property
+    def reply_hint(self) -> str | None:
+        """What the dialogue may tell the resident about a duplicate."""
+        return notices.duplicate_reply(self.duplicate_of) if self.duplicate_of is not None else None
+
+
+def locate(*, session: Session, policies: Policies, resident: Resident | None,
+           report: Report) -> tuple[str | None, str]:
+    """(grid id or None, community id) from the report's address, else the resident's bound grid."""
+    grid_id = None
+    if report.estate and report.building is not None:
+        grid_id = policies.grids.grid_for(report.estate, report.building)
+    if grid_id is None and resident is not None:
+        grid_id = resident.grid_id
+    community_id = (community_of(session=session, grid_id=grid_id)
+                    or (resident.community_id if resident is not None else None)
+                    or (community_for_estate(policies.grids, report.estate) if report.estate else None)
+                    or policies.grids.communities[0].id)
+    return grid_id, community_id
+
+
+def assign_to(*, session: Session, policies: Policies, sla: SlaPolicy, case: Case, assignment: Assignment,
+              action: str, actor: str, now: datetime, restart_clock: bool = True, keep_resolve_due: bool = False,
+              extra_changes: dict[str, Any] | None = None, note: str | None = None, push: str = "new") -> Case:
+    """Give `case` to `assignment.worker` through `action` ("assign"/"transfer") and queue the task push."""
+    worker = assignment.worker
+    changes: dict[str, Any] = {"assignee_id": worker.id, "assignee_role": assignment.role,
+                               "cc_roles": [role for role, _ in assignment.cc], **(extra_changes or {})}
+    start = case.clock_started_at or now
+    response_due, resolve_due = case.response_due_at, case.resolve_due_at
+    if restart_clock:
+        d = sla.deadlines(case.urgency, now)
+        start, response_due = now, d.response_due_at
+        resolve_due = case.resolve_due_at if keep_resolve_due and case.resolve_due_at else d.resolve_due_at
+        changes.update(clock_started_at=start, response_due_at=response_due, resolve_due_at=resolve_due,
+                       first_response_at=None, escalation_level=0)
+    if response_due is not None:
+        changes["next_reminder_at"] = first_reminder_at(sla, case.urgency, start, response_due, now)
+    apply_action(session=session, case=case, action=action, actor=actor, now=now, note=note, changes=changes,
+                 data={"assignee": worker.id, "role": assignment.role, "wanted": assignment.wanted_role,
+                       "reason": assignment.reason, "cc": [w.id for _, w in assignment.cc]})
+    message = notices.task_push(case, taxonomy=policies.taxonomy, reopened=push == "reopened",
+                                transferred=push == "transferred", tz=sla.tz)
+    record_notification(session=session, case_id=case.id, kind="task", level=case.clock_cycle,
+                        recipient=f"worker:{worker.id}", chat_id=worker.telegram_id, message=message, now=now)
+    for role, cc_worker in assignment.cc:
+        record_notification(session=session, case_id=case.id, kind="cc", level=case.clock_cycle,
+                            recipient=f"worker:{cc_worker.id}", chat_id=cc_worker.telegram_id,
+                            message=notices.cc_copy(case, role, taxonomy=policies.taxonomy), now=now)
+    return case
+
+
+def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, resident: Resident | None,
+              report: Report, similarity: Similarity | None = None) -> IntakeResult:
+    """Create, route and schedule a case (or merge it into the open case it repeats) in the caller's transaction."""
+    now = clock.now()
+    grid_id, community_id = locate(session=session, policies=policies, resident=resident, report=report)
+    actor = f"resident:{resident.id}" if resident is not None else "system"
+    code = next_case_code(session=session, local_day=now.astimezone(sla.tz).strftime("%Y%m%d"))
+    text = case_text(report.title, report.description)
+    match = find_duplicate(session=session, grid_id=grid_id, category=report.category, text=text, now=now,
+                           similarity=similarity)
+    case_in = CaseCreate(intent=report.intent, category=report.category, urgency=report.urgency,
+                         title=report.title[:200], description=report.description[:4000],
+                         location_text=(report.location_text or None) and report.location_text[:300],  # type: ignore[index]
+                         resident_id=resident.id if resident is not None else None, grid_id=grid_id,
+                         attachments=list(report.attachments))
+    case = create_case(session=session, case_in=case_in, code=code, now=now, actor=actor,
+                       extra={"community_id": community_id, "needs_address_confirmation": grid_id is None})
+    if match is not None:
+        original, score = match
+        merge_into(session=session, new_case=case, original=original, score=score, actor="system", now=now)
+        hotspot, raised = check_hotspot(session=session, policies=policies, case=case, now=now)
+        return IntakeResult(case=case, duplicate_of=original, hotspot=hotspot, hotspot_raised=raised)
+    assignment = route(session=session, policies=policies, intent=case.intent, category=case.category,
+                       urgency=case.urgency, grid_id=grid_id, community_id=community_id)
+    assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment, action="assign",
+              actor="system", now=now, note=assignment.reason)
+    hotspot, raised = check_hotspot(session=session, policies=policies, case=case, now=now)
+    return IntakeResult(case=case, hotspot=hotspot, assignment=assignment, hotspot_raised=raised)

@@ -1,0 +1,133 @@
+"""Who handles a case: `routing.yaml` rules applied to the organisation in the database.
+
+Owns: choosing the responsible role (first matching rule), finding the person who holds that role in the
+case's grid or community, the fallback chain when that person is inactive or on leave (deputy, then the
+community supervisor), and the duty desk for cases whose grid is unknown.
+Must not: change cases or send anything (intake and actions do that with the `Assignment` it returns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
+
+from casestore.models import Grid, Worker
+from policies.models import Policies, Routing
+from policies.taxonomy import Role
+
+# positions that live in a community rather than in one grid
+COMMUNITY_ROLES = {Role.supervisor.value, Role.duty_desk.value, Role.mediator.value, Role.property_manager.value}
+
+
+@dataclass(frozen=True)
+class Assignment:
+    worker: Worker
+    role: str  # the position actually used ("full_time", "deputy", "supervisor", ...)
+    wanted_role: str  # what the rule asked for
+    reason: str  # for the audit trail: rule matched and any fallback taken
+    cc: list[tuple[str, Worker]] = field(default_factory=list)
+
+
+def match_rule(routing: Routing, *, intent: str, category: str, urgency: str) -> tuple[str, list[str], str]:
+    """The (role, cc roles, description) of the first rule matching the case; the default otherwise."""
+    for i, rule in enumerate(routing.rules):
+        m = rule.match
+        if m.intent is not None and m.intent.value != intent:
+            continue
+        if m.category is not None and m.category.value != category:
+            continue
+        if m.urgency is not None and m.urgency.value != urgency:
+            continue
+        conds = ",".join(f"{k}={v}" for k, v in m.model_dump(exclude_none=True).items())
+        return rule.role, list(rule.cc), f"rule#{i + 1}({conds})→{rule.role}"
+    return routing.default.role, list(routing.default.cc), f"default→{routing.default.role}"
+
+
+def is_available(worker: Worker) -> bool:
+    return bool(worker.active) and not worker.on_leave
+
+
+def community_of(*, session: Session, grid_id: str | None) -> str | None:
+    if grid_id is None:
+        return None
+    grid = session.get(Grid, grid_id)
+    return grid.community_id if grid else None
+
+
+def find_holder(*, session: Session, role: str, grid_id: str | None, community_id: str | None) -> Worker | None:
+    """The person holding `role` (a routing target) for this grid/community, available or not."""
+    stmt = select(Worker)
+    if role == "deputy":
+        stmt = stmt.where(Worker.grid_id == grid_id, Worker.role == Role.part_time.value, col(Worker.is_deputy).is_(True))
+    elif role == "volunteer_lead":
+        stmt = stmt.where(Worker.grid_id == grid_id, Worker.role == Role.volunteer.value, col(Worker.is_lead).is_(True))
+    elif role == Role.street_command.value:
+        stmt = stmt.where(Worker.role == role)
+    elif role in COMMUNITY_ROLES:
+        stmt = stmt.where(Worker.role == role, Worker.community_id == community_id)
+    else:  # full_time, part_time, volunteer: positions inside the grid
+        stmt = stmt.where(Worker.role == role, Worker.grid_id == grid_id)
+    if grid_id is None and role not in COMMUNITY_ROLES and role != Role.street_command.value:
+        return None
+    return session.exec(stmt.order_by(col(Worker.id))).first()
+
+
+def route(
+    *,
+    session: Session,
+    policies: Policies,
+    intent: str,
+    category: str,
+    urgency: str,
+    grid_id: str | None,
+    community_id: str | None,
+    role: str | None = None,
+    exclude_worker_ids: frozenset[int] = frozenset(),
+) -> Assignment:
+    """Pick the person for a case. `role` overrides the rules (a transfer to a role)."""
+    routing = policies.routing
+    cc_roles: list[str]
+    if role is not None:
+        wanted, cc_roles, reason = role, [], f"transfer→{role}"
+    elif grid_id is None:
+        wanted, cc_roles, reason = routing.unknown_grid, [], f"unknown grid→{routing.unknown_grid}"
+    else:
+        wanted, cc_roles, reason = match_rule(routing, intent=intent, category=category, urgency=urgency)
+    if community_id is None:
+        community_id = community_of(session=session, grid_id=grid_id) or policies.grids.communities[0].id
+
+    chain = [wanted] + [r for r in routing.fallback if r != wanted] + [Role.supervisor.value, Role.street_command.value]
+    steps: list[str] = []
+    chosen: tuple[str, Worker] | None = None
+    for position in dict.fromkeys(chain):  # ordered, without repeats
+        holder = find_holder(session=session, role=position, grid_id=grid_id, community_id=community_id)
+        if holder is None:
+            steps.append(f"no {position}")
+            continue
+        if holder.id in exclude_worker_ids:
+            steps.append(f"{position} excluded")
+            continue
+        if not is_available(holder):
+            steps.append(f"{position} {'on leave' if holder.on_leave else 'inactive'}")
+            continue
+        chosen = (position, holder)
+        break
+    if chosen is None:
+        raise LookupError(f"nobody can take a case in grid {grid_id} / community {community_id}")
+    if steps:
+        reason += "; " + ", ".join(steps) + f"→{chosen[0]}"
+    cc: list[tuple[str, Worker]] = []
+    for cc_role in cc_roles:
+        holder = find_holder(session=session, role=cc_role, grid_id=grid_id, community_id=community_id)
+        if holder is not None and is_available(holder) and holder.id != chosen[1].id:
+            cc.append((cc_role, holder))
+    return Assignment(worker=chosen[1], role=chosen[0], wanted_role=wanted, reason=reason, cc=cc)
+
+
+def supervisor_for(*, session: Session, community_id: str | None) -> Worker | None:
+    return find_holder(session=session, role=Role.supervisor.value, grid_id=None, community_id=community_id)
+
+
+def street_command(*, session: Session) -> Worker | None:
+    return find_holder(session=session, role=Role.street_command.value, grid_id=None, community_id=None)
