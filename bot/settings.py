@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8443, ge=1, le=65535)
     admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     callback_signing_key: SecretStr = SecretStr("")
+    # outbound limits (Telegram: ~30 msg/s overall, ~1 msg/s per chat); 0 = unlimited (local benchmarks only)
+    telegram_rate_overall: float = Field(default=30.0, ge=0)
+    telegram_rate_per_chat: float = Field(default=1.0, ge=0)
+    telegram_send_retries: int = Field(default=8, ge=0)  # 429 retries per message before the update is kept for replay
 
     # time and scheduling
     timezone: str = "Asia/Shanghai"

@@ -1,0 +1,139 @@
+"""The inbox: every channel update is stored (unique per channel and update id) before it is handled.
+
+Life of a row: ``received`` (stored; ``attempts`` counts processing attempts) -> the engine's reply is
+saved into the row (``payload["reply"]``) -> the reply is sent -> ``done``. After a crash, rows still
+``received`` are replayed once per start: a row that already carries a reply is only re-sent, so the
+engine is not asked twice. A row that failed ``max_attempts`` times becomes ``failed`` (poison update).
+A second delivery of the same update id conflicts on insert and is skipped: that is what makes Telegram
+retries and several webhook replicas harmless.
+
+Synchronous (a DB session per call); async callers use ``asyncio.to_thread``. Must not: parse Telegram
+updates or talk to the network.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from casestore.clock import Clock, SystemClock
+from casestore.db import session_scope
+from casestore.models import InboundState, InboundUpdate
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    update_id: int
+    update: dict[str, Any]
+    reply: list[dict[str, Any]] | None  # OutboundMessage payloads once the engine has answered
+    attempts: int
+    state: str
+
+
+def _entry(row: InboundUpdate) -> InboxEntry:
+    payload = row.payload or {}
+    return InboxEntry(update_id=row.update_id, update=payload.get("update", {}), reply=payload.get("reply"),
+                      attempts=row.attempts, state=row.state)
+
+
+class Inbox:
+    """Inbox rows of one channel."""
+
+    def __init__(self, engine: Engine, *, channel: str = "telegram", clock: Clock | None = None,
+                 max_attempts: int = 3):
+        self.engine = engine
+        self.channel = channel
+        self.clock = clock or SystemClock()
+        self.max_attempts = max_attempts
+        # SQLite has one writer: threads that collide sleep in its busy handler (1, 2, 5 ... 100 ms), which
+        # wrecks throughput; queueing our own writes on a lock instead costs nothing. PostgreSQL needs none.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def _writing(self) -> AbstractContextManager[object]:
+        return self._write_lock if self._write_lock is not None else nullcontext()
+
+    def _where(self, update_id: int) -> Any:
+        return (InboundUpdate.channel == self.channel) & (InboundUpdate.update_id == update_id)  # type: ignore[arg-type]
+
+    def record(self, *, update_id: int, update_data: dict[str, Any]) -> bool:
+        """Store a new update as received with one attempt taken; False if this update id is already here."""
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(InboundUpdate).values(
+            channel=self.channel, update_id=update_id, payload={"update": update_data},
+            state=InboundState.received.value, attempts=1, received_at=self.clock.now(),
+        ).on_conflict_do_nothing(index_elements=["channel", "update_id"])
+        with self._writing(), session_scope(self.engine) as session:
+            return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
+    def get(self, *, update_id: int) -> InboxEntry | None:
+        with session_scope(self.engine) as session:
+            row: InboundUpdate | None = session.execute(select(InboundUpdate).where(self._where(update_id))).scalar_one_or_none()
+            return _entry(row) if row else None
+
+    def save_reply(self, *, update_id: int, reply: list[dict[str, Any]]) -> None:
+        """Keep the engine's answer so that a replay re-sends it instead of asking the engine again."""
+        with self._writing(), session_scope(self.engine) as session:
+            row: InboundUpdate = session.execute(select(InboundUpdate).where(self._where(update_id))).scalar_one()
+            row.payload = {**(row.payload or {}), "reply": reply}  # a new dict: JSON columns track assignment
+            session.add(row)
+
+    def mark_done(self, *, update_id: int) -> None:
+        with self._writing(), session_scope(self.engine) as session:
+            session.execute(update(InboundUpdate).where(self._where(update_id)).values(
+                state=InboundState.done.value, handled_at=self.clock.now(), error=None))
+
+    def mark_error(self, *, update_id: int, error: str) -> None:
+        """Record a failed attempt; the row stays received (replayed at the next start) until it has
+        used up its attempts, then it becomes failed."""
+        with self._writing(), session_scope(self.engine) as session:
+            row: InboundUpdate = session.execute(select(InboundUpdate).where(self._where(update_id))).scalar_one()
+            row.error = error[:500]
+            if row.attempts >= self.max_attempts:
+                row.state = InboundState.failed.value
+            session.add(row)
+
+    def claim_unfinished(self) -> list[InboxEntry]:
+        """Rows left received by a stopped process, each claimed for one more attempt (oldest first).
+
+        The claim is a compare-and-set on ``attempts``, so two processes starting together do not both
+        replay the same row. Rows out of attempts are marked failed instead.
+        """
+        claimed: list[InboxEntry] = []
+        with session_scope(self.engine) as session:
+            rows: list[InboundUpdate] = list(session.execute(
+                select(InboundUpdate)
+                .where((InboundUpdate.channel == self.channel) & (InboundUpdate.state == InboundState.received.value))  # type: ignore[arg-type]
+                .order_by(InboundUpdate.update_id)  # type: ignore[arg-type]
+            ).scalars().all())
+            seen = [(r.update_id, r.attempts) for r in rows]
+        for update_id, attempts in seen:
+            with session_scope(self.engine) as session:
+                if attempts >= self.max_attempts:
+                    session.execute(update(InboundUpdate).where(self._where(update_id)).values(
+                        state=InboundState.failed.value))
+                    continue
+                res = session.execute(
+                    update(InboundUpdate)
+                    .where(self._where(update_id) & (InboundUpdate.attempts == attempts)  # type: ignore[arg-type]
+                           & (InboundUpdate.state == InboundState.received.value))
+                    .values(attempts=attempts + 1))
+                if res.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                row: InboundUpdate = session.execute(select(InboundUpdate).where(self._where(update_id))).scalar_one()
+                claimed.append(_entry(row))
+        return claimed
+
+    def count(self, *, state: str | None = None) -> int:
+        from sqlalchemy import func
+
+        stmt = select(func.count()).select_from(InboundUpdate).where(InboundUpdate.channel == self.channel)  # type: ignore[arg-type]
+        if state is not None:
+            stmt = stmt.where(InboundUpdate.state == state)  # type: ignore[arg-type]
+        with session_scope(self.engine) as session:
+            return int(session.execute(stmt).scalar_one())

@@ -1,0 +1,108 @@
+"""`quanbot run`: the Telegram bot (long polling, or webhook when WEBHOOK_URL is set) with the
+notification sweep in the same process. Parses options and wires services; no business rules here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import typer
+
+from bot.cli import app, settings_or_exit
+from bot.settings import Settings
+
+log = logging.getLogger("quanbot.run")
+
+NO_TOKEN = "未配置 TELEGRAM_TOKEN，无法连接 Telegram：请在 .env 中填写机器人令牌，或先用 `quanbot chat` 在终端里体验。"
+NO_SECRET = "已设置 WEBHOOK_URL 但缺少 WEBHOOK_SECRET：webhook 模式必须配置密钥，请在 .env 中填写后重试。"
+
+
+class MaskingFilter(logging.Filter):
+    """Masks phone and ID numbers (policies.masking) and the bot token in every log record."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()):
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+        self._fmt = logging.Formatter()
+
+    def _clean(self, text: str) -> str:
+        from policies.masking import mask_text
+
+        for secret in self.secrets:
+            text = text.replace(secret, "<secret>")
+        return mask_text(text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._clean(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._fmt.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        return True
+
+
+def install_logging(settings: Settings) -> MaskingFilter:
+    """Root logging with the masking filter on every handler; httpx's per-request lines (which carry
+    the token in the URL) are kept out."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    masking = MaskingFilter((settings.telegram_token.get_secret_value(), settings.webhook_secret.get_secret_value()))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(masking)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return masking
+
+
+async def serve(settings: Settings, *, scheduler: bool, stop: asyncio.Event | None = None) -> None:
+    """Run the bot until SIGINT/SIGTERM (or `stop`)."""
+    from bot.channels.telegram import TelegramChannel
+    from bot.services import Services
+
+    services = Services(settings)
+    channel = TelegramChannel(settings=settings, handler=services.dialogue.handle, db_engine=services.engine,
+                              clock=services.clock)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    if scheduler:
+        tasks.append(asyncio.create_task(_run_scheduler(settings, services, channel, stop)))
+    mode = f"webhook {settings.webhook_url}" if settings.webhook_url else "长轮询"
+    log.info("quanbot 已启动（%s）%s", mode, "，含定时巡检" if scheduler else "")
+    try:
+        await channel.run(stop)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        services.close()
+
+
+async def _run_scheduler(settings: Settings, services: Any, channel: Any, stop: asyncio.Event) -> None:
+    """The scheduler inside the bot process: bot.scheduler's sweep job, pushing through Telegram."""
+    from bot.scheduler import run_in_loop
+
+    await run_in_loop(services=services, notifier=channel.notifier, stop=stop, interval_s=settings.sweep_interval_s)
+
+
+@app.command("run")
+def run(
+    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="不在本进程内运行定时巡检（另用 quanbot scheduler）。"),
+) -> None:
+    """运行 Telegram 机器人：默认长轮询，设置 WEBHOOK_URL 时用 webhook；默认同时运行定时巡检。"""
+    settings = settings_or_exit()
+    if not settings.telegram_token.get_secret_value():
+        typer.echo(NO_TOKEN, err=True)
+        raise typer.Exit(2)
+    if settings.webhook_url and not settings.webhook_secret.get_secret_value():
+        typer.echo(NO_SECRET, err=True)
+        raise typer.Exit(2)
+    install_logging(settings)
+    try:
+        asyncio.run(serve(settings, scheduler=not no_scheduler))
+    except KeyboardInterrupt:  # pragma: no cover - second Ctrl-C
+        pass
