@@ -1,5 +1,91 @@
-"""quanbot subcommands for this area (registered on import by bot.cli)."""
+"""`quanbot chat`: talk to the dialogue engine in the terminal, as a resident or as a grid worker.
+
+Prepares what a fresh install lacks (migrations + org sync, knowledge ingestion, classifier training) with a
+progress bar on stderr, then reads one input per line from stdin until EOF. Scriptable:
+`printf '/start\\n1\\n' | quanbot chat`.
+"""
 
 from __future__ import annotations
 
-from bot.cli import app  # noqa: F401
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+from bot.cli import app, settings_or_exit
+from bot.settings import Settings
+
+DEFAULT_RESIDENT_ID = 1000001
+
+
+def prepare(settings: Settings, console: Console) -> tuple[Any, Any]:
+    """Migrate and sync the organisation, ingest the knowledge base, train or load the classifier."""
+    from bot.runtime import prepare_database
+    from bot.understanding import load_classifier
+    from knowledge.service import build_knowledge_service, ingest_from_settings
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=console,
+                  transient=False) as bar:
+        db = bar.add_task("数据库与网格人员", total=1)
+        prepare_database(settings)
+        bar.update(db, completed=1)
+
+        kb = bar.add_task("知识库", total=None)
+
+        def on_file(done: int, total: int, _name: str) -> None:
+            bar.update(kb, completed=done, total=total)
+
+        ingest_from_settings(settings, progress=on_file)  # incremental: unchanged documents are skipped
+        knowledge = build_knowledge_service(settings)
+        total = bar.tasks[kb].total or 1
+        bar.update(kb, completed=total, total=total)
+
+        cls = bar.add_task("分类模型", total=1)
+        classifier = load_classifier(settings)
+        bar.update(cls, completed=1)
+    return classifier, knowledge
+
+
+def _default_worker_id(settings: Settings) -> int:
+    from policies.loader import load_policies
+
+    grids = load_policies(settings.policies_dir).grids
+    first = grids.communities[0].grids[0].workers.full_time
+    return int(first.telegram_id or 0)
+
+
+@app.command("chat")
+def chat(
+    as_: str = typer.Option("resident", "--as", help="以谁的身份对话：resident（居民）或 worker（网格员）"),
+    user: int | None = typer.Option(None, "--user", help="用户 ID（网格员为 grids.yaml 中的 telegram_id）"),
+) -> None:
+    """在终端里与泉小智对话（与 Telegram 相同的对话引擎）；每行一条输入，Ctrl-D 结束。"""
+    from bot.channels.terminal import TerminalChat
+    from bot.services import Services
+
+    if as_ not in ("resident", "worker"):
+        raise typer.BadParameter("--as 只能是 resident 或 worker")
+    settings = settings_or_exit()
+    err = Console(stderr=True)
+    try:
+        classifier, knowledge = prepare(settings, err)
+    except Exception as exc:  # noqa: BLE001 - a person reads this: one line, no traceback
+        err.print(f"[red]准备失败：{type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    user_id = user if user is not None else (_default_worker_id(settings) if as_ == "worker" else DEFAULT_RESIDENT_ID)
+    services = Services(settings, classifier=classifier, knowledge=knowledge)
+    session = TerminalChat(services, user_id=user_id, out=sys.stdout,
+                           display_name="网格员" if as_ == "worker" else "居民")
+    interactive = sys.stdin.isatty()
+    if interactive:
+        who = "网格员" if as_ == "worker" else "居民"
+        err.print(f"以{who}身份对话（用户 {user_id}）。输入数字或按钮文字选择；/photo、/location 纬度,经度 模拟照片和定位；"
+                  "Ctrl-D 退出。")
+    try:
+        session.run(sys.stdin, prompt=(lambda: print("您：", end="", flush=True)) if interactive else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()

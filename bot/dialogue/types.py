@@ -32,6 +32,6 @@ class Reply:
 
     messages: list[OutboundMessage] = field(default_factory=list)
 
-    def say(self, text: str, buttons: list[list[Button]] | None = None) -> "Reply":
+    def say(self, text: str, buttons: list[list[Button]] | None = None) -> Reply:
         self.messages.append(OutboundMessage(text=text, buttons=buttons or []))
         return self

@@ -1,0 +1,163 @@
+"""The terminal channel: one line in, the engine's reply out; buttons are numbered choices.
+
+Owns: turning a typed line into an `Incoming` (a number or a label picks a button of the last reply;
+`/photo 说明`, `/location 纬度,经度` and `/sticker` stand in for what a keyboard cannot send), rendering
+replies as text, and a Notifier that prints pushes to other people ("→ 推送给 …：…"). Scriptable: read
+from any text stream, one input per line, EOF ends.
+Must not: hold dialogue logic (the engine does) or business rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TextIO
+
+from sqlalchemy import select
+
+from bot.dialogue.types import Incoming, Reply
+from casestore.db import session_scope
+from casestore.dispatch import dispatch_pending
+from casestore.models import Resident, Worker
+from casestore.notify import Button, OutboundMessage
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+CHANNEL = "terminal"
+BOT_NAME = "泉小智"
+
+
+def render(message: OutboundMessage, *, first_number: int = 1) -> tuple[str, list[Button]]:
+    """The message as terminal text with its buttons numbered from `first_number`, and those buttons in order."""
+    lines = [message.text]
+    if message.photo:
+        lines.append("[照片]")
+    numbered: list[Button] = []
+    n = first_number
+    for row in message.buttons:
+        bits = []
+        for b in row:
+            bits.append(f"[{n}] {b.label}")
+            numbered.append(b)
+            n += 1
+        lines.append("  ".join(bits))
+    return "\n".join(lines), numbered
+
+
+class TerminalNotifier:
+    """Prints pushes: to the person at this terminal as bot messages (their buttons become choices),
+    to anyone else as "→ 推送给 <name>：<text>"."""
+
+    def __init__(self, out: TextIO, *, self_chat_id: int, name_of: Callable[[int], str],
+                 on_own_buttons: Callable[[list[Button]], None]) -> None:
+        self.out = out
+        self.self_chat_id = self_chat_id
+        self.name_of = name_of
+        self.on_own_buttons = on_own_buttons
+        self._own: list[Button] = []
+
+    async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
+        if chat_id == self.self_chat_id:
+            text, buttons = render(message, first_number=len(self._own) + 1)
+            self._own += buttons
+            self.out.write(f"{BOT_NAME}：{text}\n")
+            self.on_own_buttons(list(self._own))
+        else:
+            labels = "  ".join(f"[{b.label}]" for row in message.buttons for b in row)
+            tail = f"\n   {labels}" if labels else ""
+            self.out.write(f"→ 推送给 {self.name_of(chat_id)}：{message.text}{tail}\n")
+        self.out.flush()
+
+    def start_turn(self, shown: list[Button]) -> None:
+        """Pushes to this person continue the numbering of the reply just shown."""
+        self._own = list(shown)
+
+
+class TerminalChat:
+    """Runs the dialogue engine for one person at the terminal."""
+
+    def __init__(self, services: Services, *, user_id: int, out: TextIO, display_name: str = "") -> None:
+        self.services = services
+        self.user_id = user_id
+        self.out = out
+        self.display_name = display_name
+        self.choices: list[Button] = []
+        self._files = itertools.count(1)
+        self.notifier = TerminalNotifier(out, self_chat_id=user_id, name_of=self._name_of,
+                                         on_own_buttons=self._set_choices)
+
+    # ---- input
+    def to_incoming(self, line: str) -> Incoming:
+        line = line.rstrip("\r\n")
+        base = {"channel": CHANNEL, "user_id": self.user_id, "chat_id": self.user_id,
+                "display_name": self.display_name}
+        stripped = line.strip()
+        choice = self._choice(stripped)
+        if choice is not None:
+            return Incoming(kind="button", button=choice, **base)  # type: ignore[arg-type]
+        if stripped.startswith("/"):
+            name, _, args = stripped[1:].partition(" ")
+            name = name.lower()
+            if name == "photo":
+                return Incoming(kind="photo", text=args.strip(), photo_file_id=f"terminal-photo-{next(self._files)}",
+                                **base)  # type: ignore[arg-type]
+            if name == "location":
+                try:
+                    lat, lng = (float(x) for x in args.replace("，", ",").split(",", 1))
+                    return Incoming(kind="location", location=(lat, lng), **base)  # type: ignore[arg-type]
+                except ValueError:
+                    return Incoming(kind="text", text=stripped, **base)  # type: ignore[arg-type]
+            if name in ("sticker", "voice", "document"):
+                return Incoming(kind="unsupported", unsupported_type=name, **base)  # type: ignore[arg-type]
+            return Incoming(kind="command", text=stripped, command=name, args=args.strip(), **base)  # type: ignore[arg-type]
+        return Incoming(kind="text", text=line, **base)  # type: ignore[arg-type]
+
+    def _choice(self, text: str) -> Button | None:
+        if not self.choices or not text:
+            return None
+        if text.isdigit() and 1 <= int(text) <= len(self.choices):
+            return self.choices[int(text) - 1]
+        return next((b for b in self.choices if b.label == text), None)
+
+    def _set_choices(self, buttons: list[Button]) -> None:
+        self.choices = buttons
+
+    # ---- output
+    def show(self, reply: Reply) -> None:
+        self.choices = []
+        for message in reply.messages:
+            text, buttons = render(message, first_number=len(self.choices) + 1)
+            self.choices += buttons
+            self.out.write(f"{BOT_NAME}：{text}\n")
+        self.out.flush()
+
+    def _name_of(self, chat_id: int) -> str:
+        with session_scope(self.services.engine) as session:
+            worker = session.execute(select(Worker).where(Worker.telegram_id == chat_id)).scalars().first()
+            if worker is not None:
+                return worker.name
+            resident = session.execute(select(Resident).where(Resident.telegram_id == chat_id)).scalars().first()
+            return f"居民 #{resident.id}" if resident is not None else f"会话 {chat_id}"
+
+    # ---- loop
+    def step(self, line: str) -> Reply:
+        """One input: handle it, show the reply, then deliver pushes (the task push to the worker...)."""
+        reply = self.services.dialogue.handle(self.to_incoming(line))
+        self.show(reply)
+        self.notifier.start_turn(self.choices)
+        asyncio.run(dispatch_pending(engine=self.services.engine, notifier=self.notifier, clock=self.services.clock))
+        return reply
+
+    def run(self, lines: Iterable[str], *, prompt: Callable[[], None] | None = None) -> int:
+        """Handle every line until EOF; returns how many inputs were handled."""
+        count = 0
+        if prompt:
+            prompt()
+        for line in lines:
+            self.step(line)
+            count += 1
+            if prompt:
+                prompt()
+        return count

@@ -1,0 +1,135 @@
+"""Factories for the dialogue tests: `Incoming` updates for residents, workers and buttons; residents; cases;
+and the real classifier and knowledge service, built once per test process (training/ingesting takes seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from bot.dialogue.types import Incoming, Reply
+from bot.settings import PROJECT_ROOT, Settings
+from casestore.clock import Clock
+from casestore.db import session_scope
+from casestore.dispatch import dispatch_pending
+from casestore.models import Resident
+from casestore.notify import Button, RecordingNotifier
+from casestore.residents import bind_address, get_or_create_resident, record_consent
+from policies.models import Policies
+
+RESIDENT_ID = 555001
+OTHER_RESIDENT_ID = 555002
+FU01_FULL_TIME = 900100  # 芙蓉社区第一网格专职网格员 (grids.yaml)
+FU02_FULL_TIME = 900104
+FU01_VOLUNTEER_LEAD = 900103
+FURONG_MEDIATOR = 900126
+FURONG_DUTY_DESK = 900125
+
+_ids = itertools.count(1)
+
+
+# ---------------------------------------------------------------- incoming updates
+def text(body: str, user: int = RESIDENT_ID, channel: str = "test") -> Incoming:
+    return Incoming(channel=channel, user_id=user, chat_id=user, kind="text", text=body, display_name="张阿姨")
+
+
+def command(cmd: str, args: str = "", user: int = RESIDENT_ID, channel: str = "test") -> Incoming:
+    return Incoming(channel=channel, user_id=user, chat_id=user, kind="command", text=f"/{cmd} {args}".strip(),
+                    command=cmd, args=args)
+
+
+def press(button: Button, user: int = RESIDENT_ID, channel: str = "test") -> Incoming:
+    return Incoming(channel=channel, user_id=user, chat_id=user, kind="button", button=button)
+
+
+def button(action: str, case_code: str | None = None, arg: str | None = None, label: str = "",
+           user: int = RESIDENT_ID) -> Incoming:
+    return press(Button(label or action, action, case_code, arg), user=user)
+
+
+def photo(caption: str = "", user: int = RESIDENT_ID) -> Incoming:
+    return Incoming(channel="test", user_id=user, chat_id=user, kind="photo", text=caption,
+                    photo_file_id=f"photo-{next(_ids)}")
+
+
+def location(lat: float = 36.66, lng: float = 117.02, user: int = RESIDENT_ID) -> Incoming:
+    return Incoming(channel="test", user_id=user, chat_id=user, kind="location", location=(lat, lng))
+
+
+def unsupported(kind: str = "sticker", user: int = RESIDENT_ID) -> Incoming:
+    return Incoming(channel="test", user_id=user, chat_id=user, kind="unsupported", unsupported_type=kind)
+
+
+# ---------------------------------------------------------------- replies
+def all_text(reply: Reply) -> str:
+    return "\n".join(m.text for m in reply.messages)
+
+
+def buttons_of(reply: Reply) -> list[Button]:
+    return [b for m in reply.messages for row in m.buttons for b in row]
+
+
+def find_button(reply: Reply, label: str) -> Button:
+    for b in buttons_of(reply):
+        if b.label == label:
+            return b
+    raise AssertionError(f"no button {label!r} in {[b.label for b in buttons_of(reply)]}")
+
+
+# ---------------------------------------------------------------- residents and cases
+def make_resident(engine: Engine, policies: Policies, *, telegram_id: int = RESIDENT_ID, clock: Clock,
+                  estate: str | None = "芙蓉小区", building: int | None = 3, unit: int | None = 2,
+                  consent: bool = True) -> Resident:
+    """A resident row, consented and bound to an address unless told otherwise."""
+    with session_scope(engine) as session:
+        r = get_or_create_resident(session=session, telegram_id=telegram_id, now=clock.now(), channel="test")
+        if consent:
+            record_consent(session=session, resident=r, now=clock.now())
+        if estate and building:
+            bind_address(session=session, resident=r, grids=policies.grids, estate=estate, building=building,
+                         unit=unit)
+        return r
+
+
+def pushes(engine: Engine, clock: Clock) -> RecordingNotifier:
+    """Deliver the pending Notification rows through a RecordingNotifier and return it."""
+    notifier = RecordingNotifier()
+    asyncio.run(dispatch_pending(engine=engine, notifier=notifier, clock=clock))
+    return notifier
+
+
+# ---------------------------------------------------------------- the real AI parts, built once
+@dataclass
+class SharedAI:
+    classifier: Any
+    knowledge: Any
+
+
+_shared: SharedAI | None = None
+_lock = threading.Lock()
+
+
+AI_CACHE = PROJECT_ROOT / "var" / "test-cache"
+
+
+def shared_ai(root: Path) -> SharedAI:
+    """The real classifier (trained) and knowledge service (ingested), once per test process.
+
+    The trained model and the passage-vector cache live in var/test-cache (content-keyed, so reuse is safe
+    and a rerun takes seconds); the Chroma index is fresh under `root` every run."""
+    global _shared
+    with _lock:
+        if _shared is None:
+            from bot.understanding import load_classifier
+            from knowledge.service import build_knowledge_service
+
+            settings = Settings(_env_file=None, database_url=f"sqlite:///{root / 'unused.db'}",  # type: ignore[call-arg]
+                                var_dir=AI_CACHE, chroma_dir=root / "chroma")
+            _shared = SharedAI(classifier=load_classifier(settings), knowledge=build_knowledge_service(settings))
+        return _shared
