@@ -1,0 +1,129 @@
+"""Details in a resident's message: building / unit / room, estate, place, time, and masked personal data;
+and the split of a run-on message into its separate problems.
+
+Must not: guess. A field is None when the message does not say it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from bot.understanding.types import Details
+from policies.masking import find_personal_data, mask_value
+
+DEFAULT_ESTATES = ("芙蓉小区", "芙蓉东苑", "曲水花园", "曲水亭小区")
+
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_NUM = r"(\d{1,3}|[零〇一二两三四五六七八九十百]{1,4})"
+
+
+def cn_number(token: str) -> int | None:
+    """'12' → 12, '三' → 3, '十二' → 12, '二十三' → 23, '一百零二' → 102."""
+    if token.isdigit():
+        return int(token)
+    total, current = 0, 0
+    for ch in token:
+        if ch in _CN_DIGITS:
+            current = _CN_DIGITS[ch]
+        elif ch == "十":
+            total += (current or 1) * 10
+            current = 0
+        elif ch == "百":
+            total += (current or 1) * 100
+            current = 0
+        else:
+            return None
+    return total + current
+
+
+# 3-2-1201 / 3－2－1201 : building-unit-room
+_TRIPLE = re.compile(r"(?<![\d-])(\d{1,3})-(\d{1,2})-(\d{3,4})(?![\d-])")
+_BUILDING = re.compile(_NUM + r"\s*(?:号楼|号樓|栋|棟|幢|#楼?|号院楼)")
+_UNIT = re.compile(_NUM + r"\s*单元")
+_ROOM = re.compile(r"(?:单元|号楼|栋|#)\s*-?\s*(\d{3,4})(?:室|号|户)?|(?<!\d)(\d{3,4})\s*(?:室|户)|"
+                   r"(?<![\d-])(\d{1,2})(?:号楼|栋)?-(\d{3,4})(?![\d-])")
+_PLACE = re.compile(
+    r"(?:(?:小区|菜市场|市场|超市|学校|幼儿园|医院|公园|广场|社区|卫生站|公交站|地铁站|银行|药店|饭店|商场|单元)"
+    r"(?:东|西|南|北|正|后|侧)?(?:大)?门口?|"
+    r"(?:东|西|南|北|正|后)门口?|地下车库|地下室|车库|停车场|楼道里?|楼梯间?|楼顶|天台|楼下|楼前|楼后|"
+    r"广场|花园|公园|菜市场|路口|十字路口|公交站|垃圾站|垃圾桶(?:旁|边)?|健身(?:区|器材)|绿化带|花坛|车棚|"
+    r"游乐场|电梯里?|门卫室|小区(?:里|院里|门口))")
+_TIME = re.compile(
+    r"从\S{1,8}?(?:到现在|开始|起)|"
+    r"(?:今天|昨天|前天|今|昨|前)?(?:早上|上午|中午|下午|晚上|夜里|半夜|凌晨|晚|早)?"
+    r"(?:\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:点|时)(?:半|多|左右|\d{1,2}分?)?|"
+    r"(?:\d+|[一二两三四五六七八九十半几好]{1,3})\s*(?:个)?(?:天|小时|钟头|分钟|个月|月|周|星期|礼拜|年)(?:了|多了|多)|"
+    r"好几天|好几个月|这几天|昨晚|昨天|今早|今天|前天|刚才|刚刚|半夜|凌晨|一整天|一晚上|一直")
+
+
+def _norm(text: str) -> str:
+    # full-width digits, dashes and '#' become ASCII so one set of patterns serves both
+    return unicodedata.normalize("NFKC", text).replace("—", "-").replace("–", "-")
+
+
+def extract_details(text: str, *, estates: Iterable[str] = DEFAULT_ESTATES) -> Details:
+    """Building/unit/room, estate, place, time and masked phones/ID numbers mentioned in `text`."""
+    raw = text or ""
+    personal = find_personal_data(raw)
+    phones = [mask_value(p.kind, p.raw) for p in personal if p.kind in ("mobile", "landline")]
+    ids = [mask_value(p.kind, p.raw) for p in personal if p.kind.startswith("id_number")]
+    # numbers that are phones or IDs must not be read as rooms or buildings
+    scrubbed = raw
+    for p in sorted(personal, key=lambda p: p.start, reverse=True):
+        scrubbed = scrubbed[:p.start] + " " * (p.end - p.start) + scrubbed[p.end:]
+    s = _norm(scrubbed)
+
+    building = unit = None
+    room: str | None = None
+    m = _TRIPLE.search(s)
+    if m:
+        building, unit, room = int(m.group(1)), int(m.group(2)), m.group(3)
+    if building is None and (m := _BUILDING.search(s)):
+        building = cn_number(m.group(1))
+    if unit is None and (m := _UNIT.search(s)):
+        unit = cn_number(m.group(1))
+    if room is None and (m := _ROOM.search(s)):
+        if m.group(4):
+            room = m.group(4)
+            building = building if building is not None else int(m.group(3))
+        else:
+            room = m.group(1) or m.group(2)
+
+    estate = _find_estate(s, estates)
+    place_m = _PLACE.search(s)
+    times = []
+    for tm in _TIME.finditer(s):
+        frag = tm.group(0).strip()
+        if frag and frag not in times and not any(frag in t for t in times):
+            times.append(frag)
+    return Details(building=building, unit=unit, room=room, estate=estate,
+                   place=place_m.group(0) if place_m else None,
+                   time_text="，".join(times[:3]) if times else None, phones=phones, id_numbers=ids)
+
+
+def _find_estate(text: str, estates: Iterable[str]) -> str | None:
+    names = sorted(set(estates), key=len, reverse=True)  # 曲水亭小区 before 曲水花园 before 曲水亭
+    for name in names:
+        if name in text:
+            return name
+    # a short form ("曲水亭", "芙蓉东苑") names the estate when only one estate starts that way
+    for name in names:
+        short = re.sub(r"(小区|花园|家园)$", "", name)
+        if len(short) >= 3 and short in text and sum(1 for n in names if n.startswith(short)) == 1:
+            return name
+    return None
+
+
+# ---------- splitting a run-on message into separate problems ----------
+_CONNECTOR = re.compile(r"[；;]|(?:[，,。！!？?\s]+)(?=还有|另外|此外|再就是|再有就是|再有|顺便(?:说|问|反映)?|以及|第二|二是|其次)"
+                        r"|(?:^|[，,。\s])(?:还有|另外|此外|再就是|再有就是|再有|顺便说一下|顺便反映|顺便)(?:[，,：:\s]*)")
+_LEADING = re.compile(r"^(?:还有|另外|此外|再就是|再有就是|再有|顺便说一下|顺便反映|顺便|以及|第二|二是|其次)[，,：:\s]*")
+
+
+def split_candidates(text: str) -> list[str]:
+    """Clauses a run-on message may hold as separate problems (split only at explicit connectors)."""
+    pieces = [p.strip(" ，,。；;！!") for p in _CONNECTOR.split(text or "") if p and p.strip(" ，,。；;！!")]
+    pieces = [_LEADING.sub("", p) for p in pieces]
+    return [p for p in pieces if len(p) >= 4]
