@@ -1,5 +1,93 @@
-"""quanbot subcommands for this area (registered on import by bot.cli)."""
+"""quanbot knowledge subcommands: `ingest`, `ask`, and the temporary `eval-retrieval` (to be folded into
+the unified `quanbot eval` runner). Parses options and calls knowledge services; no rules here."""
 
 from __future__ import annotations
 
-from bot.cli import app  # noqa: F401
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bot.cli import app, console, err_console, settings_or_exit
+
+
+@contextmanager
+def _progress_bar(label: str, *, stderr: bool = False) -> Iterator[object]:
+    target = err_console if stderr else console
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+                  TimeElapsedColumn(), console=target, transient=stderr) as bar:
+        task = bar.add_task(label, total=None, name="")
+
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, name=name)
+
+        yield update
+
+
+@app.command("ingest")
+def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默认 KNOWLEDGE_DIR")) -> None:  # noqa: B008
+    """把知识库文档（Markdown/TXT/HTML/PDF/DOCX）切块、向量化并写入 Chroma（增量）。"""
+    from knowledge.service import ingest_from_settings
+
+    settings = settings_or_exit()
+    try:
+        with _progress_bar("入库") as update:
+            report = ingest_from_settings(settings, path, progress=update)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - one line for a person; no traceback
+        err_console.print(f"[red]入库失败：{type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"[green]✓[/green] 新增 {len(report.added)}，更新 {len(report.updated)}，未变 {len(report.unchanged)}，"
+                  f"删除 {len(report.removed)}；写入 {report.chunks_written} 块，用时 {report.seconds:.1f}s")
+    for name, reason in report.failed:
+        err_console.print(f"[yellow]⚠ 跳过 {name}：{reason}[/yellow]")
+
+
+@app.command("ask")
+def ask(question: str = typer.Argument(..., help="居民的问题"),
+        as_json: bool = typer.Option(False, "--json", help="输出一个 JSON 对象"),
+        mode: str | None = typer.Option(None, "--mode", help="offline 或 llm（默认：配置了 LLM 就用）")) -> None:
+    """从知识库回答问题并列出来源。"""
+    from knowledge.service import build_knowledge_service
+
+    settings = settings_or_exit()
+    try:
+        with _progress_bar("首次使用，正在建立知识库索引", stderr=True) as update:
+            service = build_knowledge_service(settings, progress=update)  # type: ignore[arg-type]
+        answer = service.ask(question, mode=mode)
+    except Exception as exc:  # noqa: BLE001 - one line for a person
+        err_console.print(f"[red]问答失败：{type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(answer.to_public(), ensure_ascii=False))
+        return
+    console.print(answer.text, markup=False, highlight=False)
+    console.print(f"\n[dim]模式：{answer.mode}　已回答：{'是' if answer.answered else '否'}[/dim]")
+    for n, c in enumerate(answer.citations, start=1):
+        console.print(f"[dim][{n}] {c.label()}  score={c.score:.4f}  {c.source}[/dim]", markup=True,
+                      highlight=False)
+
+
+@app.command("eval-retrieval")
+def eval_retrieval(data: Path | None = typer.Option(None, "--data", help="单个 JSONL 数据文件"),  # noqa: B008
+                   as_json: bool = typer.Option(False, "--json"),
+                   quick: bool = typer.Option(False, "--quick", help="固定种子的约60题子集")) -> None:
+    """（临时）检索评测：hit@k、MRR、拒答 P/R/F1，与基线对比。"""
+    from evals.core import EvalContext
+    from evals.suites import retrieval
+
+    settings = settings_or_exit()
+    result = retrieval.run(EvalContext(settings=settings, data=data, quick=quick))
+    if as_json:
+        print(json.dumps({"figures": result.figures, "extra": result.extra,
+                          "failures": result.failures,
+                          "problems": [p.__dict__ for p in result.problems]}, ensure_ascii=False))
+        return
+    f, b = result.figures, result.figures["baseline"]
+    for key in ("hit_at_1", "hit_at_5", "mrr", "no_answer_precision", "no_answer_recall", "no_answer_f1"):
+        console.print(f"{key:22s} {f[key]:.3f}   baseline {b[key]:.3f}")
+    console.print(f"n={f['n']}  failures={len(result.failures)}  malformed lines={len(result.problems)}")
+    for p in result.problems:
+        err_console.print(f"[yellow]⚠ {p.file}:{p.line} {p.message}[/yellow]")

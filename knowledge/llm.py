@@ -72,3 +72,44 @@ def llm_from_settings(settings: Any) -> LLM | None:
         return None
     return OpenAICompatLLM(base_url=settings.openai_base_url, api_key=settings.openai_api_key.get_secret_value(),
                            model=settings.openai_model, timeout_s=settings.llm_timeout_s)
+
+
+@dataclass
+class LangChainChatLLM:
+    """The same seam through langchain's `ChatOpenAI`, used for grounded answers (the design card's path)."""
+
+    base_url: str
+    api_key: str
+    model: str
+    timeout_s: float = 8.0
+    name: str = "langchain-chatopenai"
+
+    def __post_init__(self) -> None:
+        from langchain_openai import ChatOpenAI
+        from pydantic import SecretStr
+
+        self._chat = ChatOpenAI(base_url=self.base_url, api_key=SecretStr(self.api_key), model=self.model,
+                                timeout=self.timeout_s, max_retries=0, temperature=0)
+
+    def complete(self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None,
+                 temperature: float = 0.0) -> str:
+        chat: Any = self._chat
+        if json_schema is not None:
+            chat = chat.bind(response_format={"type": "json_schema", "json_schema": {
+                "name": "result", "schema": json_schema, "strict": True}})
+        try:
+            result = chat.invoke([(m["role"], m["content"]) for m in messages])
+        except Exception as exc:  # timeouts, HTTP errors and malformed bodies all mean "no answer"
+            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+        content = result.content if isinstance(result.content, str) else ""
+        if not content.strip():
+            raise LLMError("empty completion")
+        return content
+
+
+def answer_llm_from_settings(settings: Any) -> LLM | None:
+    """The LLM that writes grounded answers (langchain ChatOpenAI), or None in offline mode."""
+    if not settings.llm_enabled:
+        return None
+    return LangChainChatLLM(base_url=settings.openai_base_url, api_key=settings.openai_api_key.get_secret_value(),
+                            model=settings.openai_model, timeout_s=settings.llm_timeout_s)

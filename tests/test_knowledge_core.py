@@ -1,0 +1,204 @@
+"""Knowledge base: loaders, chunking, incremental ingestion, retrieval, answers, FAQ (hash embedder: fast)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docx
+import pytest
+
+from knowledge.answers import KnowledgeService
+from knowledge.chunking import chunk_document
+from knowledge.documents import LoadError, load_document
+from knowledge.embeddings import CachedEmbedder, HashEmbedder
+from knowledge.faq import FaqEntry, FaqIndex
+from knowledge.ingest import ingest_path
+from knowledge.retrieval import Filters, HybridRetriever
+from knowledge.store import ChromaStore
+
+PERMIT = """---
+title: 居住证办理指南
+source: 示例
+issuer: 示例公安局
+effective_date: 2025-01-01
+tags: [居住证, 外地人]
+category: certificates
+---
+# 居住证办理指南
+
+## 所需材料
+
+1. 本人居民身份证原件。
+2. 住所证明：租房提供房屋租赁合同。
+
+## 签注与有效期
+
+居住证需要每年签注一次。持证人应在有效期满前30日内签注。逾期未签注的，居住证暂停使用。
+"""
+
+HEATING = """---
+title: 冬季供暖服务指南
+source: 示例
+effective_date: 2024-10-01
+tags: [供暖]
+category: housing
+---
+# 冬季供暖服务指南
+
+## 室温标准
+
+供暖期间卧室室内温度不低于18℃。室温不达标的可以拨打供热单位客服电话报修。
+"""
+
+
+def _pdf_bytes(text: str) -> bytes:
+    """A minimal valid one-page PDF whose content stream draws `text` (ASCII, Helvetica)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+             b"/Resources << /Font << /F1 5 0 R >> >> >>"),
+            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for n, body in enumerate(objs, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return out
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
+    (d / "heating.md").write_text(HEATING, encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> tuple[ChromaStore, CachedEmbedder]:
+    emb = CachedEmbedder(HashEmbedder(), tmp_path / "var" / "cache.sqlite")
+    return ChromaStore(collection="kb-test", chroma_dir=tmp_path / "chroma"), emb
+
+
+def test_markdown_front_matter_and_heading_paths(docs: Path) -> None:
+    doc = load_document(docs / "residence-permit.md")
+    assert doc.title == "居住证办理指南" and doc.tags == ["居住证", "外地人"] and doc.category == "certificates"
+    chunks = chunk_document(doc)
+    paths = [c.heading_path for c in chunks]
+    assert "居住证办理指南 > 所需材料" in paths and "居住证办理指南 > 签注与有效期" in paths
+    assert all("---" not in c.text and "title:" not in c.text for c in chunks)
+
+
+def test_long_chinese_paragraph_splits_at_sentence_ends(tmp_path: Path) -> None:
+    sentence = "居住证需要每年签注一次，请按时办理" * 3 + "。"
+    p = tmp_path / "long.md"
+    p.write_text("# 指南\n\n## 签注\n\n" + sentence * 12, encoding="utf-8")
+    chunks = chunk_document(load_document(p), max_chars=120)
+    assert len(chunks) > 3
+    assert all(len(c.text) <= 120 for c in chunks)
+    assert all(c.text.endswith("。") for c in chunks)
+    assert {c.heading_path for c in chunks} == {"指南 > 签注"}
+
+
+def test_loaders_txt_html_docx_pdf(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("垃圾分类分为四类。", encoding="utf-8")
+    (tmp_path / "b.html").write_text("<html><head><title>停车指南</title><script>x()</script></head><body>"
+                                     "<h2>收费</h2><p>夜间停车每晚5元。</p></body></html>", encoding="utf-8")
+    d = docx.Document()
+    d.add_heading("养犬登记", level=1)
+    d.add_paragraph("登记费每只每年100元。")
+    d.save(str(tmp_path / "c.docx"))
+    (tmp_path / "d.pdf").write_bytes(_pdf_bytes("Dog registration fee is 100 yuan"))
+    assert "四类" in load_document(tmp_path / "a.txt").text
+    html = load_document(tmp_path / "b.html")
+    assert html.title == "停车指南" and "## 收费" in html.text and "x()" not in html.text
+    dx = load_document(tmp_path / "c.docx")
+    assert "# 养犬登记" in dx.text and "100元" in dx.text
+    assert "100 yuan" in load_document(tmp_path / "d.pdf").text
+
+
+def test_ingest_is_idempotent_updates_and_deletes(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    store, emb = kb
+    first = ingest_path(docs, store=store, embedder=emb)
+    count = store.count()
+    assert sorted(first.added) == ["heating", "residence-permit"] and count > 0
+    again = ingest_path(docs, store=store, embedder=emb)
+    assert again.added == [] and sorted(again.unchanged) == ["heating", "residence-permit"]
+    assert store.count() == count
+    (docs / "heating.md").write_text(HEATING.replace("18℃", "20℃") + "\n## 报停\n\n报停须在10月31日前办理。\n",
+                                     encoding="utf-8")
+    upd = ingest_path(docs, store=store, embedder=emb)
+    assert upd.updated == ["heating"]
+    texts = " ".join(c.text for c in store.all_chunks())
+    assert "20℃" in texts and "18℃" not in texts and "报停须在" in texts
+    (docs / "heating.md").unlink()
+    gone = ingest_path(docs, store=store, embedder=emb)
+    assert gone.removed == ["heating"]
+    assert {c.metadata["doc_id"] for c in store.all_chunks()} == {"residence-permit"}
+
+
+def test_corrupt_file_is_reported_and_skipped(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n garbage that is not a pdf")
+    (docs / "bad.docx").write_bytes(b"PK\x03\x04 not a zip")
+    store, emb = kb
+    report = ingest_path(docs, store=store, embedder=emb)
+    assert {name for name, _ in report.failed} == {"broken.pdf", "bad.docx"}
+    assert sorted(report.added) == ["heating", "residence-permit"]
+    with pytest.raises(LoadError, match="broken.pdf"):
+        load_document(docs / "broken.pdf")
+
+
+def test_embedding_cache_avoids_reembedding(tmp_path: Path, docs: Path) -> None:
+    emb = CachedEmbedder(HashEmbedder(), tmp_path / "cache.sqlite")
+    ingest_path(docs, store=ChromaStore(collection="kb-one", chroma_dir=tmp_path / "c1"), embedder=emb)
+    misses = emb.misses
+    ingest_path(docs, store=ChromaStore(collection="kb-two", chroma_dir=tmp_path / "c2"), embedder=emb)
+    assert emb.misses == misses and emb.hits >= misses > 0
+
+
+def _service(docs: Path, kb: tuple[ChromaStore, CachedEmbedder], faq: list[FaqEntry] | None = None,
+             llm: object = None) -> KnowledgeService:
+    store, emb = kb
+    ingest_path(docs, store=store, embedder=emb)
+    retriever = HybridRetriever(store=store, embedder=emb)
+    return KnowledgeService(retriever=retriever, faq=FaqIndex(faq or [], emb), llm=llm)  # type: ignore[arg-type]
+
+
+def test_offline_answer_cites_sources(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    answer = _service(docs, kb).ask("居住证多久签注一次")
+    assert answer.answered and answer.mode == "offline"
+    assert "签注" in answer.text and len(answer.text) <= 350
+    assert answer.citations[0].title == "居住证办理指南"
+    assert answer.citations[0].section == "签注与有效期"
+    assert "来源" in answer.text
+
+
+def test_not_in_kb_refuses_honestly(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    answer = _service(docs, kb).ask("红烧肉咋做好吃")
+    assert not answer.answered and answer.citations == []
+    assert "转人工" in answer.text
+
+
+def test_filters_restrict_results(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    svc = _service(docs, kb)
+    res = svc.retriever.search("室温 供暖 居住证", k=10, filters=Filters(category="housing"))
+    assert res.hits and {h.doc_id for h in res.hits} == {"heating"}
+    from datetime import date
+    res = svc.retriever.search("居住证签注", k=10, filters=Filters(effective_on=date(2024, 12, 1)))
+    assert "residence-permit" not in {h.doc_id for h in res.hits}
+
+
+def test_faq_override_wins(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    entry = FaqEntry(id="x", questions=("办居住证要带什么",), answer="管理员改过的答案：带身份证和租房合同。",
+                     doc="residence-permit", section="所需材料")
+    svc = _service(docs, kb, faq=[entry])
+    answer = svc.ask("请问办居住证要带什么？")
+    assert answer.mode == "faq" and "管理员改过的答案" in answer.text
+    assert answer.citations[0].title == "居住证办理指南"
+    assert svc.ask("居住证多久签注一次").mode == "offline"
