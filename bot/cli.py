@@ -88,4 +88,4 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # Subcommands live beside their area; importing registers them on `app`.
-from bot import cli_chat, cli_eval, cli_knowledge, cli_loop, cli_understanding  # noqa: E402,F401
+from bot import cli_chat, cli_demo, cli_eval, cli_knowledge, cli_loop, cli_run, cli_understanding  # noqa: E402,F401

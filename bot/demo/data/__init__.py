@@ -1,0 +1,1 @@
+"""Scenario files for `quanbot demo` (a package only so that the YAML ships with the wheel)."""
