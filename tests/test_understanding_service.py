@@ -155,3 +155,37 @@ def test_load_classifier_trains_on_first_use(settings) -> None:
     assert clf.report is not None and clf.report.trained
     assert clf.report.path.parent == Path(settings.var_dir) / "models"
     assert load_classifier(settings).report.trained is False  # type: ignore[union-attr]
+
+
+def test_training_lines_follow_the_labelling_contract(policies) -> None:
+    """Every training line uses taxonomy labels; topicless intents are other/normal; inquiry, suggestion and
+    wish are normal and have a real topic (the contract service._decide enforces at run time)."""
+    from bot.understanding.training import read_examples, training_files
+
+    tax = policies.taxonomy
+    problems = []
+    for path in training_files():
+        for ex in read_examples([path]):
+            where = f"{path.name}: {ex.text[:30]}"
+            if ex.intent not in tax.intents or ex.category not in tax.categories or ex.urgency not in tax.urgencies:
+                problems.append(f"unknown label {where}")
+            elif ex.intent in ("status", "feedback", "chitchat") and (ex.category, ex.urgency) != ("other", "normal"):
+                problems.append(f"topicless not other/normal {where}")
+            elif ex.intent in ("inquiry", "suggestion", "wish") and (ex.urgency != "normal" or ex.category == "other"):
+                problems.append(f"topical intent without topic or with urgency {where}")
+    assert not problems, problems[:10]
+
+
+def test_featuriser_rows_match_sklearn() -> None:
+    """The plain-Python feature path used at run time gives the same TF-IDF values as sklearn at fit time."""
+    import numpy as np
+
+    from bot.understanding.model import Featuriser, normalise
+
+    texts = [normalise(t) for t in ("楼道灯不亮了 咋整", "俺报的单子 到哪一步了", "谢谢师傅 五星好评👍",
+                                     "想要个轮椅", "楼道灯 修好了 谢谢", "咋整 到哪一步了")]
+    feat = Featuriser()
+    fitted = feat.fit_transform(texts).toarray()
+    again = feat.transform(texts).toarray()
+    assert fitted.shape[1] == feat.n_features > 0
+    assert np.allclose(fitted, again, atol=1e-5)

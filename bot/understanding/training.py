@@ -24,7 +24,7 @@ from bot.understanding.types import AXES
 
 log = logging.getLogger(__name__)
 
-CODE_VERSION = "understanding-4"
+CODE_VERSION = "understanding-5"
 DEFAULT_APPROACH = "tfidf"
 DATA_DIR = Path(__file__).resolve().parents[2] / "evals" / "data"
 TRAIN_GLOB = "classification_train_*.jsonl"
