@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 TOPICLESS = ("status", "feedback", "chitchat")
 PROBLEM_INTENTS = ("help", "complaint", "dispute", "suggestion", "wish")
 # tuned on a dev split carved from train (training.dev_split), not on the test split
-THRESHOLDS = {"intent": 0.45, "category": 0.40, "urgency": 0.50}
+# Below these a clarifying question beats a guess. Intent was raised to 0.60 after the temperature-scaled
+# model (understanding-5) became sharper: bare topics ("关于暖气") scored 0.55 and were guessed.
+THRESHOLDS = {"intent": 0.60, "category": 0.40, "urgency": 0.50}
 MARGIN = 0.10
 MAX_MODEL_CHARS = 1000  # longer messages are classified on their head; rules and details see all of it
 LLM_WEIGHT = 0.7  # an LLM answer has no probabilities: its label gets this mass, the offline scores the rest
