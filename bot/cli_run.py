@@ -61,7 +61,12 @@ async def serve(settings: Settings, *, scheduler: bool, stop: asyncio.Event | No
     from bot.channels.telegram import TelegramChannel
     from bot.services import Services
 
+    from bot.runtime import prepare_database
+
+    # migrate, load the organisation and warm the models before the first resident is kept waiting
+    await asyncio.to_thread(prepare_database, settings)
     services = Services(settings)
+    await asyncio.to_thread(lambda: (services.classifier, services.knowledge))
     channel = TelegramChannel(settings=settings, handler=services.dialogue.handle, db_engine=services.engine,
                               clock=services.clock)
     stop = stop or asyncio.Event()
