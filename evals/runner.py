@@ -1,0 +1,342 @@
+"""Runs eval suites by name, compares their gated figures with `thresholds.yaml`, and diffs against a baseline.
+
+Owns: the suite registry (suites are imported lazily by module name, so a suite whose module or dependency
+has not landed yet reports "not available" instead of breaking the others), the threshold check, the
+baseline diff and the run document that `evals.report` writes out.
+Must not: print or render (the CLI does that) nor be imported by the product.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evals.core import EvalContext, SuiteResult
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS_PATH = Path(__file__).resolve().parent / "thresholds.yaml"
+SUITE_ORDER = ("classification", "retrieval", "answers", "routing", "dialogue", "safety")
+OUR_PACKAGES = ("bot", "casestore", "knowledge", "policies", "evals")
+
+SuiteFn = Callable[[EvalContext], SuiteResult]
+# name -> module path (imported lazily) or a callable (tests register tiny synthetic suites)
+_REGISTRY: dict[str, str | SuiteFn] = {name: f"evals.suites.{name}" for name in SUITE_ORDER}
+
+
+class SuiteUnavailable(Exception):
+    """A suite cannot run. `missing_dependency=True`: a module it needs has not landed (not a failure);
+    False: the dependency is there but unusable (a gated failure)."""
+
+    def __init__(self, reason: str, *, missing_dependency: bool = True):
+        super().__init__(reason)
+        self.reason = reason
+        self.missing_dependency = missing_dependency
+
+
+def register_suite(name: str, suite: str | SuiteFn) -> None:
+    """Add or replace a suite (a module path with `run(ctx)`, or the function itself)."""
+    _REGISTRY[name] = suite
+
+
+def unregister_suite(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    if name in SUITE_ORDER:
+        _REGISTRY[name] = f"evals.suites.{name}"
+
+
+def suite_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def require(module: str, why: str) -> Any:
+    """Import a product module a suite depends on, or raise SuiteUnavailable naming it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if _is_ours(exc.name):
+            raise SuiteUnavailable(f"{exc.name} is not there yet ({why})") from None
+        raise SuiteUnavailable(f"{module} needs {exc.name}, which is not installed", missing_dependency=False) from None
+
+
+def _is_ours(module: str | None) -> bool:
+    return bool(module) and module.split(".")[0] in OUR_PACKAGES  # type: ignore[union-attr]
+
+
+# ---------------- thresholds ----------------
+@dataclass(frozen=True)
+class Threshold:
+    suite: str
+    figure: str
+    op: str  # ">=" or "<="
+    value: float
+    path: str | None = None  # where the figure sits in `figures` when it is not in `headline` (dotted)
+
+    def passes(self, actual: float) -> bool:
+        return actual >= self.value - 1e-9 if self.op == ">=" else actual <= self.value + 1e-9
+
+
+class ThresholdError(ValueError):
+    """thresholds.yaml is malformed; the message names the suite and figure."""
+
+
+def load_thresholds(path: Path | None = None) -> dict[str, list[Threshold]]:
+    """Parse thresholds.yaml: `suite: {figure: {min: x} | {max: y} | x, ...}`."""
+    path = path or THRESHOLDS_PATH
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ThresholdError(f"{path.name}: top level must be a mapping of suites")
+    out: dict[str, list[Threshold]] = {}
+    for suite, figures in raw.items():
+        if not isinstance(figures, dict):
+            raise ThresholdError(f"{path.name}: {suite} must map figures to thresholds")
+        items: list[Threshold] = []
+        for figure, spec in figures.items():
+            if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+                items.append(Threshold(suite, figure, ">=", float(spec)))
+                continue
+            if not isinstance(spec, dict) or ("min" in spec) == ("max" in spec):
+                raise ThresholdError(f"{path.name}: {suite}.{figure} needs exactly one of min or max")
+            op, value = (">=", spec["min"]) if "min" in spec else ("<=", spec["max"])
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ThresholdError(f"{path.name}: {suite}.{figure} threshold {value!r} is not a number") from None
+            items.append(Threshold(suite, figure, op, number, spec.get("path")))
+        out[str(suite)] = items
+    return out
+
+
+def lookup_figure(result: dict[str, Any], threshold: Threshold) -> float | None:
+    """The gated figure's value: from `headline`, then `figures` (flat, dotted path, or axis_name split)."""
+    headline = result.get("headline") or {}
+    figures = result.get("figures") or {}
+    if threshold.figure in headline:
+        return _number(headline[threshold.figure])
+    if threshold.path:
+        return _number(_dig(figures, threshold.path.split(".")))
+    if threshold.figure in figures:
+        return _number(figures[threshold.figure])
+    # "intent_macro_f1" -> figures["intent"]["macro_f1"]; "emergency_recall" -> figures["emergency"]["recall"]
+    parts = threshold.figure.split("_")
+    for cut in range(1, len(parts)):
+        head, tail = "_".join(parts[:cut]), "_".join(parts[cut:])
+        if isinstance(figures.get(head), dict) and tail in figures[head]:
+            return _number(figures[head][tail])
+    return None
+
+
+def _dig(obj: Any, keys: list[str]) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(float(value)) else float(value)
+
+
+# ---------------- running ----------------
+@dataclass
+class SuiteRun:
+    """One suite in one mode, as stored in report.json."""
+
+    name: str
+    mode: str
+    status: str  # ok | unavailable | error
+    reason: str = ""
+    duration_s: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
+    headline: dict[str, float] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gate_failed(self) -> bool:
+        return self.status == "error" or any(not c["passed"] for c in self.checks)
+
+
+def run_suite(name: str, ctx: EvalContext, thresholds: dict[str, list[Threshold]] | None = None) -> SuiteRun:
+    """Run one registered suite; never raises for a suite's own failure (it is recorded instead)."""
+    started = time.perf_counter()
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise KeyError(f"unknown suite {name!r}; known: {', '.join(_REGISTRY)}")
+    try:
+        fn = _resolve(name, entry)
+        result = fn(ctx)
+    except SuiteUnavailable as exc:
+        status = "unavailable" if exc.missing_dependency else "error"
+        return SuiteRun(name, ctx.mode, status, f"not available: {exc.reason}",
+                        duration_s=time.perf_counter() - started,
+                        figures={"not_available": exc.reason})
+    except Exception as exc:  # a broken suite is a gated failure, reported rather than crashing the run
+        log.exception("suite %s crashed", name)
+        return SuiteRun(name, ctx.mode, "error", f"{type(exc).__name__}: {exc}",
+                        duration_s=time.perf_counter() - started)
+    run = SuiteRun(
+        name=name, mode=ctx.mode, status="ok", duration_s=time.perf_counter() - started,
+        figures=_jsonable(result.figures), headline=_jsonable(result.headline),
+        failures=_jsonable(result.failures), problems=[asdict(p) for p in result.problems],
+        extra=_jsonable(result.extra),
+    )
+    run.checks = check_thresholds(asdict(run), (thresholds or {}).get(name, []))
+    return run
+
+
+def _resolve(name: str, entry: str | SuiteFn) -> SuiteFn:
+    if callable(entry):
+        return entry
+    try:
+        module = importlib.import_module(entry)
+    except ModuleNotFoundError as exc:
+        if _is_ours(exc.name):
+            what = "the suite module" if exc.name == entry else f"its dependency {exc.name}"
+            raise SuiteUnavailable(f"{what} is not there yet") from None
+        raise SuiteUnavailable(f"{exc.name} is not installed", missing_dependency=False) from None
+    fn = getattr(module, "run", None)
+    if not callable(fn):
+        raise SuiteUnavailable(f"{entry} has no run(ctx)", missing_dependency=False)
+    return fn  # type: ignore[no-any-return]
+
+
+def check_thresholds(result: dict[str, Any], thresholds: Iterable[Threshold]) -> list[dict[str, Any]]:
+    """One row per threshold: figure, value, op, threshold, passed. A missing figure fails."""
+    rows = []
+    for t in thresholds:
+        value = lookup_figure(result, t)
+        rows.append({"figure": t.figure, "value": value, "op": t.op, "threshold": t.value,
+                     "passed": value is not None and t.passes(value)})
+    return rows
+
+
+def run_all(names: list[str], *, settings: Any, modes: list[str], data: Path | None = None, quick: bool = False,
+            progress: Callable[[str, int, int], None] | None = None,
+            on_suite: Callable[[SuiteRun], None] | None = None,
+            thresholds: dict[str, list[Threshold]] | None = None) -> dict[str, Any]:
+    """Run `names` in each mode and return the run document (what report.json holds)."""
+    thresholds = load_thresholds() if thresholds is None else thresholds
+    started = time.perf_counter()
+    notes: list[str] = []
+    runs: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        if mode == "llm" and not getattr(settings, "llm_enabled", False):
+            notes.append("llm mode is not configured (set OPENAI_BASE_URL and OPENAI_API_KEY); "
+                         "only offline figures were measured")
+            continue
+        runs[mode] = {}
+        for name in names:
+            ctx = EvalContext(settings=settings, data=data, mode=mode, quick=quick, progress=progress)
+            run = run_suite(name, ctx, thresholds)
+            runs[mode][name] = asdict(run) | {"gate_failed": run.gate_failed}
+            if on_suite is not None:
+                on_suite(run)
+    gate_failures = [
+        {"mode": mode, "suite": name, "figure": c["figure"], "value": c["value"], "op": c["op"],
+         "threshold": c["threshold"]}
+        for mode, suites in runs.items() for name, r in suites.items() for c in r["checks"] if not c["passed"]
+    ] + [
+        {"mode": mode, "suite": name, "figure": "(suite)", "value": None, "op": "", "threshold": None,
+         "reason": r["reason"]}
+        for mode, suites in runs.items() for name, r in suites.items() if r["status"] == "error"
+    ]
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "modes": list(runs),
+        "suites": names,
+        "duration_s": round(time.perf_counter() - started, 2),
+        "notes": notes,
+        "runs": runs,
+        "gate": {"passed": not gate_failures, "failures": gate_failures},
+    }
+
+
+# ---------------- baseline ----------------
+def flatten_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
+    """Every numeric leaf of a figures object, keyed by dotted path (lists and matrices skipped)."""
+    out: dict[str, float] = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(flatten_numbers(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif (n := _number(obj)) is not None:
+        out[prefix] = n
+    return out
+
+
+def _failure_key(item: dict[str, Any]) -> str:
+    for key in ("id", "scenario", "case", "input", "text", "question"):
+        if key in item:
+            return f"{key}={item[key]}"
+    return json.dumps(item, ensure_ascii=False, sort_keys=True)
+
+
+def diff_baseline(current: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """For every figure: before, after, change; plus gated checks and failing cases that are new."""
+    changes: list[dict[str, Any]] = []
+    new_gate_failures: list[dict[str, Any]] = []
+    new_failing_cases: list[dict[str, Any]] = []
+    for mode, suites in current.get("runs", {}).items():
+        for name, run in suites.items():
+            before = baseline.get("runs", {}).get(mode, {}).get(name)
+            now_flat = flatten_numbers(run.get("figures", {}))
+            then_flat = flatten_numbers(before.get("figures", {})) if before else {}
+            for key in sorted(set(now_flat) | set(then_flat)):
+                a, b = then_flat.get(key), now_flat.get(key)
+                changes.append({"mode": mode, "suite": name, "figure": key, "before": a, "after": b,
+                                "change": None if a is None or b is None else round(b - a, 6)})
+            was_failing = {c["figure"] for c in (before or {}).get("checks", []) if not c["passed"]}
+            for c in run.get("checks", []):
+                if not c["passed"] and c["figure"] not in was_failing:
+                    new_gate_failures.append({"mode": mode, "suite": name, **c})
+            old_cases = {_failure_key(f) for f in (before or {}).get("failures", [])}
+            for f in run.get("failures", []):
+                if _failure_key(f) not in old_cases:
+                    new_failing_cases.append({"mode": mode, "suite": name, "case": f})
+    return {"baseline_created_at": baseline.get("created_at"), "changes": changes,
+            "new_gate_failures": new_gate_failures, "new_failing_cases": new_failing_cases}
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A previous report.json (a directory holding one is accepted too)."""
+    if path.is_dir():
+        path = path / "report.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "runs" not in data:
+        raise ValueError(f"{path} is not a quanbot eval report (no 'runs')")
+    return data
+
+
+def _jsonable(obj: Any) -> Any:
+    """Round-trip through JSON so the document is exactly what report.json will hold."""
+    return json.loads(json.dumps(obj, ensure_ascii=False, default=_default))
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)

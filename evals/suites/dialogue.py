@@ -1,0 +1,542 @@
+"""Dialogue eval: scripted multi-turn scenarios through the REAL dialogue engine, on a fake clock, with a
+recording notifier and a fresh case store per scenario.
+
+A scenario (evals/data/dialogue/*.yaml, list under `scenarios:`) has an id, an optional `start` (local ISO,
+default Fri 2026-11-20 10:00 Asia/Shanghai), optional `residents` set up beforehand (consented, address
+bound), and `steps`. Step kinds:
+  say: TEXT | press: LABEL | photo: CAPTION | command: NAME   (`as:` a resident alias or a worker's
+      telegram id; `case_of:` a resident alias picks the button of that resident's latest case)
+  advance: 48m | until: 61m     move the fake clock (relative / since start), running the sweep and the
+                                dispatcher at every due cursor on the way (as the 30 s scheduler would)
+  sweep: true                   one sweep + dispatch now
+  expect: {...}                 checks, see `CHECKS` below
+Reports pass rate, per-scenario results and an SLA timeline (minutes since start) for the report's chart.
+Must not: stub the engine, the classifier, the knowledge service or casestore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult
+from evals.fixtures import classifier_for, fresh_database, read_cases, settings_for
+from evals.runner import require
+
+SCENARIO_DIR = DATA_DIR / "dialogue"
+DEFAULT_START = "2026-11-20T10:00:00+08:00"  # a Friday morning, inside service hours
+RESIDENT_BASE = 610000
+MAX_SWEEPS = 2000
+
+
+class StepError(Exception):
+    """A step could not be carried out (e.g. no button with that label): the scenario fails."""
+
+
+def parse_duration(text: Any) -> timedelta:
+    """"48m", "2h", "3d", "1h30m" or a number of minutes."""
+    if isinstance(text, (int, float)):
+        return timedelta(minutes=float(text))
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([dhms])", str(text))
+    if not parts:
+        raise ValueError(f"not a duration: {text!r}")
+    unit = {"d": 1440.0, "h": 60.0, "m": 1.0, "s": 1 / 60}
+    return timedelta(minutes=sum(float(v) * unit[u] for v, u in parts))
+
+
+# ====================================================================== the simulation
+@dataclass
+class Sim:
+    """One scenario's world: a fresh case store, the real engine, a fake clock and a recording notifier."""
+
+    settings: Any
+    classifier: Any
+    knowledge: Any
+    start: datetime
+    url: str
+    engine: Any = None
+    clock: Any = None
+    services: Any = None
+    notifier: Any = None
+    last_reply: dict[int, str] = field(default_factory=dict)
+    buttons: dict[int, list[Any]] = field(default_factory=dict)  # per chat, oldest first
+    replies: list[tuple[int, str]] = field(default_factory=list)  # every reply text, by chat
+    delivered: int = 0
+
+    def __post_init__(self) -> None:
+        from bot.services import Services
+        from casestore.clock import FakeClock
+        from casestore.db import make_engine
+        from casestore.notify import RecordingNotifier
+        from policies.loader import load_policies
+
+        self.engine = make_engine(self.url)
+        self.clock = FakeClock(self.start)
+        settings = self.settings.model_copy(update={"database_url": self.url, "admin_telegram_ids": []})
+        self.services = Services(settings, clock=self.clock, engine=self.engine,
+                                 policies=load_policies(settings.policies_dir), classifier=self.classifier,
+                                 knowledge=self.knowledge)
+        self.notifier = RecordingNotifier()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- people
+    @staticmethod
+    def user_id(alias: Any) -> int:
+        if isinstance(alias, int):
+            return alias
+        text = str(alias or "resident")
+        if text.isdigit():
+            return int(text)
+        if text == "resident":
+            return RESIDENT_BASE + 1
+        m = re.fullmatch(r"(?:resident|r)(\d+)", text)
+        if m:
+            return RESIDENT_BASE + int(m.group(1))
+        raise StepError(f"unknown person {alias!r} (use resident, r2.., or a worker's telegram id)")
+
+    def add_resident(self, spec: dict[str, Any]) -> None:
+        from casestore.db import session_scope
+        from casestore.residents import bind_address, get_or_create_resident, record_consent
+
+        with session_scope(self.engine) as session:
+            r = get_or_create_resident(session=session, telegram_id=self.user_id(spec.get("as", "resident")),
+                                       now=self.clock.now(), channel="eval", display_name=str(spec.get("name", "")))
+            if spec.get("consent", True):
+                record_consent(session=session, resident=r, now=self.clock.now())
+            if spec.get("estate"):
+                bind_address(session=session, resident=r, grids=self.services.policies.grids,
+                             estate=str(spec["estate"]), building=int(spec["building"]),
+                             unit=int(spec["unit"]) if spec.get("unit") else None)
+
+    # ---- turns
+    def handle(self, incoming: Any) -> str:
+        reply = self.services.dialogue.handle(incoming)
+        text = "\n".join(m.text for m in reply.messages)
+        self.last_reply[incoming.chat_id] = text
+        self.replies.append((incoming.chat_id, text))
+        for m in reply.messages:
+            self.buttons.setdefault(incoming.chat_id, []).extend(b for row in m.buttons for b in row)
+        self.dispatch()
+        return text
+
+    def incoming(self, user: int, kind: str, **kw: Any) -> Any:
+        from bot.dialogue.types import Incoming
+
+        return Incoming(channel="eval", user_id=user, chat_id=user, kind=kind, display_name="测试居民", **kw)  # type: ignore[arg-type]
+
+    def find_button(self, user: int, label: str, case_code: str | None) -> Any:
+        candidates = [b for b in reversed(self.buttons.get(user, []))
+                      if case_code is None or b.case_code in (None, case_code)]
+        for b in candidates:  # the exact label first ("对" must not press "不对(修改)")
+            if b.label == label:
+                return b
+        for b in candidates:
+            if label in b.label:
+                return b
+        seen = sorted({b.label for b in self.buttons.get(user, [])})
+        raise StepError(f"no button {label!r} for {user} (seen: {', '.join(seen[-12:]) or 'none'})")
+
+    # ---- time
+    def dispatch(self) -> None:
+        from casestore.dispatch import dispatch_pending
+
+        before = len(self.notifier.sent)
+        asyncio.run(dispatch_pending(engine=self.engine, notifier=self.notifier, clock=self.clock, limit=500))
+        for chat_id, message in self.notifier.sent[before:]:
+            self.buttons.setdefault(chat_id, []).extend(b for row in message.buttons for b in row)
+
+    def sweep(self) -> None:
+        from casestore.sweep import sweep
+
+        sweep(engine=self.engine, policies=self.services.policies, sla=self.services.sla, clock=self.clock)
+        self.dispatch()
+
+    def run_until(self, target: datetime) -> None:
+        """Move the clock to `target`, sweeping at every due cursor on the way (event-driven)."""
+        from sqlalchemy import func, select
+
+        from casestore.db import session_scope
+        from casestore.models import Case
+
+        last_swept: datetime | None = None
+        for _ in range(MAX_SWEEPS):
+            with session_scope(self.engine) as session:
+                due = session.execute(select(func.min(Case.next_reminder_at))).scalar_one_or_none()
+            if due is not None and due.tzinfo is None:
+                from datetime import UTC
+
+                due = due.replace(tzinfo=UTC)
+            if due is None or due > target:
+                break
+            when = max(due, self.clock.now())
+            if last_swept is not None and when <= last_swept:
+                when = last_swept + timedelta(minutes=1)  # a cursor the sweep left in place: step past it
+                if when > target:
+                    break
+            self.clock.set(when)
+            self.sweep()
+            last_swept = when
+        if target > self.clock.now():
+            self.clock.set(target)
+        self.sweep()
+
+    def minute(self, ts: datetime | None) -> float | None:
+        if ts is None:
+            return None
+        from datetime import UTC
+
+        ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        return round((ts - self.start).total_seconds() / 60, 2)
+
+
+# ====================================================================== checks
+def _latest_case(sim: Sim, alias: Any) -> Any:
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from casestore.db import session_scope
+    from casestore.models import Case, Resident
+
+    with session_scope(sim.engine) as s:
+        r = s.execute(select(Resident).where(col(Resident.telegram_id) == sim.user_id(alias))).scalars().first()
+        if r is None:
+            return None
+        return s.execute(select(Case).where(col(Case.resident_id) == r.id).order_by(col(Case.id).desc())).scalars().first()
+
+
+def _cases_of(sim: Sim, alias: Any | None) -> list[Any]:
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from casestore.db import session_scope
+    from casestore.models import Case, Resident
+
+    with session_scope(sim.engine) as s:
+        stmt = select(Case).order_by(col(Case.id))
+        if alias is not None:
+            r = s.execute(select(Resident).where(col(Resident.telegram_id) == sim.user_id(alias))).scalars().first()
+            if r is None:
+                return []
+            stmt = stmt.where(col(Case.resident_id) == r.id)
+        return list(s.execute(stmt).scalars())
+
+
+def _as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def check_reply(sim: Sim, spec: Any, user: int) -> list[str]:
+    if isinstance(spec, (str, list)):
+        spec = {"contains": spec}
+    if "as" in spec:
+        user = sim.user_id(spec["as"])
+    text = sim.last_reply.get(user, "")
+    errors = []
+    for s in _as_list(spec.get("contains", [])) if "contains" in spec else []:
+        if s not in text:
+            errors.append(f"reply lacks {s!r}")
+    if "contains_any" in spec and not any(s in text for s in _as_list(spec["contains_any"])):
+        errors.append(f"reply has none of {spec['contains_any']}")
+    for s in _as_list(spec.get("not_contains", [])) if "not_contains" in spec else []:
+        if s in text:
+            errors.append(f"reply contains {s!r}")
+    if errors:
+        errors.append(f"reply was: {text[:160]!r}")
+    return errors
+
+
+CASE_FIELDS = {"category": "category", "urgency": "urgency", "intent": "intent", "status": "status",
+               "role": "assignee_role", "grid": "grid_id", "escalation_level": "escalation_level",
+               "reopen_count": "reopen_count", "close_reason": "close_reason", "satisfaction": "satisfaction",
+               "needs_address_confirmation": "needs_address_confirmation"}
+
+
+def check_case(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
+    case = _latest_case(sim, spec.get("of", "resident"))
+    if case is None:
+        return [f"no case for {spec.get('of', 'resident')}"]
+    errors = []
+    for key, expected in spec.items():
+        if key == "of":
+            continue
+        if key == "duplicate":
+            got: Any = case.duplicate_of_id is not None
+        elif key == "hotspot":
+            got = case.cluster_id is not None
+        elif key == "status_in":
+            if case.status not in expected:
+                errors.append(f"case status {case.status} not in {expected}")
+            continue
+        elif key in CASE_FIELDS:
+            got = getattr(case, CASE_FIELDS[key])
+        else:
+            errors.append(f"unknown case field {key!r}")
+            continue
+        if got != expected:
+            errors.append(f"case {key}: expected {expected!r}, got {got!r}")
+    return errors
+
+
+def check_cases(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
+    cases = _cases_of(sim, spec.get("of"))
+    if "duplicates" in spec:
+        n = sum(c.duplicate_of_id is not None for c in cases)
+        if n != spec["duplicates"]:
+            return [f"expected {spec['duplicates']} duplicate cases, got {n}"]
+    if "count" in spec and len(cases) != spec["count"]:
+        return [(f"expected {spec['count']} cases{' of ' + str(spec.get('of')) if spec.get('of') else ''}, got "
+                f"{len(cases)}")]
+    return []
+
+
+def _notifications(sim: Sim, spec: dict[str, Any]) -> list[Any]:
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from casestore.db import session_scope
+    from casestore.models import Notification
+
+    with session_scope(sim.engine) as s:
+        rows: list[Notification] = list(s.execute(select(Notification).order_by(col(Notification.id))).scalars())
+    out = []
+    for n in rows:
+        if "to" in spec and n.chat_id != sim.user_id(spec["to"]):
+            continue
+        if "kind" in spec and not re.fullmatch(str(spec["kind"]), n.kind):
+            continue
+        if "by_minute" in spec and (sim.minute(n.created_at) or 0) > float(spec["by_minute"]) + 1e-6:
+            continue
+        if "after_minute" in spec and (sim.minute(n.created_at) or 0) < float(spec["after_minute"]) - 1e-6:
+            continue
+        if "contains" in spec and str(spec["contains"]) not in str((n.payload or {}).get("text", "")):
+            continue
+        out.append(n)
+    return out
+
+
+def check_notified(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
+    found = _notifications(sim, spec)
+    sent = [n for n in found if n.state == "sent"]
+    if "count" in spec:
+        return [] if len(sent) == spec["count"] else [f"expected {spec['count']} notifications {spec}, got {len(sent)}"]
+    lo = int(spec.get("min", 1))
+    if len(sent) < lo:
+        return [f"expected ≥{lo} sent notification(s) {spec}, got {len(sent)} (recorded {len(found)})"]
+    if "max" in spec and len(sent) > spec["max"]:
+        return [f"expected ≤{spec['max']} notifications {spec}, got {len(sent)}"]
+    return []
+
+
+def check_not_notified(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
+    found = _notifications(sim, spec)
+    return [f"unexpected notification(s) {spec}: {[(n.kind, sim.minute(n.created_at)) for n in found][:5]}"] if found else []
+
+
+def check_event(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from casestore.db import session_scope
+    from casestore.models import CaseEvent
+
+    case = _latest_case(sim, spec.get("of", "resident"))
+    if case is None:
+        return [f"no case for {spec.get('of', 'resident')}"]
+    with session_scope(sim.engine) as s:
+        events: list[CaseEvent] = list(s.execute(select(CaseEvent).where(col(CaseEvent.case_id) == case.id).order_by(col(CaseEvent.id))).scalars())
+    hits = [e for e in events if e.action == spec["action"]
+            and ("by_minute" not in spec or (sim.minute(e.at) or 0) <= float(spec["by_minute"]) + 1e-6)
+            and ("after_minute" not in spec or (sim.minute(e.at) or 0) >= float(spec["after_minute"]) - 1e-6)]
+    if "count" in spec:
+        return [] if len(hits) == spec["count"] else [(f"expected {spec['count']} {spec['action']} events, got {len(hits)} "
+                                                     f"(at {[sim.minute(e.at) for e in hits]})")]
+    if not hits:
+        seen = [(e.action, sim.minute(e.at)) for e in events]
+        return [f"no {spec['action']} event {spec} (events: {seen})"]
+    return []
+
+
+def check_pushed(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
+    to = sim.user_id(spec["to"])
+    texts = [m.text for c, m in sim.notifier.sent if c == to]
+    want = _as_list(spec.get("contains", ""))
+    if not any(all(w in t for w in want) for t in texts):
+        return [f"no message to {to} containing {want} (got {len(texts)} messages)"]
+    return []
+
+
+def check_hotspots(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
+    from sqlalchemy import select
+
+    from casestore.db import session_scope
+    from casestore.models import Hotspot
+
+    with session_scope(sim.engine) as s:
+        n = len(list(s.execute(select(Hotspot)).scalars()))
+    lo = int(spec.get("min", 1)) if isinstance(spec, dict) else int(spec)
+    return [] if n >= lo else [f"expected ≥{lo} hotspot(s), got {n}"]
+
+
+CHECKS: dict[str, Callable[[Sim, Any, int], list[str]]] = {
+    "reply": check_reply, "case": check_case, "cases": check_cases, "notified": check_notified,
+    "not_notified": check_not_notified, "event": check_event, "pushed": check_pushed, "hotspots": check_hotspots,
+}
+
+
+# ====================================================================== running a scenario
+def run_steps(sim: Sim, steps: list[dict[str, Any]], failed: list[str]) -> None:
+    """Carry out the steps, adding failed expectations to `failed` (empty at the end: the scenario passed)."""
+    for n, step in enumerate(steps, start=1):
+        if not isinstance(step, dict):
+            raise StepError(f"step {n} is not a mapping")
+        user = sim.user_id(step.get("as", "resident"))
+        if "say" in step:
+            sim.handle(sim.incoming(user, "text", text=str(step["say"])))
+        elif "press" in step:
+            code = None
+            if step.get("case_of"):
+                case = _latest_case(sim, step["case_of"])
+                code = case.code if case is not None else None
+            b = sim.find_button(user, str(step["press"]), code)
+            sim.handle(sim.incoming(user, "button", button=b))
+        elif "photo" in step:
+            sim.handle(sim.incoming(user, "photo", text=str(step.get("photo") or ""),
+                                    photo_file_id=f"eval-photo-{n}"))
+        elif "command" in step:
+            cmd = str(step["command"]).lstrip("/")
+            sim.handle(sim.incoming(user, "command", text=f"/{cmd} {step.get('args', '')}".strip(), command=cmd,
+                                    args=str(step.get("args", ""))))
+        elif "advance" in step:
+            sim.run_until(sim.clock.now() + parse_duration(step["advance"]))
+        elif "until" in step:
+            sim.run_until(sim.start + parse_duration(step["until"]))
+        elif "sweep" in step:
+            sim.sweep()
+        elif "expect" in step:
+            for key, spec in step["expect"].items():
+                if key not in CHECKS:
+                    raise StepError(f"step {n}: unknown expectation {key!r} (known: {', '.join(CHECKS)})")
+                failed += [f"step {n} {key}: {e}" for e in CHECKS[key](sim, spec, user)]
+        else:
+            raise StepError(f"step {n}: unknown step {sorted(step)}")
+
+
+def timeline(sim: Sim) -> list[dict[str, Any]]:
+    """Every case's opened / first response / reminders / escalations / resolved / closed, in minutes."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from casestore.db import session_scope
+    from casestore.models import Case, CaseEvent, Notification
+
+    out: list[dict[str, Any]] = []
+    with session_scope(sim.engine) as s:
+        cases: list[Case] = list(s.execute(select(Case).order_by(col(Case.id))).scalars())
+        for c in cases:
+            if c.duplicate_of_id is not None:
+                continue
+            out.append({"kind": "opened", "minute": sim.minute(c.created_at), "detail": f"{c.code} {c.urgency}"})
+            e: CaseEvent
+            for e in s.execute(select(CaseEvent).where(col(CaseEvent.case_id) == c.id).order_by(col(CaseEvent.id))).scalars():
+                kind = {"escalate": "escalation", "resolve": "resolved", "confirm": "closed", "auto_close": "closed",
+                        "reopen": "reopened"}.get(e.action)
+                if e.action in ("accept", "respond") and not any(x["kind"] == "first_response" and x["detail"] == c.code
+                                                                for x in out):
+                    kind = "first_response"
+                if kind:
+                    out.append({"kind": kind, "minute": sim.minute(e.at),
+                                "detail": c.code if kind == "first_response" else f"{c.code} {e.action}"})
+            n: Notification
+            for n in s.execute(select(Notification).where(col(Notification.case_id) == c.id,
+                                                          col(Notification.kind).like("remind%"))).scalars():
+                out.append({"kind": "reminder", "minute": sim.minute(n.created_at), "detail": f"{c.code} {n.kind}"})
+    return sorted(out, key=lambda e: e["minute"] or 0)
+
+
+def knowledge_for(settings: Any) -> Any:
+    """The real knowledge service on the eval index (shared with the answers suite)."""
+    from knowledge.service import build_knowledge_service, ingest_from_settings
+
+    ks = settings.model_copy(update={"chroma_dir": Path(settings.var_dir) / "eval" / "answers-chroma"})
+    ingest_from_settings(ks)
+    return build_knowledge_service(ks)
+
+
+def load_scenarios(ctx: EvalContext, problems: list[DataProblem]) -> list[tuple[str, int, dict[str, Any]]]:
+    files = [Path(ctx.data)] if ctx.data else sorted(SCENARIO_DIR.glob("*.yaml"))
+    out = []
+    for path in files:
+        for line, item in read_cases(path, "scenarios", ("id", "steps"), problems):
+            if not isinstance(item["steps"], list) or not item["steps"]:
+                problems.append(DataProblem(path.name, line, "steps must be a non-empty list"))
+                continue
+            out.append((path.name, line, item))
+    return out
+
+
+def run_scenario(settings: Any, classifier: Any, knowledge: Any, scenario: dict[str, Any],
+                 tz: ZoneInfo) -> tuple[list[str], list[dict[str, Any]], list[tuple[int, str]]]:
+    start = datetime.fromisoformat(str(scenario.get("start", DEFAULT_START)))
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=tz)
+    with fresh_database(settings.policies_dir) as url:
+        sim = Sim(settings=settings, classifier=classifier, knowledge=knowledge, start=start, url=url)
+        try:
+            for spec in scenario.get("residents") or []:
+                sim.add_resident(spec)
+            failed: list[str] = []
+            try:
+                run_steps(sim, scenario["steps"], failed)
+            except StepError as exc:
+                failed.append(str(exc))
+            return failed, timeline(sim), sim.replies
+        finally:
+            sim.close()
+
+
+def run(ctx: EvalContext) -> SuiteResult:
+    require("bot.dialogue.engine", "the dialogue engine handles every turn")
+    require("bot.dialogue.resident", "the resident's side of the dialogue")
+    require("bot.dialogue.worker", "the worker's side of the dialogue")
+    require("casestore.sweep", "the sweep sends reminders and escalations")
+    require("casestore.dispatch", "the dispatcher delivers notifications")
+    require("knowledge.service", "policy questions are answered from the knowledge base")
+
+    settings = settings_for(ctx.settings, ctx.mode)
+    classifier = classifier_for(ctx.settings, ctx.mode)
+    knowledge = knowledge_for(settings)
+    problems: list[DataProblem] = []
+    scenarios = load_scenarios(ctx, problems)
+    results: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    for i, (fname, line, sc) in enumerate(scenarios, start=1):
+        if ctx.progress:
+            ctx.progress(f"dialogue [{ctx.mode}]", i, len(scenarios))
+        try:
+            failed, events, replies = run_scenario(settings, classifier, knowledge, sc, settings.tz)
+        except (ValueError, TypeError, KeyError) as exc:  # a malformed scenario: reported by file and line
+            problems.append(DataProblem(fname, line, f"scenario {sc.get('id')}: {type(exc).__name__}: {exc}"))
+            continue
+        passed = not failed
+        results.append({"id": sc["id"], "passed": passed, "failed": failed})
+        lines.append({"scenario": sc["id"], "passed": passed, "events": events})
+        if not passed:
+            said = [s for step in sc["steps"] if isinstance(step, dict) for k, s in step.items() if k in ("say", "press")]
+            failures.append({"scenario": sc["id"], "file": f"{fname}:{line}", "title": sc.get("title", ""),
+                             "inputs": said, "failed": failed[:6],
+                             "last_replies": [t[:200] for _, t in replies[-3:]]})
+    n = len(results)
+    passed_n = sum(r["passed"] for r in results)
+    figures = {"n": n, "passed": passed_n, "pass_rate": round(passed_n / n, 4) if n else None,
+               "scenarios": {r["id"]: r["passed"] for r in results}}
+    return SuiteResult(name="dialogue", figures=figures, headline={"pass_rate": figures["pass_rate"]} if n else {},
+                       failures=failures, problems=problems, extra={"timeline": lines})
