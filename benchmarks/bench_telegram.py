@@ -188,11 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--handler", choices=("engine", "echo"), default="engine")
     ap.add_argument("--pace", type=float, default=17.0,
                     help="residents starting per second in the sustained run (x3 steps ~ updates/s offered)")
+    ap.add_argument("--runs", default="burst,sustained,limits",
+                    help="comma-separated subset of burst,sustained,limits")
     args = ap.parse_args(argv)
+    wanted = {r.strip() for r in args.runs.split(",")}
     runs = [("burst: all at once, limits off (bot capacity)", 0.0, 0.0, 0.0),
             (f"sustained: {args.pace:g} residents/s arriving (~{3 * args.pace:g} updates/s offered), limits off",
              0.0, 0.0, args.pace),
             ("burst, Telegram limits 30/s overall, 1/s per chat", 30.0, 1.0, 0.0)]
+    runs = [r for r, name in zip(runs, ("burst", "sustained", "limits"), strict=True) if name in wanted]
     ok = True
     for title, overall, per_chat, pace in runs:
         print(f"\n== {args.residents} residents x 3 steps, {title}")
