@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -35,6 +35,7 @@ class LoopDeps:
     sla: SlaPolicy
     clock: Clock
     notifier: Notifier
+    running: set[asyncio.Task[TickResult]] = field(default_factory=set)  # ticks in flight, finished on stop
 
 
 @dataclass
@@ -61,8 +62,15 @@ async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
 
 
 async def _safe_tick(deps: LoopDeps) -> None:
+    # The tick runs as its own task, shielded: stopping the scheduler must not cancel a dispatch between
+    # "sent" and "marked sent" (that would resend the message after the lease, a duplicate page).
+    task = asyncio.ensure_future(tick(deps))
+    deps.running.add(task)
+    task.add_done_callback(deps.running.discard)
     try:
-        await tick(deps)
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        pass
     except Exception:  # the next interval tries again; a failed tick must not stop the scheduler
         log.exception("scheduler tick failed")
 
@@ -95,4 +103,7 @@ async def run_in_loop(*, services: object, notifier: Notifier, stop: asyncio.Eve
     try:
         await stop.wait()
     finally:
+        scheduler.pause()  # no new ticks; let the one in flight finish its deliveries and bookkeeping
+        if deps.running:
+            await asyncio.gather(*deps.running, return_exceptions=True)
         scheduler.shutdown(wait=False)
