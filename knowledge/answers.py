@@ -15,15 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from knowledge.chunking import split_sentences
 from knowledge.faq import FaqIndex
 from knowledge.llm import LLM, LLMError
 from knowledge.retrieval import Filters, Hit, HybridRetriever, tokenize
+from knowledge.sanitize import clean_passage, mask_answer
+from knowledge.store import StoredChunk
 from policies.masking import mask_text
 
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 350
+MAX_BODY_CHARS = 280
+# concrete content residents ask for: amounts, places, phone numbers, times, materials
+_CONCRETE = re.compile(r"\d|材料|证明|地点|地址|窗口|电话|热线|时间|工作日|期限|元|带上|携带|办理")
 NO_ANSWER_TEXT = ("抱歉，知识库里没有找到能回答这个问题的内容，我不想给您不准确的说法。"
                   "您可以换个说法再问，或者回复“转人工”，由工作人员为您解答。")
 
@@ -91,37 +95,85 @@ class KnowledgeService:
         hits = _best_per_doc(result.hits, self.top_k)
         if use_llm:
             try:
-                return self._llm_answer(question, hits)
+                answer = self._llm_answer(question, hits)
             except LLMError as exc:
                 log.warning("llm answer failed, offline fallback: %s", self.mask(str(exc))[:300])
-                fallback = self._offline_answer(question, hits)
-                fallback.mode = "offline_fallback"
-                return fallback
-        return self._offline_answer(question, hits)
+                answer = self._offline_answer(question, result.hits)
+                answer.mode = "offline_fallback"
+        else:
+            answer = self._offline_answer(question, result.hits)
+        answer.text = mask_answer(answer.text)
+        return answer
 
     # --- offline -------------------------------------------------------------------------------------
     def _offline_answer(self, question: str, hits: list[Hit]) -> Answer:
-        q_tokens = set(tokenize(question))
-        best = hits[0]
-        sentences = split_sentences(best.chunk.text)
-        scored = sorted(range(len(sentences)),
-                        key=lambda i: (-sum(1 for t in q_tokens if t in sentences[i]), i))
-        keep: list[int] = []
+        """Extractive: the best document's most informative sentences, in reading order, with the chunks
+        they came from as citations. Sentences come from every hit of that document plus the top chunk's
+        neighbours under the same heading; each is scored by IDF-weighted overlap with the question (rare
+        words count more), with a bonus for the top chunk and for concrete content (numbers, places...)."""
+        idf = getattr(self.retriever, "idf", None) or (lambda _t: 1.0)
+        q_tokens = list(dict.fromkeys(tokenize(question)))
+        weights = {t: idf(t) for t in q_tokens}
+        best_doc = hits[0].doc_id
+        top_id = hits[0].chunk.chunk_id
+        chunks: dict[str, StoredChunk] = {}
+        for h in hits:
+            if h.doc_id == best_doc:
+                chunks.setdefault(h.chunk.chunk_id, h.chunk)
+        chunks.update({c.chunk_id: c for c in self._neighbours(hits[0].chunk) if c.chunk_id not in chunks})
+        rank = {cid: n for n, cid in enumerate(chunks)}  # retrieval order; neighbours last
+        units: list[tuple[tuple[int, int], str, str, float]] = []  # (reading position, text, chunk id, score)
+        for cid, chunk in chunks.items():
+            ordinal = int(chunk.metadata.get("ordinal", 0))
+            section = str(chunk.metadata.get("section", "")).lower()
+            heading = 0.5 * sum(w for t, w in weights.items() if t in section)
+            for i, sentence in enumerate(_units(clean_passage(chunk.text))):
+                if sentence.startswith(">"):  # a block-quoted disclaimer, not content
+                    continue
+                overlap = sum(w for t, w in weights.items() if t in sentence.lower())
+                score = (overlap + heading) * (1.25 if cid == top_id else 1.0 - 0.05 * min(rank[cid], 4))
+                if overlap and _CONCRETE.search(sentence):
+                    score *= 1.3
+                units.append(((ordinal, i), sentence, cid, score))
+        if not units:
+            return Answer(NO_ANSWER_TEXT, False, "offline")
+        used_ids: list[str] = []
+        keep: list[tuple[tuple[int, int], str, str, float]] = []
         used = 0
-        for i in scored:
-            if used + len(sentences[i]) > 220 and keep:
-                continue
-            keep.append(i)
-            used += len(sentences[i])
-            if used >= 160:
+        order = sorted(units, key=lambda u: (-u[3], u[0]))
+        if order[0][3] <= 0:  # nothing overlaps: lead with the top chunk as it reads
+            order = sorted(units, key=lambda u: (u[2] != top_id, u[0]))
+        body_limit = MAX_BODY_CHARS
+        for unit in order:
+            if keep and (unit[3] <= 0 < keep[0][3]):
                 break
-        body = "\n".join(_bullet(sentences[i]) for i in sorted(keep))
-        citations = [_citation(h) for h in hits[:2]]
-        lines = [f"[{n}] {c.label()}" for n, c in enumerate(citations, start=1)]
-        text = f"{body}\n来源：" + "；".join(lines)
-        if len(text) > MAX_ANSWER_CHARS:
-            text = text[:MAX_ANSWER_CHARS - 1] + "…"
-        return Answer(text, True, "offline", citations)
+            if used + len(unit[1]) > body_limit and keep:
+                continue
+            keep.append(unit)
+            used += len(unit[1])
+        keep.sort(key=lambda u: u[0])
+        for u in keep:
+            if u[2] not in used_ids:
+                used_ids.append(u[2])
+        used_ids.sort(key=lambda cid: rank[cid])
+        citations = _merge_citations([_citation_of(chunks[cid], hits) for cid in used_ids])
+        lines = "；".join(f"[{n}] {c.label()}" for n, c in enumerate(citations, start=1))
+        sources = f"\n来源：{lines}"
+        body = "\n".join(_bullet(u[1]) for u in keep)
+        room = MAX_ANSWER_CHARS - len(sources)
+        if len(body) > room:
+            body = body[:max(room - 1, 0)] + "…"
+        return Answer(f"{body}{sources}", True, "offline", citations)
+
+    def _neighbours(self, chunk: StoredChunk) -> list[StoredChunk]:
+        """The chunks right before and after `chunk` under the same heading (a section split by length)."""
+        doc_chunks = getattr(self.retriever, "doc_chunks", None)
+        if doc_chunks is None:
+            return []
+        ordinal = int(chunk.metadata.get("ordinal", 0))
+        path = chunk.metadata.get("heading_path")
+        return [c for c in doc_chunks(str(chunk.metadata.get("doc_id", "")))
+                if abs(int(c.metadata.get("ordinal", 0)) - ordinal) == 1 and c.metadata.get("heading_path") == path]
 
     # --- FAQ -----------------------------------------------------------------------------------------
     def _faq_answer(self, entry: Any, score: float) -> Answer:
@@ -146,7 +198,8 @@ class KnowledgeService:
         for n, h in enumerate(hits, start=1):
             meta = h.chunk.metadata
             label = _neutralise(self.mask(f"{meta.get('title', '')} › {meta.get('section', '')}"))
-            docs.append(f'<doc id="{n}" title="{label}">\n{_neutralise(self.mask(h.chunk.text))}\n</doc>')
+            text = clean_passage(h.chunk.text)
+            docs.append(f'<doc id="{n}" title="{label}">\n{_neutralise(self.mask(text))}\n</doc>')
         user = ("<context>\n" + "\n".join(docs) + "\n</context>\n"
                 f"<question>\n{_neutralise(self.mask(question))}\n</question>\n"
                 "请只依据 <context> 回答 <question>，按规则输出 JSON。")
@@ -193,7 +246,40 @@ def _citation(h: Hit) -> Citation:
     meta = h.chunk.metadata
     return Citation(title=str(meta.get("title", "")), section=str(meta.get("section", "")),
                     source=str(meta.get("source", "")), doc_id=str(meta.get("doc_id", "")),
-                    score=float(h.score), text=h.chunk.text)
+                    score=float(h.score), text=clean_passage(h.chunk.text))
+
+
+def _units(text: str) -> list[str]:
+    """Sentences, with a FAQ pair ("问：…" then "答：…") kept together: a question alone answers nothing."""
+    out: list[str] = []
+    # split at sentence ends only: a list joined by "；" ("无劳动能力；无生活来源；…") is one statement
+    sentences = [s for s in re.findall(r"[^。！？!?\n]*(?:[。！？!?]+[”’」』）)]*|\n|$)", text) if s.strip()]
+    for sentence in (s.strip() for s in sentences):
+        if out and re.match(r"^答[:：]", sentence) and re.match(r"^问[:：]", out[-1]):
+            out[-1] = f"{out[-1]} {sentence}"
+        else:
+            out.append(sentence)
+    return out
+
+
+def _citation_of(chunk: StoredChunk, hits: list[Hit]) -> Citation:
+    hit = next((h for h in hits if h.chunk.chunk_id == chunk.chunk_id), None)
+    meta = chunk.metadata
+    return Citation(title=str(meta.get("title", "")), section=str(meta.get("section", "")),
+                    source=str(meta.get("source", "")), doc_id=str(meta.get("doc_id", "")),
+                    score=float(hit.score) if hit else 0.0, text=clean_passage(chunk.text))
+
+
+def _merge_citations(citations: list[Citation]) -> list[Citation]:
+    """One citation per section: several chunks of one section are one source to a reader."""
+    out: dict[str, Citation] = {}
+    for c in citations:
+        key = c.label()
+        if key in out:
+            out[key].text = f"{out[key].text}\n{c.text}"
+        else:
+            out[key] = c
+    return list(out.values())
 
 
 def _bullet(sentence: str) -> str:

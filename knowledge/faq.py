@@ -94,11 +94,22 @@ class FaqIndex:
                 best = (ratio, n)
         if best[0] >= self.lexical_min:
             i, q, _ = self._variants[best[1]]
-            return FaqMatch(self.entries[i], best[0], q)
+            if self._same_question(question, i):
+                return FaqMatch(self.entries[i], best[0], q)
         if self._matrix is not None and self.embedder is not None:
             sims = self._matrix @ np.asarray(self.embedder.embed_query(question), dtype=np.float32)
             n = int(np.argmax(sims))
             if float(sims[n]) >= self.dense_min:
                 i, q, _ = self._variants[n]
-                return FaqMatch(self.entries[i], float(sims[n]), q)
+                if self._same_question(question, i):
+                    return FaqMatch(self.entries[i], float(sims[n]), q)
         return None
+
+    def _same_question(self, question: str, entry: int) -> bool:
+        """Every content word of the question occurs in one of the entry's variants (a variant is a
+        paraphrase of the same question): "高龄津贴需要认证吗" shares most characters with "高龄津贴怎么申请"
+        but asks about 认证, which the curated answer does not cover."""
+        from knowledge.retrieval import tokenize
+
+        variants = "".join(v for i, _, v in self._variants if i == entry)
+        return all(normalise(t) in variants for t in tokenize(question) if normalise(t))

@@ -10,6 +10,7 @@ Must not: rank or answer; it never prints (progress goes through a callback).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,11 @@ from pathlib import Path
 from knowledge.chunking import MAX_CHARS, Chunk, chunk_document
 from knowledge.documents import Document, LoadError, list_documents, load_document
 from knowledge.embeddings import Embedder
+from knowledge.sanitize import injected_sentences
 from knowledge.store import VectorStore
+from policies.masking import mask_text
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (done, total, current file name)
 
@@ -62,6 +67,10 @@ def ingest_path(root: Path, *, store: VectorStore, embedder: Embedder, progress:
             report.failed.append((path.name, str(exc)))
             continue
         doc.doc_id = doc_id
+        flagged = injected_sentences(doc.text)
+        if flagged:  # kept in the index; answers drop these sentences (knowledge.sanitize)
+            log.warning("knowledge document %s: %d instruction-like sentence(s) ignored in answers, e.g. %s",
+                        path.name, len(flagged), mask_text(flagged[0])[:80])
         old = manifest.get(doc_id)
         if old is not None and old.get("doc_hash") == doc.content_hash:
             report.unchanged.append(doc_id)

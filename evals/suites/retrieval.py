@@ -19,11 +19,12 @@ from knowledge.chunking import fixed_windows
 from knowledge.documents import LoadError, list_documents, load_document
 from knowledge.embeddings import Embedder, embedder_from_settings
 from knowledge.ingest import ingest_path
-from knowledge.retrieval import HybridRetriever
+from knowledge.retrieval import Evidence, HybridRetriever, Logistic, thresholds_for
 from knowledge.store import ChromaStore, collection_name
 
 DEFAULT_FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl")
-QUICK_N = 60
+QUICK_ANSWERABLE, QUICK_NO_ANSWER = 45, 15  # stratified: a no-answer F1 on a handful of refusals is noise
+SEED = 20261120
 MAX_K = 10
 
 
@@ -35,10 +36,51 @@ def load_questions(ctx: EvalContext, problems: list[DataProblem]) -> list[dict[s
             if not isinstance(obj["question"], str) or not isinstance(obj["expected"], list):
                 problems.append(DataProblem(Path(path).name, number, "question must be text, expected a list"))
                 continue
-            rows.append(obj)
+            rows.append({**obj, "_file": Path(path).name})
     if ctx.quick:
-        rows = random.Random(20261120).sample(rows, min(QUICK_N, len(rows)))
+        rng = random.Random(SEED)
+        yes = [r for r in rows if r["expected"]]
+        no = [r for r in rows if not r["expected"]]
+        rows = rng.sample(yes, min(QUICK_ANSWERABLE, len(yes))) + rng.sample(no, min(QUICK_NO_ANSWER, len(no)))
     return rows
+
+
+def fit_no_answer(evidence: list[Evidence], no_answer: list[bool], *, c: float = 1.0) -> Logistic:
+    """L2-regularised logistic regression P(no answer | evidence) on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray([e.vector() for e in evidence], dtype=np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std < 1e-9] = 1.0
+    model = LogisticRegression(C=c, max_iter=1000).fit((x - mean) / std, np.asarray(no_answer, dtype=int))
+    return Logistic(intercept=round(float(model.intercept_[0]), 4), mean=tuple(round(float(v), 4) for v in mean),
+                    std=tuple(round(float(v), 4) for v in std),
+                    weight=tuple(round(float(v), 4) for v in model.coef_[0]))
+
+
+def _prf(refused: list[bool], no_answer: list[bool]) -> dict[str, float]:
+    tp = sum(1 for r, n in zip(refused, no_answer, strict=True) if r and n)
+    fp = sum(1 for r, n in zip(refused, no_answer, strict=True) if r and not n)
+    fn = sum(1 for r, n in zip(refused, no_answer, strict=True) if not r and n)
+    p = tp / (tp + fp) if tp + fp else 0.0
+    rc = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": round(p, 4), "recall": round(rc, 4), "f1": round(2 * p * rc / (p + rc), 4) if p + rc else 0.0}
+
+
+def cross_file(rows: list[dict[str, Any]], evidence: list[Evidence], max_p: float) -> dict[str, Any]:
+    """Fit the no-answer model on one data file, score it on the other (the honest estimate: the shipped model
+    has seen both files)."""
+    files = sorted({r["_file"] for r in rows})
+    out: dict[str, Any] = {}
+    if len(files) < 2:
+        return out
+    for train in files:
+        tr = [i for i, r in enumerate(rows) if r["_file"] == train]
+        te = [i for i, r in enumerate(rows) if r["_file"] != train]
+        model = fit_no_answer([evidence[i] for i in tr], [not rows[i]["expected"] for i in tr])
+        refused = [model.probability(evidence[i]) >= max_p for i in te]
+        out[f"fit_{Path(train).stem}"] = _prf(refused, [not rows[i]["expected"] for i in te])
+    return out
 
 
 def build_index(settings: Any, embedder: Embedder) -> HybridRetriever:
@@ -105,6 +147,7 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
     ranks: list[int | None] = []
     refused: list[bool] = []
     failures: list[dict[str, Any]] = []
+    evidence: list[Evidence] = []
     for n, row in enumerate(rows):
         if ctx.progress:
             ctx.progress("retrieval", n, len(rows))
@@ -114,6 +157,7 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
         rank = next((i for i, d in enumerate(docs, 1) if d in expected), None)
         ranks.append(rank)
         refused.append(not res.answerable)
+        evidence.append(res.evidence or Evidence(0.0, 0.0, 0.0, 0.0, 1.0))
         if expected and (rank is None or rank > 5 or not res.answerable):
             failures.append({"question": row["question"], "expected": expected, "got": docs[:5], "rank": rank,
                              "refused": not res.answerable})
@@ -123,6 +167,9 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
     answerable = [bool(r["expected"]) for r in rows]
     figures: dict[str, Any] = _figures(ranks, refused, answerable)
     figures["baseline"] = _baseline(ctx.settings, embedder, rows)
+    th = thresholds_for(embedder.name)
+    if th.kind == "logistic" and not ctx.quick:
+        figures["no_answer_cross_file"] = cross_file(rows, evidence, th.max_no_answer_p)
     ans_ranks = [r for r, a in zip(ranks, answerable, strict=True) if a]
     hit_at_k = {str(k): sum(1 for r in ans_ranks if r is not None and r <= k) / max(len(ans_ranks), 1)
                 for k in range(1, MAX_K + 1)}
