@@ -5,8 +5,8 @@ scripted by raw updates and by pressing the signed buttons the server recorded.
 Resident 555777: /start, consent, address by buttons, a cited policy answer, a report without a place
 (asked where), confirmation, the case code with a local due time, the rating, and a gas emergency.
 Worker 900100 (芙蓉社区第一网格专职网格员, grids.yaml): the task push, 接单, 办结 with a note, skip photo.
-Pushes (Notification rows) are delivered through the channel's own notifier with `dispatch_pending`, as the
-scheduler does. `quanbot run` itself (bot.cli_run.serve: migrate, warm the models, channel + scheduler) is
+Pushes (Notification rows) are delivered by the channel right after the update that queued them (and by the
+scheduler's sweep for anything that missed). `quanbot run` itself (bot.cli_run.serve: migrate, warm the models, channel + scheduler) is
 run once against the test server.
 """
 
@@ -29,7 +29,6 @@ from bot.services import Services
 from bot.settings import Settings
 from casestore.clock import FakeClock
 from casestore.db import make_engine, session_scope
-from casestore.dispatch import dispatch_pending
 from casestore.models import Case, CaseStatus, Notification, NotificationState, Resident
 from policies.models import Policies
 from tests.factories import AI_CACHE, FU01_FULL_TIME, SharedAI, make_resident, shared_ai
@@ -129,11 +128,12 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
     services = Services(fast_settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
                         knowledge=ai.knowledge)
     running: Running = await start(fast_settings, services.dialogue.handle, engine, clock)
-    notifier = running.channel.notifier
 
-    async def deliver() -> int:
-        """What the scheduler does after the sweep: send the pending pushes through Telegram."""
-        return await dispatch_pending(engine=engine, notifier=notifier, clock=clock)
+    async def pushed(chat_id: int, needle: str, label: str | None = None) -> dict:
+        """The channel delivers queued pushes right after the update that caused them: wait for one."""
+        return await tg.async_wait_for(
+            lambda c: c["method"] in ("sendMessage", "sendPhoto") and c["params"].get("chat_id") == chat_id
+            and needle in _text_of(c["params"]) and (label is None or label in _labels(c["params"])), timeout=15)
 
     resident = Chat(tg, engine, RESIDENT, "王大爷")
     worker = Chat(tg, engine, WORKER, "李网格")
@@ -181,16 +181,14 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
             CaseStatus.assigned, "FU01", "芙蓉小区5号楼门口", "public_facilities")
 
         # 5. the task push reaches the worker with signed task buttons; 接单, 办结, a note, skip the photo
-        mark = len(tg.sent)
-        assert await deliver() >= 1
-        (push,) = [c for c in pushes_to(tg, WORKER, mark) if code in _text_of(c["params"])]
+        push = await pushed(WORKER, code, texts.BTN_ACCEPT)
+        assert len([c for c in pushes_to(tg, WORKER, 0) if code in _text_of(c["params"])]) == 1  # paged once
         assert {texts.BTN_ACCEPT, texts.BTN_RESPOND, texts.BTN_TRANSFER} <= set(_labels(push["params"]))
         assert running.channel.signer.decode(_labels(push["params"])[texts.BTN_ACCEPT]).case_code == code  # type: ignore[union-attr]
 
         w = await worker.press([push], texts.BTN_ACCEPT)
         assert texts.ACCEPTED.format(code=code) in said(w)
         assert case_by_code(engine, code).status == CaseStatus.accepted
-        await deliver()  # whatever the resident is told about the acceptance
         w = await worker.press(w, texts.BTN_RESOLVE)
         assert texts.ASK_RESOLVE_NOTE.format(code=code) in said(w)
         w = await worker.send("已更换路灯灯泡，晚上亮了")
@@ -202,10 +200,7 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
         assert resolved.status == CaseStatus.resolved and resolved.resolved_at is not None
 
         # 6. the resident is asked to rate; ⭐5 closes the case with satisfaction 5
-        mark = len(tg.sent)
-        assert await deliver() >= 1
-        asks = [c for c in pushes_to(tg, RESIDENT, mark) if "⭐5" in _labels(c["params"])]
-        assert asks and code in said(asks)
+        asks = [await pushed(RESIDENT, code, "⭐5")]
         r = await resident.press(asks, "⭐5")
         assert texts.RATE_THANKS in said(r)
         closed = case_by_code(engine, code)
@@ -221,15 +216,13 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
         (urgent_code,) = [c for c in CASE_CODE.findall(said(r)) if c != code]
         urgent = case_by_code(engine, urgent_code)
         assert (urgent.urgency, urgent.status, urgent.grid_id) == ("emergency", CaseStatus.assigned, "FU01")
-        with session_scope(engine) as s:  # the page was queued in the same transaction as the case
+        with session_scope(engine) as s:  # the page was recorded in the same transaction as the case
             queued = s.execute(select(Notification).where(Notification.case_id == urgent.id,
                                                           Notification.chat_id == WORKER)).scalars().all()
-            assert queued and all(n.state == NotificationState.pending for n in queued)
-        mark = len(tg.sent)
-        await deliver()  # no clock advance: due at once, not at the next reminder point
-        paged = [c for c in pushes_to(tg, WORKER, mark) if urgent_code in _text_of(c["params"])]
-        assert paged and "紧急" in _text_of(paged[0]["params"])
-        assert texts.BTN_ACCEPT in _labels(paged[0]["params"])
+            assert queued
+        # no clock advance and no sweep: the channel pages the worker right after the update
+        page = await pushed(WORKER, urgent_code, texts.BTN_ACCEPT)
+        assert "紧急" in _text_of(page["params"])
     finally:
         await running.stop()
         services.close()
@@ -237,11 +230,6 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
     assert not tg.rejected
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "DEFECT bot/channels/telegram.py: TelegramChannel never runs dispatch_pending after an update "
-    "(bot/dialogue/engine.py: 'channels ... run dispatch_pending afterwards'; the terminal does), so an "
-    "emergency page waits for the next scheduler tick (sweep_interval_s, default 30 s; never with "
-    "`quanbot run --no-scheduler` alone). Remove this mark when the channel dispatches after each update."))
 async def test_emergency_page_reaches_the_worker_without_waiting_for_a_sweep(
         tg: BotApiServer, fast_settings: Settings, engine: Engine, policies: Policies, clock: FakeClock,  # noqa: F811
         ai: SharedAI):

@@ -7,13 +7,16 @@ engine is not asked twice. A row that failed ``max_attempts`` times becomes ``fa
 A second delivery of the same update id conflicts on insert and is skipped: that is what makes Telegram
 retries and several webhook replicas harmless.
 
-Synchronous (a DB session per call); async callers use ``asyncio.to_thread``. Must not: parse Telegram
-updates or talk to the network.
+Synchronous (one short transaction per call, on a plain connection: no ORM session for one-statement
+writes); async callers run it in a worker thread (the Telegram channel keeps one dedicated thread for
+it). ``record_many`` stores a whole getUpdates batch in one transaction (one commit instead of one per
+update). Must not: parse Telegram updates or talk to the network.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -61,31 +64,52 @@ class Inbox:
     def _where(self, update_id: int) -> Any:
         return (InboundUpdate.channel == self.channel) & (InboundUpdate.update_id == update_id)  # type: ignore[arg-type]
 
-    def record(self, *, update_id: int, update_data: dict[str, Any]) -> bool:
-        """Store a new update as received with one attempt taken; False if this update id is already here."""
+    def _insert(self, update_id: int, update_data: dict[str, Any]) -> Any:
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(InboundUpdate).values(
+        return insert(InboundUpdate).values(
             channel=self.channel, update_id=update_id, payload={"update": update_data},
             state=InboundState.received.value, attempts=1, received_at=self.clock.now(),
         ).on_conflict_do_nothing(index_elements=["channel", "update_id"])
-        with self._writing(), session_scope(self.engine) as session:
-            return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
+    def record(self, *, update_id: int, update_data: dict[str, Any]) -> bool:
+        """Store a new update as received with one attempt taken; False if this update id is already here."""
+        with self._writing(), self.engine.begin() as conn:
+            return conn.execute(self._insert(update_id, update_data)).rowcount == 1
+
+    def record_many(self, items: Sequence[tuple[int, dict[str, Any]]]) -> list[int]:
+        """`record` for a batch, in one transaction (all stored or none); returns the ids that were new,
+        in the given order."""
+        new: list[int] = []
+        with self._writing(), self.engine.begin() as conn:
+            for update_id, update_data in items:
+                if conn.execute(self._insert(update_id, update_data)).rowcount == 1:
+                    new.append(update_id)
+        return new
 
     def get(self, *, update_id: int) -> InboxEntry | None:
         with session_scope(self.engine) as session:
             row: InboundUpdate | None = session.execute(select(InboundUpdate).where(self._where(update_id))).scalar_one_or_none()
             return _entry(row) if row else None
 
-    def save_reply(self, *, update_id: int, reply: list[dict[str, Any]]) -> None:
-        """Keep the engine's answer so that a replay re-sends it instead of asking the engine again."""
+    def save_reply(self, *, update_id: int, reply: list[dict[str, Any]],
+                   update_data: dict[str, Any] | None = None) -> None:
+        """Keep the engine's answer so that a replay re-sends it instead of asking the engine again.
+
+        With `update_data` (the update as stored, which the caller already has) this is one UPDATE
+        statement; without it the stored payload is read first."""
+        if update_data is not None:
+            with self._writing(), self.engine.begin() as conn:
+                conn.execute(update(InboundUpdate).where(self._where(update_id)).values(
+                    payload={"update": update_data, "reply": reply}))
+            return
         with self._writing(), session_scope(self.engine) as session:
             row: InboundUpdate = session.execute(select(InboundUpdate).where(self._where(update_id))).scalar_one()
             row.payload = {**(row.payload or {}), "reply": reply}  # a new dict: JSON columns track assignment
             session.add(row)
 
     def mark_done(self, *, update_id: int) -> None:
-        with self._writing(), session_scope(self.engine) as session:
-            session.execute(update(InboundUpdate).where(self._where(update_id)).values(
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(update(InboundUpdate).where(self._where(update_id)).values(
                 state=InboundState.done.value, handled_at=self.clock.now(), error=None))
 
     def mark_error(self, *, update_id: int, error: str) -> None:

@@ -57,15 +57,21 @@ class ChatRateLimiter(BaseRateLimiter[RetryBudget]):
 
     ``rate_limit_args`` (per call, a RetryBudget) overrides the default number of 429 retries.
     A 429 pauses every request for retry_after + 0.1 s, because Telegram's flood control is bot-wide.
+    At most ``max_in_flight`` requests (long polls excepted) are on the wire at once: a burst of
+    updates handled together must not open hundreds of connections at the same moment (a server's
+    accept queue overflows and sends fail with connection errors); 16 in flight still allow ~50
+    requests/s at a 300 ms round trip, above Telegram's 30 msg/s, so normal traffic is not throttled.
     """
 
-    def __init__(self, *, overall_rate: float = 30.0, per_chat_rate: float = 1.0, max_retries: int = 8):
+    def __init__(self, *, overall_rate: float = 30.0, per_chat_rate: float = 1.0, max_retries: int = 8,
+                 max_in_flight: int = 16):
         self._overall = AsyncLimiter(overall_rate, 1) if overall_rate > 0 else None
         self._per_chat_rate = per_chat_rate
         self._chats: dict[int | str, AsyncLimiter] = {}
         self._max_retries = max_retries
         self._resume_at = 0.0  # monotonic time before which nothing is sent (after a 429)
         self.retries_seen = 0  # 429s honoured so far (for logs and tests)
+        self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight > 0 else None
 
     async def initialize(self) -> None:
         pass
@@ -87,6 +93,13 @@ class ChatRateLimiter(BaseRateLimiter[RetryBudget]):
             else:
                 self._chats[chat_id] = AsyncLimiter(PER_CHAT_BURST, PER_CHAT_BURST / self._per_chat_rate)
         return self._chats[chat_id]
+
+    async def _call(self, callback: Callable[..., Coroutine[Any, Any, Any]], args: Any,
+                    kwargs: dict[str, Any]) -> Any:
+        if self._in_flight is None:
+            return await callback(*args, **kwargs)
+        async with self._in_flight:
+            return await callback(*args, **kwargs)
 
     async def process_request(
         self,
@@ -110,8 +123,8 @@ class ChatRateLimiter(BaseRateLimiter[RetryBudget]):
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                if chat_id is None:  # getUpdates, answerCallbackQuery, setMyCommands ...: not throttled
-                    return await callback(*args, **kwargs)
+                if chat_id is None:  # answerCallbackQuery, setMyCommands ...: not throttled
+                    return await self._call(callback, args, kwargs)
                 chat_limiter = self._chat_limiter(chat_id)
                 if chat_limiter is not None:
                     await chat_limiter.acquire()
@@ -119,7 +132,7 @@ class ChatRateLimiter(BaseRateLimiter[RetryBudget]):
                     await self._overall.acquire()
                 if self._resume_at - time.monotonic() > 0:  # a 429 arrived while we queued
                     continue
-                return await callback(*args, **kwargs)
+                return await self._call(callback, args, kwargs)
             except RetryAfter as exc:
                 seconds = retry_after_seconds(exc)
                 self._resume_at = max(self._resume_at, time.monotonic() + seconds + 0.1)

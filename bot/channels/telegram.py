@@ -3,11 +3,17 @@ and the reply path, wired on a python-telegram-bot `Application`.
 
 One path for every update, whatever the transport::
 
-    getUpdates / webhook POST ─► ingest(): inbox insert (unique update id; a duplicate stops here)
+    getUpdates batch / webhook POST ─► ingest_many() / ingest(): inbox insert (unique update id; a
+        duplicate stops here; a whole getUpdates batch in one transaction)
         ─► application.update_queue ─► PerChatUpdateProcessor (one update at a time per chat)
         ─► on_update(): parse (on_text / on_command / on_callback / on_photo / on_location /
-           on_unsupported) ─► handler(Incoming) in a worker thread ─► reply saved in the inbox row
+           on_unsupported) ─► handler(Incoming) in the handler thread pool ─► reply saved in the inbox row
         ─► Outbound (rate limiter, per-chat order) ─► inbox row done
+
+Threads: inbox reads and writes run on one dedicated thread (in order, one connection, no SQLite
+writer collisions among themselves, never queued behind slow handler calls); the handler runs in its
+own small pool (`handler_threads`), not in asyncio's default executor. An update this process has
+just stored (or claimed for replay) is handled from what it stored, without reading the row back.
 
 Why our own transports around PTB's Application: PTB's Updater confirms a getUpdates batch (next
 offset) before its updates are handled, and PTB's webhook server answers 200 before anything is
@@ -23,11 +29,13 @@ Must not: hold business rules (the handler does) or read the environment (Settin
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +50,7 @@ from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, BaseUpdateProcessor, ContextTypes, TypeHandler
 
 from bot.channels.callback import CallbackSigner, signing_key
-from bot.channels.inbox import Inbox
+from bot.channels.inbox import Inbox, InboxEntry
 from bot.channels.outbound import ChatRateLimiter, Outbound, TelegramNotifier
 from bot.channels.telegram_render import TelegramRenderer
 from bot.dialogue.types import Incoming, Reply
@@ -131,7 +139,7 @@ class TelegramChannel:
     """Runs one Telegram bot for `handler` (any `Callable[[Incoming], Reply]`, e.g. the dialogue engine)."""
 
     def __init__(self, *, settings: Settings, handler: Handler, db_engine: Engine, clock: Clock | None = None,
-                 poll_timeout: float = 10.0):
+                 poll_timeout: float = 10.0, handler_threads: int = 8):
         token = settings.telegram_token.get_secret_value()
         if not token:
             raise ValueError("TELEGRAM_TOKEN is empty")
@@ -159,32 +167,75 @@ class TelegramChannel:
         self.notifier = TelegramNotifier(self.outbound)
         self.stats = ChannelStats()
         self._ingested_at: dict[int, float] = {}
+        # update id -> its inbox entry, for updates this process stored or claimed and has not handled yet
+        self._known: dict[int, InboxEntry] = {}
+        self.handler_threads = handler_threads
+        self._inbox_pool: ThreadPoolExecutor | None = None
+        self._handler_pool: ThreadPoolExecutor | None = None
         self._webhook_server: tornado.httpserver.HTTPServer | None = None
         self.on_handled: Callable[[int], None] | None = None  # observer (metrics, benchmarks): update id done
         self.webhook_port: int | None = None
+        # pushes the engine queued (task pages, rating requests) go out right after the update, not at the next
+        # scheduler tick: one coalescing background dispatcher, kicked after every handled update
+        self._dispatch_wanted = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ threads
+    async def _in_inbox(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """Run an inbox call on the inbox thread (created on first use)."""
+        if self._inbox_pool is None:
+            self._inbox_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tg-inbox")
+        return await asyncio.get_running_loop().run_in_executor(self._inbox_pool, functools.partial(fn, **kwargs))
+
+    async def _in_handler(self, incoming: Incoming) -> Reply:
+        if self._handler_pool is None:
+            self._handler_pool = ThreadPoolExecutor(max_workers=max(1, self.handler_threads),
+                                                    thread_name_prefix="tg-handler")
+        return await asyncio.get_running_loop().run_in_executor(self._handler_pool, self.handler, incoming)
+
+    def _close_pools(self) -> None:
+        for pool in (self._inbox_pool, self._handler_pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
+        self._inbox_pool = self._handler_pool = None
 
     # ------------------------------------------------------------------ intake
     async def ingest(self, update: Update) -> bool:
         """Store `update` in the inbox, then queue it for handling; False (and nothing else) if it is a
         duplicate delivery."""
-        self.stats.received += 1
-        new = await asyncio.to_thread(self.inbox.record, update_id=update.update_id, update_data=update.to_dict())
-        if not new:
-            self.stats.duplicates += 1
-            log.info("telegram update %s is a duplicate: skipped", update.update_id)
-            return False
-        self._ingested_at[update.update_id] = asyncio.get_running_loop().time()
-        await self.application.update_queue.put(update)
-        return True
+        return bool(await self.ingest_many([update]))
+
+    async def ingest_many(self, updates: Sequence[Update]) -> int:
+        """Store a batch of updates in the inbox in one transaction, then queue the new ones for handling
+        in their order; returns how many were new (duplicate deliveries are skipped)."""
+        if not updates:
+            return 0
+        self.stats.received += len(updates)
+        items = [(u.update_id, u.to_dict()) for u in updates]
+        new = set(await self._in_inbox(self.inbox.record_many, items=items))
+        now = asyncio.get_running_loop().time()
+        queued = 0
+        for update, (uid, data) in zip(updates, items, strict=True):
+            if uid not in new:
+                self.stats.duplicates += 1
+                log.info("telegram update %s is a duplicate: skipped", uid)
+                continue
+            new.discard(uid)  # the same id twice in one batch: only the first is new
+            self._known[uid] = InboxEntry(update_id=uid, update=data, reply=None, attempts=1, state="received")
+            self._ingested_at[uid] = now
+            await self.application.update_queue.put(update)
+            queued += 1
+        return queued
 
     async def ingest_json(self, data: dict[str, Any]) -> bool:
         return await self.ingest(Update.de_json(data, self.application.bot))
 
     async def replay_unfinished(self) -> int:
         """Queue the updates a previous run stored but did not finish (each claimed for one attempt)."""
-        entries = await asyncio.to_thread(self.inbox.claim_unfinished)
+        entries = await self._in_inbox(self.inbox.claim_unfinished)
         for entry in entries:
             log.info("replaying telegram update %s (attempt %s)", entry.update_id, entry.attempts)
+            self._known[entry.update_id] = entry
             self._ingested_at[entry.update_id] = asyncio.get_running_loop().time()
             await self.application.update_queue.put(Update.de_json(entry.update, self.application.bot))
         self.stats.replayed += len(entries)
@@ -193,10 +244,13 @@ class TelegramChannel:
     # ------------------------------------------------------------------ the one dispatcher
     async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         uid = update.update_id
-        entry = await asyncio.to_thread(self.inbox.get, update_id=uid)
+        # stored or claimed by this process: that row is ours and unchanged since, no need to read it back
+        entry = self._known.pop(uid, None)
+        if entry is None:
+            entry = await self._in_inbox(self.inbox.get, update_id=uid)
         if entry is None:  # fed straight to process_update (not through ingest): store it first
-            await asyncio.to_thread(self.inbox.record, update_id=uid, update_data=update.to_dict())
-            entry = await asyncio.to_thread(self.inbox.get, update_id=uid)
+            await self._in_inbox(self.inbox.record, update_id=uid, update_data=update.to_dict())
+            entry = await self._in_inbox(self.inbox.get, update_id=uid)
         if entry is None or entry.state != "received":
             return
         chat = update.effective_chat
@@ -207,18 +261,19 @@ class TelegramChannel:
             else:
                 incoming = await self.to_incoming(update)
                 if incoming is None:
-                    await asyncio.to_thread(self.inbox.mark_done, update_id=uid)
+                    await self._in_inbox(self.inbox.mark_done, update_id=uid)
                     return
                 engine_failed = True
-                reply = await asyncio.to_thread(self.handler, incoming)
+                reply = await self._in_handler(incoming)
                 engine_failed = False
                 messages = list(reply.messages)
-                await asyncio.to_thread(self.inbox.save_reply, update_id=uid,
-                                        reply=[m.to_payload() for m in messages])
+                await self._in_inbox(self.inbox.save_reply, update_id=uid,
+                                     reply=[m.to_payload() for m in messages], update_data=entry.update)
             if chat is not None and messages:
                 self.stats.sends += await self.outbound.send(chat.id, messages)
-            await asyncio.to_thread(self.inbox.mark_done, update_id=uid)
+            await self._in_inbox(self.inbox.mark_done, update_id=uid)
             self.stats.handled += 1
+            self._kick_dispatch()
             if self.on_handled is not None:
                 self.on_handled(uid)
             started = self._ingested_at.pop(uid, None)
@@ -227,12 +282,29 @@ class TelegramChannel:
         except Exception as exc:
             self.stats.errors += 1
             log.exception("telegram update %s failed (%s); kept for replay", uid, type(exc).__name__)
-            await asyncio.to_thread(self.inbox.mark_error, update_id=uid, error=f"{type(exc).__name__}: {exc}")
+            await self._in_inbox(self.inbox.mark_error, update_id=uid, error=f"{type(exc).__name__}: {exc}")
             if engine_failed and chat is not None:
                 try:
                     await self.outbound.send(chat.id, [OutboundMessage(text=TEXT_BUSY)])
                 except TelegramError:
                     log.warning("could not send the busy notice for update %s", uid)
+
+    def _kick_dispatch(self) -> None:
+        self._dispatch_wanted.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch_loop())
+
+    async def _dispatch_loop(self) -> None:
+        """Deliver pending Notification rows until no update has asked for more (rows are leased, so this
+        can run beside the scheduler's own dispatch without sending anything twice)."""
+        from casestore.dispatch import dispatch_pending
+
+        while self._dispatch_wanted.is_set():
+            self._dispatch_wanted.clear()
+            try:
+                await dispatch_pending(engine=self.db_engine, notifier=self.notifier, clock=self.clock, limit=100)
+            except Exception:  # the scheduler's sweep delivers what this missed
+                log.exception("immediate dispatch failed; the scheduler will retry")
 
     async def to_incoming(self, update: Update) -> Incoming | None:
         """The channel-neutral form of `update`, or None if there is nothing for the engine to do."""
@@ -293,7 +365,10 @@ class TelegramChannel:
             log.info("refused button data on update %s", update.update_id)
             await query.answer(text=TEXT_BUTTON_EXPIRED, show_alert=True)
             return None
-        await query.answer()  # stop the client's spinner now; the reply comes as a new message
+        try:  # stop the client's spinner now; the reply comes as a new message
+            await query.answer()
+        except TelegramError as exc:  # cosmetic: the press itself must still be handled and answered
+            log.warning("answerCallbackQuery failed on update %s (%s)", update.update_id, type(exc).__name__)
         chat = update.effective_chat
         return Incoming(channel=CHANNEL, user_id=query.from_user.id,
                         chat_id=chat.id if chat is not None else query.from_user.id, kind="button",
@@ -336,7 +411,7 @@ class TelegramChannel:
         backoff = 1.0
         stopped = asyncio.ensure_future(stop.wait())
         while not stop.is_set():
-            fetch = asyncio.ensure_future(bot.get_updates(offset=offset, timeout=int(self.poll_timeout),
+            fetch = asyncio.ensure_future(bot.get_updates(offset=offset, timeout=int(self.poll_timeout), limit=100,
                                                           allowed_updates=ALLOWED_UPDATES))
             await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if not fetch.done():  # stopping mid-poll: whatever that poll would return is redelivered later
@@ -356,9 +431,9 @@ class TelegramChannel:
                     pass
                 backoff = min(backoff * 2, 30.0)
                 continue
-            for update in updates:
-                await self.ingest(update)
-                offset = update.update_id + 1
+            if updates:  # the whole batch is stored (one transaction) before its offset is confirmed
+                await self.ingest_many(updates)
+                offset = max(u.update_id for u in updates) + 1
         stopped.cancel()
         if offset is not None:  # confirm the last batch so it is not delivered again
             try:
@@ -413,7 +488,10 @@ class TelegramChannel:
             finally:
                 if webhook:
                     await self.stop_webhook()  # the registration stays: other replicas keep serving
-                await self.application.stop()  # drains the update queue first
+                try:
+                    await self.application.stop()  # drains the update queue first
+                finally:
+                    self._close_pools()
 
 
 def _label_for(message: Message | None, data: str | None) -> str:
