@@ -46,7 +46,7 @@ class Services:
 
     @cached_property
     def engine(self) -> Engine:
-        """The database engine (named as in bot.runtime.Runtime)."""
+        """The database engine."""
         return make_engine(self.settings.database_url)
 
     @cached_property
