@@ -94,8 +94,10 @@ def assign_to(*, session: Session, policies: Policies, sla: SlaPolicy, case: Cas
     apply_action(session=session, case=case, action=action, actor=actor, now=now, note=note, changes=changes,
                  data={"assignee": worker.id, "role": assignment.role, "wanted": assignment.wanted_role,
                        "reason": assignment.reason, "cc": [w.id for _, w in assignment.cc]})
+    resident = session.get(Resident, case.resident_id) if case.resident_id is not None else None
     message = notices.task_push(case, taxonomy=policies.taxonomy, reopened=push == "reopened",
-                                transferred=push == "transferred", tz=sla.tz)
+                                transferred=push == "transferred", tz=sla.tz,
+                                contact=resident.contact_masked if resident is not None else None)
     record_notification(session=session, case_id=case.id, kind="task", level=case.clock_cycle,
                         recipient=f"worker:{worker.id}", chat_id=worker.telegram_id, message=message, now=now)
     for role, cc_worker in assignment.cc:

@@ -56,12 +56,16 @@ def task_buttons(code: str) -> list[list[Button]]:
 
 
 def task_push(case: Case, *, taxonomy: Taxonomy | None = None, reopened: bool = False, transferred: bool = False,
-              tz: ZoneInfo = SHANGHAI) -> OutboundMessage:
+              tz: ZoneInfo = SHANGHAI, contact: str | None = None) -> OutboundMessage:
+    """The worker's task: code, category, urgency, place, the resident's MASKED contact, description, the
+    resident's photo, due times and the action buttons."""
     head = "🔁 工单被居民退回，请重新处理" if reopened else ("↪️ 转派给您的工单" if transferred else "📋 新工单")
     flag = "\n⚠️ 地址未确认，请先联系居民核实地址。" if case.needs_address_confirmation else ""
-    text = (f"{head}\n{_summary(case, taxonomy)}{flag}\n"
+    who = f"\n联系电话：{contact}（已打码，完整号码请通过平台联系）" if contact else ""
+    photo = next((a.get("file_id") for a in case.attachments or [] if a.get("type") == "photo"), None)
+    text = (f"{head}\n{_summary(case, taxonomy)}{who}{flag}\n"
             f"请于 {local(case.response_due_at, tz)} 前联系居民，{local(case.resolve_due_at, tz)} 前办结。")
-    return OutboundMessage(text=text, buttons=task_buttons(case.code))
+    return OutboundMessage(text=text, buttons=task_buttons(case.code), photo=photo)
 
 
 def cc_copy(case: Case, role: str, *, taxonomy: Taxonomy | None = None) -> OutboundMessage:

@@ -226,3 +226,16 @@ def test_resident_sees_only_their_own_cases(engine, policies, sla, clock) -> Non
         with pytest.raises(NotFound) as missing:
             get_case_for_resident(session=s, resident_id=other.id, code="JN20261120-9999")
     assert hidden.value.user_message == missing.value.user_message
+
+
+def test_task_push_carries_the_masked_contact_and_the_photo_never_the_full_number(engine, policies, sla,
+                                                                                  clock) -> None:
+    who = resident(engine, clock, policies)
+    with session_scope(engine) as s:
+        row = s.get(type(who), who.id)
+        row.contact_phone, row.contact_masked = "13812345678", "138****5678"
+    r = open_(engine, policies, sla, clock, who, attachments=[{"type": "photo", "file_id": "photo-abc"}])
+    [task] = notes(engine, r.case.code, "task")
+    msg = OutboundMessage.from_payload(task.payload)
+    assert "138****5678" in msg.text and "13812345678" not in msg.text
+    assert msg.photo == "photo-abc"
