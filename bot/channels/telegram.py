@@ -53,6 +53,7 @@ from bot.channels.callback import CallbackSigner, signing_key
 from bot.channels.inbox import Inbox, InboxEntry
 from bot.channels.outbound import ChatRateLimiter, Outbound, TelegramNotifier
 from bot.channels.telegram_render import TelegramRenderer
+from bot.dialogue import COMMANDS_ADMIN, COMMANDS_RESIDENT, COMMANDS_WORKER
 from bot.dialogue.types import Incoming, Reply
 from bot.settings import Settings
 from casestore.clock import Clock, SystemClock
@@ -72,11 +73,6 @@ TEXT_BUSY = "抱歉，系统暂时出了点问题，您的消息已记下，我�
 UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "document", "animation",
                      "contact", "poll", "dice", "game", "story")
 
-# (command, description) defaults, used when bot.dialogue exports no COMMANDS_* lists
-DEFAULT_COMMANDS_RESIDENT = [("start", "开始 / 服务说明"), ("help", "使用帮助"), ("mycases", "我的诉求"),
-                             ("address", "登记或修改住址")]
-DEFAULT_COMMANDS_WORKER = DEFAULT_COMMANDS_RESIDENT + [("tasks", "我的待办任务")]
-DEFAULT_COMMANDS_ADMIN = DEFAULT_COMMANDS_WORKER + [("stats", "运行统计")]
 
 
 @dataclass
@@ -116,19 +112,9 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         pass
 
 
-def _commands(name: str, default: list[tuple[str, str]]) -> list[BotCommand]:
-    """D's lists from bot.dialogue if exported ((command, description) pairs or objects), else ours."""
-    try:
-        from bot import dialogue
-
-        found: Sequence[Any] = getattr(dialogue, name)
-    except (ImportError, AttributeError):
-        found = default
-    out = []
-    for item in found:
-        cmd, desc = (item.command, item.description) if hasattr(item, "command") else (item[0], item[1])
-        out.append(BotCommand(str(cmd).lstrip("/"), str(desc)))
-    return out
+def _commands(pairs: Sequence[tuple[str, str]]) -> list[BotCommand]:
+    """The dialogue's (command, description) menu as Bot API commands."""
+    return [BotCommand(cmd.lstrip("/"), desc) for cmd, desc in pairs]
 
 
 def _base_file_url(base_url: str) -> str:
@@ -381,12 +367,12 @@ class TelegramChannel:
     async def setup_commands(self) -> None:
         """Register the command menus: residents by default, workers and admins per chat."""
         bot = self.application.bot
-        await bot.set_my_commands(_commands("COMMANDS_RESIDENT", DEFAULT_COMMANDS_RESIDENT),
+        await bot.set_my_commands(_commands(COMMANDS_RESIDENT),
                                   scope=BotCommandScopeDefault())
         worker_ids = set(await asyncio.to_thread(self._worker_telegram_ids))
         admin_ids = set(self.settings.admin_telegram_ids)
-        worker_cmds = _commands("COMMANDS_WORKER", DEFAULT_COMMANDS_WORKER)
-        admin_cmds = _commands("COMMANDS_ADMIN", DEFAULT_COMMANDS_ADMIN)
+        worker_cmds = _commands(COMMANDS_WORKER)
+        admin_cmds = _commands(COMMANDS_ADMIN)
         for chat_id in sorted(worker_ids | admin_ids):
             cmds = []
             if chat_id in admin_ids:
