@@ -34,8 +34,10 @@ import urllib.request
 from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.servers._threaded import OwnedHTTPServer, ThreadedServer
 
 __all__ = ["DEFAULT_TOKEN", "BotApiServer"]
 
@@ -112,12 +114,7 @@ class _Rejection:
         self.payload = payload
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    owner: BotApiServer
+_Server = OwnedHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -145,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-class BotApiServer:
+class BotApiServer(ThreadedServer):
     """Fake Telegram Bot API server on 127.0.0.1 (random port).
 
     Public attributes / methods:
@@ -187,6 +184,7 @@ class BotApiServer:
         strict_edits: bool = False,
     ):
         self.token = token
+        super().__init__()
         self.host = host
         self.strict_edits = strict_edits
         try:
@@ -218,51 +216,18 @@ class BotApiServer:
         self._custom: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.webhook: dict[str, Any] | None = None
         self._stopping = False
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._file_counter = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> Self:
-        if self._httpd is not None:
-            return self
-        self._stopping = False
-        httpd = _Server((self.host, 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-            name="BotApiServer",
-        )
-        self._thread.start()
-        return self
+    handler_class = _Handler
 
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
+    def _on_start(self) -> None:
+        self._stopping = False
+
+    def _on_stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("BotApiServer is not started")
-        return self._httpd.server_address[1]
 
     @property
     def url(self) -> str:

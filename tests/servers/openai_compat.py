@@ -31,8 +31,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.servers._threaded import OwnedHTTPServer, ThreadedServer
 
 __all__ = ["OpenAICompatServer", "pseudo_embedding"]
 
@@ -78,12 +80,7 @@ def pseudo_embedding(text: str, dim: int = 64) -> list[float]:
     return [v / norm for v in vec]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    owner: OpenAICompatServer
+_Server = OwnedHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -129,7 +126,7 @@ def _err_body(message: str, type_: str, code: Any = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
-class OpenAICompatServer:
+class OpenAICompatServer(ThreadedServer):
     """Fake OpenAI API on 127.0.0.1 (random port).
 
     * ``base_url`` -> ``http://127.0.0.1:PORT/v1``
@@ -152,6 +149,7 @@ class OpenAICompatServer:
         host: str = "127.0.0.1",
         stream_chunk_chars: int = 4,
     ):
+        super().__init__()
         self.host = host
         self.embedding_dim = embedding_dim
         self.models = list(models or ["test-chat-model", "test-embedding-model"])
@@ -165,48 +163,15 @@ class OpenAICompatServer:
         self._failures: list[tuple[str | None, dict[str, Any]]] = []
         self._stop_event = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> Self:
-        if self._httpd is not None:
-            return self
+    handler_class = _Handler
+
+    def _on_start(self) -> None:
         self._stop_event.clear()
-        httpd = _Server((self.host, 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-            name="OpenAICompatServer",
-        )
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
+    def _on_stop(self) -> None:
         self._stop_event.set()  # wake up delayed handlers
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("OpenAICompatServer is not started")
-        return self._httpd.server_address[1]
 
     @property
     def base_url(self) -> str:
