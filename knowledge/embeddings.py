@@ -13,6 +13,7 @@ import itertools
 import math
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,7 +138,11 @@ class HashEmbedder:
 
 
 class CachedEmbedder:
-    """Wraps an embedder: passage vectors are cached on disk by (embedder name, text hash)."""
+    """Wraps an embedder: passage vectors are cached on disk by (embedder name, text hash); the most recent
+    query vectors are kept in memory only (never on disk: they are residents' words), so the FAQ match and the
+    retrieval of one question embed it once."""
+
+    QUERY_CACHE = 256
 
     def __init__(self, inner: Embedder, cache_path: Path) -> None:
         self.inner = inner
@@ -151,6 +156,7 @@ class CachedEmbedder:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vec BLOB, "
                          "PRIMARY KEY (model, key))")
+        self._queries: OrderedDict[str, list[float]] = OrderedDict()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         keys = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts]
@@ -175,8 +181,22 @@ class CachedEmbedder:
             self.dim = self.dim or self.inner.dim
         return [found[k] for k in keys]
 
+    def forget_queries(self) -> None:
+        """Drop the in-memory query vectors (benchmarks time a question as if new)."""
+        with self._lock:
+            self._queries.clear()
+
     def embed_query(self, text: str) -> list[float]:
-        return self.inner.embed_query(text)
+        with self._lock:
+            if text in self._queries:
+                self._queries.move_to_end(text)
+                return self._queries[text]
+        vector = self.inner.embed_query(text)
+        with self._lock:
+            self._queries[text] = vector
+            if len(self._queries) > self.QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vector
 
 
 def make_embedder(backend: str, *, settings: Any = None) -> Embedder:

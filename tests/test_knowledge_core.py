@@ -202,3 +202,18 @@ def test_faq_override_wins(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -
     assert answer.mode == "faq" and "管理员改过的答案" in answer.text
     assert answer.citations[0].title == "居住证办理指南"
     assert svc.ask("居住证多久签注一次").mode == "offline"
+
+
+def test_a_question_is_embedded_once_for_faq_and_retrieval(tmp_path: Path) -> None:
+    class Counting(HashEmbedder):
+        calls = 0
+
+        def embed_query(self, text: str) -> list[float]:
+            Counting.calls += 1
+            return super().embed_query(text)
+
+    emb = CachedEmbedder(Counting(), tmp_path / "cache.sqlite")
+    first = emb.embed_query("办居住证要带什么")
+    assert emb.embed_query("办居住证要带什么") == first and Counting.calls == 1
+    emb.embed_query("高龄津贴怎么申请")
+    assert Counting.calls == 2
