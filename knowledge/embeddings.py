@@ -14,7 +14,7 @@ import math
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -159,6 +159,16 @@ class CachedEmbedder:
         self._queries: OrderedDict[str, list[float]] = OrderedDict()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._cached(self.name, texts, self.inner.embed_documents)
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Query vectors of curated texts (scope examples, never residents' messages), cached on disk like
+        passages under their own key so a restart does not embed them again."""
+        return self._cached(f"{self.name}#query", texts,
+                            lambda missing: [self.inner.embed_query(t) for t in missing])
+
+    def _cached(self, model: str, texts: list[str],
+                embed: Callable[[list[str]], list[list[float]]]) -> list[list[float]]:
         keys = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts]
         found: dict[str, list[float]] = {}
         with self._lock:
@@ -166,16 +176,17 @@ class CachedEmbedder:
                 part = keys[i:i + 500]
                 rows = self._db.execute(
                     f"SELECT key, vec FROM vectors WHERE model=? AND key IN ({','.join('?' * len(part))})",
-                    [self.name, *part]).fetchall()
+                    [model, *part]).fetchall()
                 found.update((k, np.frombuffer(v, dtype=np.float32).tolist()) for k, v in rows)
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in found}.items())
-        self.hits += len(texts) - len(missing)
-        self.misses += len(missing)
+        if model == self.name:  # the counters are about passages (ingestion)
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
         if missing:
-            vectors = self.inner.embed_documents([t for _, t in missing])
+            vectors = embed([t for _, t in missing])
             with self._lock, self._db:
                 self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                                     [(self.name, k, np.asarray(v, dtype=np.float32).tobytes())
+                                     [(model, k, np.asarray(v, dtype=np.float32).tobytes())
                                       for (k, _), v in zip(missing, vectors, strict=True)])
             found.update((k, list(v)) for (k, _), v in zip(missing, vectors, strict=True))
             self.dim = self.dim or self.inner.dim

