@@ -217,3 +217,29 @@ def test_a_question_is_embedded_once_for_faq_and_retrieval(tmp_path: Path) -> No
     assert emb.embed_query("办居住证要带什么") == first and Counting.calls == 1
     emb.embed_query("高龄津贴怎么申请")
     assert Counting.calls == 2
+
+
+def test_ingest_writes_chunks_in_batches_across_documents(tmp_path: Path, docs: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import knowledge.ingest as ingest_module
+
+    class CountingStore(ChromaStore):
+        upserts = 0
+
+        def upsert(self, **kwargs: object) -> None:  # type: ignore[override]
+            CountingStore.upserts += 1
+            super().upsert(**kwargs)  # type: ignore[arg-type]
+
+    emb = CachedEmbedder(HashEmbedder(), tmp_path / "cache.sqlite")
+    store = CountingStore(collection="kb-batch", chroma_dir=tmp_path / "c1")
+    report = ingest_path(docs, store=store, embedder=emb)
+    assert CountingStore.upserts == 1 and store.count() == report.chunks_written > 2  # both documents, one write
+
+    monkeypatch.setattr(ingest_module, "WRITE_BATCH", 1)
+    CountingStore.upserts = 0
+    small = CountingStore(collection="kb-batch", chroma_dir=tmp_path / "c2")
+    assert ingest_path(docs, store=small, embedder=emb).chunks_written == report.chunks_written
+    assert CountingStore.upserts == 2 and small.count() == report.chunks_written
+    (docs / "heating.md").write_text(HEATING.replace("18℃", "20℃"), encoding="utf-8")
+    again = ingest_path(docs, store=small, embedder=emb)
+    assert again.updated == ["heating"] and small.count() == report.chunks_written
