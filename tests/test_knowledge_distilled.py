@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import knowledge.distilled as distilled
+from knowledge import distilled
 from knowledge.embeddings import CachedEmbedder
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import HybridRetriever
