@@ -133,3 +133,26 @@ def shared_ai(root: Path) -> SharedAI:
                                 var_dir=AI_CACHE, chroma_dir=root / "chroma")
             _shared = SharedAI(classifier=load_classifier(settings), knowledge=build_knowledge_service(settings))
         return _shared
+
+
+class CountingHashEmbedder:
+    """The test-only hash embedder, counting the questions it embeds (for cache tests); `calls` is per instance
+    unless a test shares one counter through `shared`."""
+
+    def __init__(self, shared: list[int] | None = None) -> None:
+        from knowledge.embeddings import HashEmbedder
+
+        self._inner = HashEmbedder()
+        self.name, self.dim = self._inner.name, self._inner.dim
+        self.counter = shared if shared is not None else [0]
+
+    @property
+    def calls(self) -> int:
+        return self.counter[0]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        self.counter[0] += 1
+        return self._inner.embed_query(text)

@@ -15,6 +15,7 @@ from knowledge.faq import FaqEntry, FaqIndex
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import Filters, HybridRetriever
 from knowledge.store import ChromaStore
+from tests.factories import CountingHashEmbedder
 
 PERMIT = """---
 title: 居住证办理指南
@@ -205,18 +206,12 @@ def test_faq_override_wins(docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -
 
 
 def test_a_question_is_embedded_once_for_faq_and_retrieval(tmp_path: Path) -> None:
-    class Counting(HashEmbedder):
-        calls = 0
-
-        def embed_query(self, text: str) -> list[float]:
-            Counting.calls += 1
-            return super().embed_query(text)
-
-    emb = CachedEmbedder(Counting(), tmp_path / "cache.sqlite")
+    counting = CountingHashEmbedder()
+    emb = CachedEmbedder(counting, tmp_path / "cache.sqlite")
     first = emb.embed_query("办居住证要带什么")
-    assert emb.embed_query("办居住证要带什么") == first and Counting.calls == 1
+    assert emb.embed_query("办居住证要带什么") == first and counting.calls == 1
     emb.embed_query("高龄津贴怎么申请")
-    assert Counting.calls == 2
+    assert counting.calls == 2
 
 
 def test_ingest_writes_chunks_in_batches_across_documents(tmp_path: Path, docs: Path,

@@ -15,6 +15,7 @@ from knowledge.ingest import ingest_path
 from knowledge.retrieval import HybridRetriever
 from knowledge.scope import PARAPHRASE, ScopeError, ScopeExample, ScopeLibrary, load_scope_examples
 from knowledge.store import ChromaStore
+from tests.factories import CountingHashEmbedder
 from tests.test_knowledge_core import HEATING, PERMIT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,17 +95,11 @@ def test_a_rewording_of_a_known_unanswered_question_is_refused(tmp_path: Path) -
 
 
 def test_scope_example_vectors_are_cached_on_disk(tmp_path: Path) -> None:
-    class Counting(HashEmbedder):
-        calls = 0
-
-        def embed_query(self, text: str) -> list[float]:
-            Counting.calls += 1
-            return super().embed_query(text)
-
-    first = CachedEmbedder(Counting(), tmp_path / "cache.sqlite").embed_queries(IN_SCOPE)
-    assert Counting.calls == len(IN_SCOPE)
-    again = CachedEmbedder(Counting(), tmp_path / "cache.sqlite").embed_queries(IN_SCOPE)  # a restart
-    assert np.allclose(again, first, atol=1e-6) and Counting.calls == len(IN_SCOPE)
+    calls = [0]
+    first = CachedEmbedder(CountingHashEmbedder(calls), tmp_path / "cache.sqlite").embed_queries(IN_SCOPE)
+    assert calls[0] == len(IN_SCOPE)
+    again = CachedEmbedder(CountingHashEmbedder(calls), tmp_path / "cache.sqlite").embed_queries(IN_SCOPE)  # restart
+    assert np.allclose(again, first, atol=1e-6) and calls[0] == len(IN_SCOPE)
 
 
 def test_a_malformed_scope_file_is_logged_and_the_bot_still_answers(tmp_path: Path,
