@@ -17,6 +17,7 @@ from typing import Any
 
 from knowledge.faq import FaqIndex
 from knowledge.llm import LLM, LLMError
+from knowledge.places import unknown_places
 from knowledge.retrieval import Filters, Hit, HybridRetriever, tokenize
 from knowledge.sanitize import clean_passage, mask_answer
 from knowledge.store import StoredChunk
@@ -28,6 +29,7 @@ MAX_ANSWER_CHARS = 350
 MAX_BODY_CHARS = 280
 # concrete content residents ask for: amounts, places, phone numbers, times, materials
 _CONCRETE = re.compile(r"\d|材料|证明|地点|地址|窗口|电话|热线|时间|工作日|期限|元|带上|携带|办理")
+OTHER_PLACE_TEXT = "提醒：知识库收录的是本市的规定，没有{place}的内容，以下仅供参考；{place}的规定请向当地有关部门咨询。\n"
 NO_ANSWER_TEXT = ("抱歉，知识库里没有找到能回答这个问题的内容，我不想给您不准确的说法。"
                   "您可以换个说法再问，或者回复“转人工”，由工作人员为您解答。")
 
@@ -102,6 +104,9 @@ class KnowledgeService:
                 answer.mode = "offline_fallback"
         else:
             answer = self._offline_answer(question, result.hits)
+        places = unknown_places(question, getattr(self.retriever, "corpus_text", ""))
+        if answer.answered and places:
+            answer.text = OTHER_PLACE_TEXT.format(place="、".join(places)) + answer.text
         answer.text = mask_answer(answer.text)
         return answer
 

@@ -336,6 +336,11 @@ class HybridRetriever:
             self._df = df
             self._doc_tokens = doc_tokens
 
+    @property
+    def corpus_text(self) -> str:
+        """Every chunk's title, heading path and text, lower-cased (for "does the knowledge base mention X")."""
+        return self._corpus_text
+
     def idf(self, token: str) -> float:
         """BM25-style idf of a token over the chunk corpus (an unseen token gets the highest weight)."""
         n = len(self._chunks)

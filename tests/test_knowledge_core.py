@@ -238,3 +238,21 @@ def test_ingest_writes_chunks_in_batches_across_documents(tmp_path: Path, docs: 
     (docs / "heating.md").write_text(HEATING.replace("18℃", "20℃"), encoding="utf-8")
     again = ingest_path(docs, store=small, embedder=emb)
     assert again.updated == ["heating"] and small.count() == report.chunks_written
+
+
+def test_an_answer_about_another_city_says_the_rules_are_local(docs: Path,
+                                                               kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    svc = _service(docs, kb)
+    other = svc.ask("北京的居住证多久签注一次")
+    assert other.answered and other.text.startswith("提醒：") and "没有北京的内容" in other.text
+    assert "签注" in other.text and other.citations
+    assert not svc.ask("居住证多久签注一次").text.startswith("提醒：")
+
+
+def test_unknown_places_ignores_the_knowledge_bases_own_city() -> None:
+    from knowledge.places import unknown_places
+
+    corpus = "济南市居住证办理指南"
+    assert unknown_places("青岛和上海的低保多少", corpus) == ["青岛", "上海"]
+    assert unknown_places("济南的低保多少", corpus) == []
+    assert unknown_places("内蒙古的暖气费", corpus) == ["内蒙古"]
