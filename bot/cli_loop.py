@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import typer
 from rich.table import Table
@@ -105,7 +105,8 @@ def scheduler_cmd(
     else:
         err_console.print("[yellow]未配置 TELEGRAM_TOKEN：通知将打印到终端。[/yellow]")
     deps = LoopDeps(engine=services.engine, policies=services.policies, sla=services.sla, clock=services.clock,
-                    notifier=channel.notifier if channel is not None else LogNotifier())
+                    notifier=channel.notifier if channel is not None else LogNotifier(),
+                    inbox_retention=timedelta(days=settings.inbox_retention_days))
 
     async def main() -> None:
         if channel is not None:

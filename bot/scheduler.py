@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
+from bot.channels.inbox import purge_inbox
 from casestore.clock import Clock
 from casestore.deadlines import SlaPolicy
 from casestore.dispatch import dispatch_pending
@@ -26,6 +27,7 @@ from policies.models import Policies
 
 log = logging.getLogger(__name__)
 JOB_ID = "quanbot-sweep"
+PURGE_EVERY = timedelta(hours=1)
 
 
 @dataclass
@@ -35,13 +37,16 @@ class LoopDeps:
     sla: SlaPolicy
     clock: Clock
     notifier: Notifier
+    inbox_retention: timedelta | None = None  # erase handled updates' content after this (None: never)
     running: set[asyncio.Task[TickResult]] = field(default_factory=set)  # ticks in flight, finished on stop
+    last_purge: datetime | None = None
 
 
 @dataclass
 class TickResult:
     sweep: SweepReport
     sent: int
+    erased: int = 0  # inbox updates whose content the retention purge erased
 
 
 async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
@@ -58,7 +63,15 @@ async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
     if report.due or sent:
         log.info("sweep: %s due, %s reminders, %s escalations, %s auto-closed; %s sent",
                  report.due, report.reminders, report.escalations, report.auto_closed, sent)
-    return TickResult(report, sent)
+    erased = 0
+    now = deps.clock.now()
+    if deps.inbox_retention is not None and (deps.last_purge is None or now - deps.last_purge >= PURGE_EVERY):
+        purged = await asyncio.to_thread(purge_inbox, deps.engine, now=now, retention=deps.inbox_retention)
+        deps.last_purge = now
+        erased = purged.erased
+        if purged.erased or purged.deleted:
+            log.info("inbox retention: %s updates erased, %s old keys deleted", purged.erased, purged.deleted)
+    return TickResult(report, sent, erased)
 
 
 async def _safe_tick(deps: LoopDeps) -> None:
@@ -95,7 +108,8 @@ async def run_in_loop(*, services: object, notifier: Notifier, stop: asyncio.Eve
     `services` is a bot.services.Services (engine, policies, sla, clock, settings).
     """
     deps = LoopDeps(engine=services.engine, policies=services.policies, sla=services.sla,  # type: ignore[attr-defined]
-                    clock=services.clock, notifier=notifier)  # type: ignore[attr-defined]
+                    clock=services.clock, notifier=notifier,  # type: ignore[attr-defined]
+                    inbox_retention=timedelta(days=services.settings.inbox_retention_days))  # type: ignore[attr-defined]
     interval = interval_s or services.settings.sweep_interval_s  # type: ignore[attr-defined]
     scheduler = build_scheduler(deps, interval_s=interval)
     scheduler.start()

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     # time and scheduling
     timezone: str = "Asia/Shanghai"
     sweep_interval_s: int = Field(default=30, ge=1)
+    inbox_retention_days: int = Field(default=7, ge=1)  # then a handled update's content is erased
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_telegram_ids", mode="before")

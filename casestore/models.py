@@ -285,6 +285,7 @@ class InboundUpdate(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     handled_at: datetime | None = _ts()
     error: str | None = None
+    erased_at: datetime | None = _ts(index=True)  # the update's content removed (retention); the key stays
 
 
 class Conversation(SQLModel, table=True):

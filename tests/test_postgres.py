@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
 def test_migrated_schema_and_org(pg_engine) -> None:
-    assert current_revision(pg_engine) == "0001"
+    assert current_revision(pg_engine) == "0002"
     tables = set(inspect(pg_engine).get_table_names())
     assert {"case", "caseevent", "notification", "inboundupdate", "grid", "worker", "resident"} <= tables
     indexes = {i["name"] for i in inspect(pg_engine).get_indexes("case")}
@@ -88,3 +88,15 @@ def test_select_for_update_serialises_writers(pg_engine) -> None:
             s2.execute(text("SET lock_timeout = '200ms'"))
             with pytest.raises(Exception, match="lock"):
                 get_case(session=s2, code=code, for_update=True)
+
+
+def test_inbox_tells_a_new_update_from_a_duplicate(pg_engine) -> None:
+    """psycopg reports rowcount -1 for an ORM INSERT ... ON CONFLICT DO NOTHING: judged by rowcount, every
+    update looked like a duplicate on PostgreSQL and the bot answered nobody."""
+    from bot.channels.inbox import Inbox
+
+    inbox = Inbox(pg_engine)
+    assert inbox.record(update_id=7, update_data={"message": {"text": "你好"}})
+    assert not inbox.record(update_id=7, update_data={"message": {"text": "你好"}})
+    assert inbox.record_many([(7, {}), (8, {}), (9, {})]) == [8, 9]
+    assert inbox.count() == 3

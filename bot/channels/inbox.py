@@ -6,6 +6,9 @@ saved into the row (``payload["reply"]``) -> the reply is sent -> ``done``. Afte
 engine is not asked twice. A row that failed ``max_attempts`` times becomes ``failed`` (poison update).
 A second delivery of the same update id conflicts on insert and is skipped: that is what makes Telegram
 retries and several webhook replicas harmless.
+Retention (`purge_inbox`, run hourly by the scheduler): a handled or failed update's content (the resident's
+message, the reply) is erased after the retention period; the row itself (channel, update id, state, times)
+stays KEEP_KEYS longer as the duplicate-delivery guard, then goes. Rows still `received` are never touched.
 
 Synchronous (one short transaction per call, on a plain connection: no ORM session for one-statement
 writes); async callers run it in a worker thread (the Telegram channel keeps one dedicated thread for
@@ -19,15 +22,40 @@ import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from casestore.clock import Clock, SystemClock
 from casestore.db import session_scope
 from casestore.models import InboundState, InboundUpdate
+
+KEEP_KEYS = timedelta(days=30)  # an erased row's key outlives any retry of its update by far
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    erased: int
+    deleted: int
+
+
+def purge_inbox(engine: Engine, *, now: datetime, retention: timedelta, keep_keys: timedelta = KEEP_KEYS) -> PurgeReport:
+    """Erase the content of updates handled (or failed) more than `retention` ago, and delete rows erased more
+    than `keep_keys` ago; every channel, two statements, one transaction."""
+    finished = col(InboundUpdate.state).in_([InboundState.done.value, InboundState.failed.value])
+    handled = func.coalesce(col(InboundUpdate.handled_at), col(InboundUpdate.received_at))
+    with engine.begin() as conn:
+        erased = conn.execute(
+            update(InboundUpdate)
+            .where(finished & col(InboundUpdate.erased_at).is_(None) & (handled < now - retention))
+            .values(payload={}, error=None, erased_at=now)).rowcount
+        deleted = conn.execute(
+            delete(InboundUpdate).where(col(InboundUpdate.erased_at) < now - keep_keys)).rowcount
+    return PurgeReport(erased=int(erased or 0), deleted=int(deleted or 0))
 
 
 @dataclass(frozen=True)
@@ -65,16 +93,18 @@ class Inbox:
         return (InboundUpdate.channel == self.channel) & (InboundUpdate.update_id == update_id)  # type: ignore[arg-type]
 
     def _insert(self, update_id: int, update_data: dict[str, Any]) -> Any:
+        # RETURNING, not rowcount, tells a new row from a duplicate: psycopg reports rowcount -1 for
+        # INSERT ... ON CONFLICT DO NOTHING, which made every update look like a duplicate on PostgreSQL
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         return insert(InboundUpdate).values(
             channel=self.channel, update_id=update_id, payload={"update": update_data},
             state=InboundState.received.value, attempts=1, received_at=self.clock.now(),
-        ).on_conflict_do_nothing(index_elements=["channel", "update_id"])
+        ).on_conflict_do_nothing(index_elements=["channel", "update_id"]).returning(col(InboundUpdate.id))
 
     def record(self, *, update_id: int, update_data: dict[str, Any]) -> bool:
         """Store a new update as received with one attempt taken; False if this update id is already here."""
         with self._writing(), self.engine.begin() as conn:
-            return conn.execute(self._insert(update_id, update_data)).rowcount == 1
+            return conn.execute(self._insert(update_id, update_data)).first() is not None
 
     def record_many(self, items: Sequence[tuple[int, dict[str, Any]]]) -> list[int]:
         """`record` for a batch, in one transaction (all stored or none); returns the ids that were new,
@@ -82,7 +112,7 @@ class Inbox:
         new: list[int] = []
         with self._writing(), self.engine.begin() as conn:
             for update_id, update_data in items:
-                if conn.execute(self._insert(update_id, update_data)).rowcount == 1:
+                if conn.execute(self._insert(update_id, update_data)).first() is not None:
                     new.append(update_id)
         return new
 
@@ -154,8 +184,6 @@ class Inbox:
         return claimed
 
     def count(self, *, state: str | None = None) -> int:
-        from sqlalchemy import func
-
         stmt = select(func.count()).select_from(InboundUpdate).where(InboundUpdate.channel == self.channel)  # type: ignore[arg-type]
         if state is not None:
             stmt = stmt.where(InboundUpdate.state == state)  # type: ignore[arg-type]
