@@ -10,7 +10,10 @@ bot runs three times: burst and sustained with the outbound limits off (the bot'
 one resident message or button press, stored, handled, answered and marked done). Each update here is
 answered with about two Bot API sends, reported separately as reply msg/s.
 
-    .venv/bin/python -m benchmarks.bench_telegram [--residents 200] [--handler engine|echo]
+    .venv/bin/python -m benchmarks.bench_telegram [--residents 200] [--handler engine|echo] [--postgres URL]
+
+--postgres runs each measurement on a fresh schema of that PostgreSQL server (e.g. TEST_DATABASE_URL) instead of
+a SQLite file; the schema is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -112,8 +115,30 @@ class RemoteServer:
         self._proc.join(5)
 
 
-def _settings(tmp: Path, server: Any, overall: float, per_chat: float) -> Settings:
-    return Settings(_env_file=None, database_url=f"sqlite:///{tmp / 'bench.db'}", var_dir=tmp / "var",  # type: ignore[call-arg]
+def _fresh_schema(base: str) -> tuple[str, Any]:
+    """A new schema on the PostgreSQL server at `base`: (its URL, a function that drops it)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from casestore.db import make_engine
+
+    schema = f"qb_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}", drop
+
+
+def _settings(tmp: Path, server: Any, overall: float, per_chat: float, database_url: str = "") -> Settings:
+    return Settings(_env_file=None, database_url=database_url or f"sqlite:///{tmp / 'bench.db'}",  # type: ignore[call-arg]
+                    var_dir=tmp / "var",
                     chroma_dir=tmp / "chroma", telegram_token=SecretStr(DEFAULT_TOKEN),
                     telegram_base_url=server.base_url, telegram_rate_overall=overall,
                     telegram_rate_per_chat=per_chat)
@@ -138,10 +163,21 @@ def _handler(kind: str, settings: Settings) -> tuple[Any, str, Any]:
 
 
 async def _run(residents: int, handler_kind: str, overall: float, per_chat: float, pace: float = 0.0,
-               handler_threads: int = 8) -> dict[str, Any]:
+               handler_threads: int = 8, postgres: str = "") -> dict[str, Any]:
     server = RemoteServer()
+    database_url, drop = _fresh_schema(postgres) if postgres else ("", None)
+    try:
+        return await _measure(server, residents, handler_kind, overall, per_chat, pace, handler_threads,
+                              database_url)
+    finally:
+        if drop is not None:
+            drop()
+
+
+async def _measure(server: Any, residents: int, handler_kind: str, overall: float, per_chat: float, pace: float,
+                   handler_threads: int, database_url: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmpdir:
-        settings = _settings(Path(tmpdir), server, overall, per_chat)
+        settings = _settings(Path(tmpdir), server, overall, per_chat, database_url)
         if handler_kind == "echo":
             from bot.runtime import prepare_database
 
@@ -232,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pace", type=float, default=17.0,
                     help="residents starting per second in the sustained run (x3 steps ~ updates/s offered)")
     ap.add_argument("--handler-threads", type=int, default=8, help="TelegramChannel(handler_threads=...)")
+    ap.add_argument("--postgres", default="", help="a PostgreSQL URL: measure on a fresh schema there")
     ap.add_argument("--runs", default="burst,sustained,limits",
                     help="comma-separated subset of burst,sustained,limits")
     args = ap.parse_args(argv)
@@ -244,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for title, overall, per_chat, pace in runs:
         print(f"\n== {args.residents} residents x 3 steps, {title}")
-        r = asyncio.run(_run(args.residents, args.handler, overall, per_chat, pace, args.handler_threads))
+        r = asyncio.run(_run(args.residents, args.handler, overall, per_chat, pace, args.handler_threads,
+                             args.postgres))
         print(f"  handler: {r['handler']}")
         print(f"  {r['updates']} updates (resident messages) in {r['wall']:.2f}s = {r['updates_per_s']:.1f} updates/s; "
               f"{r['sends']} reply messages sent = {r['sends_per_s']:.1f} reply msg/s")
