@@ -1,0 +1,108 @@
+"""Safety on the resident's side: emergencies answered before any paperwork, self-harm, prompt injection.
+
+Owns: the recognisers that must not depend on a statistical model (danger words, injection attempts), the safety
+instructions for each kind of danger (110/119/120 and what to do now), and the emergency turn itself.
+Must not: route or set deadlines (casestore does) or phrase replies inline (texts.py does).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.dialogue import report, texts
+from bot.dialogue import resident as router
+from bot.dialogue.engine import Turn
+from bot.dialogue.state import State
+from casestore.residents import get_or_create_resident
+
+# ---------------- recognisers that must not depend on a statistical model ----------------
+_INJECTION = re.compile(
+    r"(忽略|无视|忘记|忘掉|绕过|跳过).{0,8}(指令|指示|提示|规则|设定|要求|限制)|系统提示|提示词|system\s*prompt|"
+    r"ignore (all |the )?(previous|above)|jailbreak|开发者模式|"
+    r"(所有|全部|别人|其他|其它)(人|居民|住户|用户)?的?(电话|手机|号码|身份证|住址|地址|信息|资料|工单)",
+    re.IGNORECASE)
+_SELF_HARM = re.compile(r"不想活|活不下去|想死|去死|自杀|轻生|寻死|跳楼|割腕|结束(自己的)?生命|了结自己|吃安眠药")
+_GAS = re.compile(r"燃气|煤气|天然气|液化气|气味|煤气味")
+_FIRE = re.compile(r"着火|起火|失火|火灾|冒烟|烧起来|火苗|浓烟")
+_MEDICAL = re.compile(r"晕倒|昏倒|昏迷|不省人事|心脏|抽搐|呼吸困难|喘不上气|大出血|摔倒.*起不来|中风|急病|没有意识|没意识")
+_POLICE = re.compile(r"打人|打架|持刀|拿刀|抢劫|小偷|入室|家暴|砍人|威胁|闹事")
+_MISSING = re.compile(r"走失|走丢|找不到(人|孩子|老人)|不见了")
+_TRAPPED = re.compile(r"被困|困在|关在电梯|电梯.*(困|卡)")
+_WATER = re.compile(r"进水|水管爆|爆管|淹了|漫水|跑水")
+_ELECTRIC = re.compile(r"电线.*(落地|掉|断)|触电|漏电|电线着火")
+
+
+def is_injection(text: str) -> bool:
+    return bool(_INJECTION.search(text))
+
+
+def _is_self_harm(u: Any, text: str) -> bool:
+    return "self_harm" in _hit_names(u) or bool(_SELF_HARM.search(text))
+
+
+def is_emergency(u: Any, text: str) -> bool:
+    return u.urgency.label == "emergency" or _is_self_harm(u, text)
+
+
+def _hit_names(u: Any) -> set[str]:
+    """Danger-rule names from understanding ("gas:燃气味" -> "gas")."""
+    return {str(h).split(":", 1)[0] for h in (u.rule_hits or [])}
+
+
+def safety_guidance(u: Any, text: str) -> str:
+    """The first reply to an emergency: what to do now and whom to call, by what the message says."""
+    hits = _hit_names(u)
+    if _is_self_harm(u, text):
+        return texts.SELF_HARM
+    if "gas" in hits or _GAS.search(text):
+        return texts.EMERGENCY_GAS
+    if hits & {"fire", "smoke"} or _FIRE.search(text):
+        return texts.EMERGENCY_FIRE
+    if "live_wire" in hits or _ELECTRIC.search(text):
+        return texts.EMERGENCY_ELECTRIC
+    if "trapped" in hits or _TRAPPED.search(text):
+        return texts.EMERGENCY_TRAPPED
+    if hits & {"collapse", "falling"} or _MEDICAL.search(text):
+        return texts.EMERGENCY_MEDICAL
+    if "missing" in hits or _MISSING.search(text):
+        return texts.EMERGENCY_MISSING
+    if "violence" in hits or _POLICE.search(text):
+        return texts.EMERGENCY_POLICE
+    if "flooding" in hits or _WATER.search(text):
+        return texts.EMERGENCY_WATER
+    if u.category.label == "health":
+        return texts.EMERGENCY_MEDICAL
+    return texts.EMERGENCY_GENERIC
+
+
+def emergency(turn: Turn, u: Any, text: str, *, forced: bool = False) -> None:
+    """Guidance first, then an emergency case and an immediate page: no confirmation, no paperwork."""
+    turn.say(safety_guidance(u, text))
+    resident = router.resident_of(turn)
+    has_consent = router.consented(resident)
+    if resident is None:
+        # the row holds only the channel id, so updates can reach them; no address, no consent recorded
+        resident = get_or_create_resident(session=turn.session, telegram_id=turn.incoming.user_id, now=turn.now,
+                                          channel=turn.incoming.channel)
+    category = u.category.label
+    if _is_self_harm(u, text) and category == "other":
+        category = "health"
+    draft: dict[str, Any] = {"items": [{"intent": "help", "category": category, "urgency": "emergency",
+                                        "text": u.text}]}
+    details = report.where_from_details(u.details)
+    if details:
+        draft.update(details)
+    elif has_consent:
+        draft.update(report.home_where(resident))
+    turn.go(State.idle, draft=None, clarify=None)
+    cases = report.open_cases(turn, resident, draft, announce=False)
+    if not cases:
+        return
+    case = cases[0]
+    turn.say(texts.EMERGENCY_OPENED.format(code=case.code, handler=router.handler_text(turn, case),
+                                           due=router.due_text(turn, case)))
+    if not has_consent:
+        turn.say(texts.EMERGENCY_NO_CONSENT)
+    if case.grid_id is None:
+        turn.say(texts.EMERGENCY_NO_ADDRESS)
