@@ -1,4 +1,5 @@
-"""APScheduler wiring: one interval job that runs the sweep (in a thread) and then dispatches pending pushes.
+"""APScheduler wiring: one interval job that runs the sweep (in a thread), dispatches pending pushes and, at most
+once an hour, erases old inbox content (bot.channels.inbox.purge_inbox).
 
 The job has a fixed id ("quanbot-sweep") with replace_existing=True, coalesce=True and max_instances=1, so
 a restart or a second `build_scheduler` call never multiplies jobs, missed runs collapse into one, and a
