@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,6 +49,29 @@ def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默�
                   f"删除 {len(report.removed)}；写入 {report.chunks_written} 块，用时 {report.seconds:.1f}s")
     for name, reason in report.failed:
         err_console.print(f"[yellow]⚠ 跳过 {name}：{reason}[/yellow]")
+    _scope_summary(settings)
+
+
+def _scope_summary(settings: Any) -> None:
+    """One line on the scope examples against what is now indexed, and the examples that went stale."""
+    from knowledge.scope import ScopeError, load_scope_examples, scope_health
+    from knowledge.service import components
+
+    try:
+        examples = load_scope_examples(Path(settings.scope_examples))
+    except ScopeError as exc:
+        err_console.print(f"[yellow]⚠ 范围示例未使用：{exc}[/yellow]")
+        return
+    if not examples:
+        err_console.print("[yellow]⚠ 没有范围示例（SCOPE_EXAMPLES）：“知识库没有答案”的判断只看检索证据，准确率较低[/yellow]")
+        return
+    known = set(components(settings)[1].list_manifest())
+    health = scope_health(examples, known)
+    console.print(f"范围示例：能回答 {health.answered} 条，不能回答 {health.unanswered} 条"
+                  + (f"，已失效 {len(health.stale)} 条（所指文档已不在知识库，已忽略）" if health.stale else ""),
+                  soft_wrap=True)
+    for question in health.stale[:5]:
+        err_console.print(f"  [yellow]• {question}[/yellow]")
 
 
 @app.command("ask")

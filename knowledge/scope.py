@@ -81,6 +81,24 @@ class ScopeMatch:
         return self.nearest_in_scope if self.nearest >= PARAPHRASE else None
 
 
+@dataclass(frozen=True)
+class ScopeHealth:
+    """What an admin should know about the examples after the knowledge base changed."""
+
+    answered: int  # usable examples the knowledge base answers
+    unanswered: int  # usable examples it does not
+    stale: list[str]  # answered examples whose documents are all gone (ignored until relabelled)
+    fact_only: int
+
+
+def scope_health(examples: Iterable[ScopeExample], known_docs: set[str]) -> ScopeHealth:
+    rows = list(examples)
+    stale = [e.question for e in rows if e.in_scope and not set(e.expected) & known_docs]
+    return ScopeHealth(answered=sum(1 for e in rows if e.in_scope) - len(stale),
+                       unanswered=sum(1 for e in rows if not e.in_scope and not e.fact_only),
+                       stale=stale, fact_only=sum(1 for e in rows if e.fact_only))
+
+
 class ScopeLibrary:
     """Query vectors of the usable examples, split by kind."""
 

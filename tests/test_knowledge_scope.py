@@ -133,3 +133,25 @@ def test_fit_and_cutoff_separate_clear_evidence() -> None:
     cutoff, figures = choose_cutoff(model, yes + no, [False] * 20 + [True] * 10)
     assert figures["f1"] == 1.0 and 0.1 <= cutoff <= 0.9
     assert model.probability(no[0]) > 0.5 > model.probability(yes[0])
+
+
+def test_ingest_reports_examples_whose_documents_are_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "heating.md").write_text(HEATING, encoding="utf-8")
+    examples = tmp_path / "scope.jsonl"
+    examples.write_text("\n".join(json.dumps({"question": e.question, "expected": list(e.expected),
+                                              **({"scope": "fact"} if e.fact_only else {})}, ensure_ascii=False)
+                                   for e in _examples()) + "\n", encoding="utf-8")
+    for key, value in {"KNOWLEDGE_DIR": docs, "CHROMA_DIR": tmp_path / "chroma", "VAR_DIR": tmp_path / "var",
+                       "EMBEDDING_BACKEND": "hash", "SCOPE_EXAMPLES": examples}.items():
+        monkeypatch.setenv(key, str(value))
+    result = CliRunner().invoke(app, ["ingest"])
+    assert result.exit_code == 0, result.output
+    # 3 heating examples answer; the 3 residence-permit ones and 公积金 point at documents that are not indexed
+    assert "能回答 3 条，不能回答 5 条，已失效 4 条" in result.output
+    assert "居住证咋办理" in result.output
