@@ -50,27 +50,27 @@ def _hit_names(u: Any) -> set[str]:
     return {str(h).split(":", 1)[0] for h in (u.rule_hits or [])}
 
 
+# (rule hits, words in the message, the guidance), first match wins: the order is the order of danger to life
+_GUIDANCE = (
+    ({"gas"}, _GAS, texts.EMERGENCY_GAS),
+    ({"fire", "smoke"}, _FIRE, texts.EMERGENCY_FIRE),
+    ({"live_wire"}, _ELECTRIC, texts.EMERGENCY_ELECTRIC),
+    ({"trapped"}, _TRAPPED, texts.EMERGENCY_TRAPPED),
+    ({"collapse", "falling"}, _MEDICAL, texts.EMERGENCY_MEDICAL),
+    ({"missing"}, _MISSING, texts.EMERGENCY_MISSING),
+    ({"violence"}, _POLICE, texts.EMERGENCY_POLICE),
+    ({"flooding"}, _WATER, texts.EMERGENCY_WATER),
+)
+
+
 def safety_guidance(u: Any, text: str) -> str:
     """The first reply to an emergency: what to do now and whom to call, by what the message says."""
     hits = _hit_names(u)
     if _is_self_harm(u, text):
         return texts.SELF_HARM
-    if "gas" in hits or _GAS.search(text):
-        return texts.EMERGENCY_GAS
-    if hits & {"fire", "smoke"} or _FIRE.search(text):
-        return texts.EMERGENCY_FIRE
-    if "live_wire" in hits or _ELECTRIC.search(text):
-        return texts.EMERGENCY_ELECTRIC
-    if "trapped" in hits or _TRAPPED.search(text):
-        return texts.EMERGENCY_TRAPPED
-    if hits & {"collapse", "falling"} or _MEDICAL.search(text):
-        return texts.EMERGENCY_MEDICAL
-    if "missing" in hits or _MISSING.search(text):
-        return texts.EMERGENCY_MISSING
-    if "violence" in hits or _POLICE.search(text):
-        return texts.EMERGENCY_POLICE
-    if "flooding" in hits or _WATER.search(text):
-        return texts.EMERGENCY_WATER
+    for rule_hits, words, guidance in _GUIDANCE:
+        if hits & rule_hits or words.search(text):
+            return guidance
     if u.category.label == "health":
         return texts.EMERGENCY_MEDICAL
     return texts.EMERGENCY_GENERIC
