@@ -107,3 +107,11 @@ def pg_engine(pg_url: str, policies: Policies) -> Iterator[Engine]:
         sync_org(session=session, grids=policies.grids)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A knowledge directory with the two sample documents of tests.factories."""
+    from tests.factories import write_sample_docs
+
+    return write_sample_docs(tmp_path / "docs")

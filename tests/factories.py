@@ -156,3 +156,47 @@ class CountingHashEmbedder:
     def embed_query(self, text: str) -> list[float]:
         self.counter[0] += 1
         return self._inner.embed_query(text)
+
+
+# Two small knowledge documents in the shipped format (front matter, headings), for knowledge tests.
+PERMIT = """---
+title: 居住证办理指南
+source: 示例
+issuer: 示例公安局
+effective_date: 2025-01-01
+tags: [居住证, 外地人]
+category: certificates
+---
+# 居住证办理指南
+
+## 所需材料
+
+1. 本人居民身份证原件。
+2. 住所证明：租房提供房屋租赁合同。
+
+## 签注与有效期
+
+居住证需要每年签注一次。持证人应在有效期满前30日内签注。逾期未签注的，居住证暂停使用。
+"""
+
+HEATING = """---
+title: 冬季供暖服务指南
+source: 示例
+effective_date: 2024-10-01
+tags: [供暖]
+category: housing
+---
+# 冬季供暖服务指南
+
+## 室温标准
+
+供暖期间卧室室内温度不低于18℃。室温不达标的可以拨打供热单位客服电话报修。
+"""
+
+
+def write_sample_docs(where: Path) -> Path:
+    """`where` holding residence-permit.md and heating.md (created if missing)."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
+    (where / "heating.md").write_text(HEATING, encoding="utf-8")
+    return where

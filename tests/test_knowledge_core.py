@@ -15,41 +15,7 @@ from knowledge.faq import FaqEntry, FaqIndex
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import Filters, HybridRetriever
 from knowledge.store import ChromaStore
-from tests.factories import CountingHashEmbedder
-
-PERMIT = """---
-title: 居住证办理指南
-source: 示例
-issuer: 示例公安局
-effective_date: 2025-01-01
-tags: [居住证, 外地人]
-category: certificates
----
-# 居住证办理指南
-
-## 所需材料
-
-1. 本人居民身份证原件。
-2. 住所证明：租房提供房屋租赁合同。
-
-## 签注与有效期
-
-居住证需要每年签注一次。持证人应在有效期满前30日内签注。逾期未签注的，居住证暂停使用。
-"""
-
-HEATING = """---
-title: 冬季供暖服务指南
-source: 示例
-effective_date: 2024-10-01
-tags: [供暖]
-category: housing
----
-# 冬季供暖服务指南
-
-## 室温标准
-
-供暖期间卧室室内温度不低于18℃。室温不达标的可以拨打供热单位客服电话报修。
-"""
+from tests.factories import HEATING, CountingHashEmbedder
 
 
 def _pdf_bytes(text: str) -> bytes:
@@ -70,15 +36,6 @@ def _pdf_bytes(text: str) -> bytes:
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
     return out
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    d = tmp_path / "docs"
-    d.mkdir()
-    (d / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
-    (d / "heating.md").write_text(HEATING, encoding="utf-8")
-    return d
 
 
 @pytest.fixture

