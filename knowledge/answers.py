@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from knowledge.asks import asked_kinds, gives, missing_kinds
 from knowledge.faq import FaqIndex
 from knowledge.llm import LLM, LLMError
 from knowledge.places import unknown_places
@@ -29,6 +30,7 @@ MAX_ANSWER_CHARS = 350
 MAX_BODY_CHARS = 280
 # concrete content residents ask for: amounts, places, phone numbers, times, materials
 _CONCRETE = re.compile(r"\d|材料|证明|地点|地址|窗口|电话|热线|时间|工作日|期限|元|带上|携带|办理")
+GAP_TEXT = "\n提示：上面没有写到具体的{what}；需要准确答复，请回复“转人工”。"
 OTHER_PLACE_TEXT = "提醒：知识库收录的是本市的规定，没有{place}的内容，以下仅供参考；{place}的规定请向当地有关部门咨询。\n"
 NO_ANSWER_TEXT = ("抱歉，知识库里没有找到能回答这个问题的内容，我不想给您不准确的说法。"
                   "您可以换个说法再问，或者回复“转人工”，由工作人员为您解答。")
@@ -119,6 +121,7 @@ class KnowledgeService:
         idf = getattr(self.retriever, "idf", None) or (lambda _t: 1.0)
         q_tokens = list(dict.fromkeys(tokenize(question)))
         weights = {t: idf(t) for t in q_tokens}
+        wanted = asked_kinds(question)
         best_doc = hits[0].doc_id
         top_id = hits[0].chunk.chunk_id
         chunks: dict[str, StoredChunk] = {}
@@ -126,15 +129,18 @@ class KnowledgeService:
             if h.doc_id == best_doc:
                 chunks.setdefault(h.chunk.chunk_id, h.chunk)
         chunks.update({c.chunk_id: c for c in self._neighbours(hits[0].chunk) if c.chunk_id not in chunks})
-        rank = {cid: n for n, cid in enumerate(chunks)}  # retrieval order; neighbours last
+        # asked for a fee, a phone, a time or a place: the rest of the document may hold it (only such sentences)
+        extra = {c.chunk_id for c in self._doc_chunks(best_doc) if c.chunk_id not in chunks} if wanted else set()
+        chunks.update({c.chunk_id: c for c in self._doc_chunks(best_doc) if c.chunk_id in extra})
+        rank = {cid: n for n, cid in enumerate(chunks)}  # retrieval order; neighbours, then the rest, last
         units: list[tuple[tuple[int, int], str, str, float]] = []  # (reading position, text, chunk id, score)
         for cid, chunk in chunks.items():
             ordinal = int(chunk.metadata.get("ordinal", 0))
             section = str(chunk.metadata.get("section", "")).lower()
             heading = 0.5 * sum(w for t, w in weights.items() if t in section)
             for i, sentence in enumerate(_units(clean_passage(chunk.text))):
-                if sentence.startswith(">"):  # a block-quoted disclaimer, not content
-                    continue
+                if sentence.startswith(">") or (cid in extra and not gives(wanted, sentence)):
+                    continue  # a block-quoted disclaimer; or, from the rest of the document, not the asked fact
                 overlap = sum(w for t, w in weights.items() if t in sentence.lower())
                 score = (overlap + heading) * (1.25 if cid == top_id else 1.0 - 0.05 * min(rank[cid], 4))
                 if overlap and _CONCRETE.search(sentence):
@@ -142,6 +148,9 @@ class KnowledgeService:
                 units.append(((ordinal, i), sentence, cid, score))
         if not units:
             return Answer(NO_ANSWER_TEXT, False, "offline")
+        if wanted:  # "多少钱": the on-topic sentences that carry a fee come first, whatever their word overlap
+            lead = max(u[3] for u in units)
+            units = [(u[0], u[1], u[2], u[3] + lead) if u[3] > 0 and gives(wanted, u[1]) else u for u in units]
         used_ids: list[str] = []
         keep: list[tuple[tuple[int, int], str, str, float]] = []
         used = 0
@@ -165,19 +174,22 @@ class KnowledgeService:
         lines = "；".join(f"[{n}] {c.label()}" for n, c in enumerate(citations, start=1))
         sources = f"\n来源：{lines}"
         body = "\n".join(_bullet(u[1]) for u in keep)
-        room = MAX_ANSWER_CHARS - len(sources)
+        gap = missing_kinds(question, body)
+        note = GAP_TEXT.format(what="、".join(gap)) if gap else ""
+        room = MAX_ANSWER_CHARS - len(sources) - len(note)
         if len(body) > room:
             body = body[:max(room - 1, 0)] + "…"
-        return Answer(f"{body}{sources}", True, "offline", citations)
+        return Answer(f"{body}{sources}{note}", True, "offline", citations)
+
+    def _doc_chunks(self, doc_id: str) -> list[StoredChunk]:
+        doc_chunks = getattr(self.retriever, "doc_chunks", None)
+        return list(doc_chunks(doc_id)) if doc_chunks is not None else []
 
     def _neighbours(self, chunk: StoredChunk) -> list[StoredChunk]:
         """The chunks right before and after `chunk` under the same heading (a section split by length)."""
-        doc_chunks = getattr(self.retriever, "doc_chunks", None)
-        if doc_chunks is None:
-            return []
         ordinal = int(chunk.metadata.get("ordinal", 0))
         path = chunk.metadata.get("heading_path")
-        return [c for c in doc_chunks(str(chunk.metadata.get("doc_id", "")))
+        return [c for c in self._doc_chunks(str(chunk.metadata.get("doc_id", "")))
                 if abs(int(c.metadata.get("ordinal", 0)) - ordinal) == 1 and c.metadata.get("heading_path") == path]
 
     # --- FAQ -----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from knowledge.faq import FaqEntry, FaqIndex
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import Filters, HybridRetriever
 from knowledge.store import ChromaStore
-from tests.factories import HEATING, CountingHashEmbedder
+from tests.factories import HEATING, PERMIT, CountingHashEmbedder
 
 
 def _pdf_bytes(text: str) -> bytes:
@@ -213,3 +213,32 @@ def test_unknown_places_ignores_the_knowledge_bases_own_city() -> None:
     assert unknown_places("青岛和上海的低保多少", corpus) == ["青岛", "上海"]
     assert unknown_places("济南的低保多少", corpus) == []
     assert unknown_places("内蒙古的暖气费", corpus) == ["内蒙古"]
+
+
+def test_an_asked_fee_is_looked_for_across_the_document_or_its_absence_said(
+        docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    from knowledge.answers import GAP_TEXT
+
+    sections = "".join(f"\n## 补领材料说明{n}\n\n居住证丢失补领要带身份证和居住证明材料，材料齐全当场受理（{n}）。\n"
+                       for n in range(6))
+    (docs / "residence-permit.md").write_text(
+        PERMIT + sections + "\n## 工本费\n\n补领的每张收取工本费20元（示意）。\n", encoding="utf-8")
+    svc = _service(docs, kb)
+    question = "居住证丢了补领要带啥材料，补领多少钱"
+    hits = svc.retriever.search(question, k=5).hits
+    assert "工本费" not in {h.chunk.metadata.get("section") for h in hits}  # the fee is not among the hits...
+    fee = svc.ask(question)  # ...but the answer finds it in the rest of the document
+    assert fee.answered and "20元" in fee.text and "提示：" not in fee.text
+    none = svc.ask("暖气室温不达标，暖气费多少钱")
+    assert none.answered and none.text.endswith(GAP_TEXT.format(what="费用"))
+    assert "来源" in none.text.split("提示：")[0]  # the note comes after the sources: it is not a claim
+
+
+def test_asked_kinds_and_what_a_text_gives() -> None:
+    from knowledge.asks import asked_kinds, missing_kinds
+
+    assert [a.name for a in asked_kinds("低保一个月给多少，去哪申请")] == ["费用", "地点"]
+    assert missing_kinds("低保一个月给多少，去哪申请", "每人每月800元（示意），向街道办事处申请") == []
+    assert missing_kinds("热线电话多少", "请拨打供热单位客服电话报修") == ["电话"]
+    assert missing_kinds("几点能施工", "工作日8:00至12:00可以施工") == []
+    assert asked_kinds("居住证咋办") == []
