@@ -130,8 +130,9 @@ class KnowledgeService:
                 chunks.setdefault(h.chunk.chunk_id, h.chunk)
         chunks.update({c.chunk_id: c for c in self._neighbours(hits[0].chunk) if c.chunk_id not in chunks})
         # asked for a fee, a phone, a time or a place: the rest of the document may hold it (only such sentences)
-        extra = {c.chunk_id for c in self._doc_chunks(best_doc) if c.chunk_id not in chunks} if wanted else set()
-        chunks.update({c.chunk_id: c for c in self._doc_chunks(best_doc) if c.chunk_id in extra})
+        rest = [c for c in self._doc_chunks(best_doc) if c.chunk_id not in chunks] if wanted else []
+        extra = {c.chunk_id for c in rest}
+        chunks.update({c.chunk_id: c for c in rest})
         rank = {cid: n for n, cid in enumerate(chunks)}  # retrieval order; neighbours, then the rest, last
         units: list[tuple[tuple[int, int], str, str, float]] = []  # (reading position, text, chunk id, score)
         for cid, chunk in chunks.items():
@@ -175,10 +176,11 @@ class KnowledgeService:
         sources = f"\n来源：{lines}"
         body = "\n".join(_bullet(u[1]) for u in keep)
         gap = missing_kinds(question, body)
-        note = GAP_TEXT.format(what="、".join(gap)) if gap else ""
-        room = MAX_ANSWER_CHARS - len(sources) - len(note)
+        room = MAX_ANSWER_CHARS - len(sources) - (len(GAP_TEXT) + 5 if gap else 0)
         if len(body) > room:
             body = body[:max(room - 1, 0)] + "…"
+            gap = missing_kinds(question, body)  # the cut may have taken the asked fact with it
+        note = GAP_TEXT.format(what="、".join(gap)) if gap else ""
         return Answer(f"{body}{sources}{note}", True, "offline", citations)
 
     def _doc_chunks(self, doc_id: str) -> list[StoredChunk]:
