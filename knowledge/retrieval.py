@@ -298,6 +298,7 @@ class HybridRetriever:
         self._corpus_text = ""
         self._df: dict[str, int] = {}
         self._doc_tokens: dict[str, set[str]] = {}
+        self._by_doc: dict[str, list[StoredChunk]] = {}
         self.refresh()
 
     @property
@@ -324,6 +325,9 @@ class HybridRetriever:
                 f"{c.metadata.get('title', '')}\n{c.metadata.get('heading_path', '')}\n{c.text}".lower())
             for t in set(toks):
                 df[t] = df.get(t, 0) + 1
+        by_doc: dict[str, list[StoredChunk]] = {}
+        for c in chunks:  # chunks are sorted by (doc_id, ordinal): each list is in reading order
+            by_doc.setdefault(str(c.metadata.get("doc_id", "")), []).append(c)
         scope = None
         if self.scope_examples:
             scope = ScopeLibrary.build(self.scope_examples, self.embedder, known_docs=set(doc_tokens))
@@ -337,6 +341,7 @@ class HybridRetriever:
             self._corpus_text = "\n".join(self._doc_text.values())
             self._df = df
             self._doc_tokens = doc_tokens
+            self._by_doc = by_doc
 
     @property
     def corpus_text(self) -> str:
@@ -357,15 +362,13 @@ class HybridRetriever:
         return sum(self.idf(t) for t in q_tokens if t in doc_tokens) / total if total else 0.0
 
     def doc_chunks(self, doc_id: str) -> list[StoredChunk]:
-        """All chunks of one document in reading order."""
-        return [c for c in self._chunks if c.metadata.get("doc_id") == doc_id]
+        """All chunks of one document in reading order (every ask reads them: an index, not a scan)."""
+        return list(self._by_doc.get(doc_id, ()))
 
     def doc_meta(self, doc_id: str) -> dict[str, Any] | None:
         """Metadata of one stored document (from its first chunk), or None."""
-        for c in self._chunks:
-            if c.metadata.get("doc_id") == doc_id:
-                return c.metadata
-        return None
+        chunks = self._by_doc.get(doc_id)
+        return chunks[0].metadata if chunks else None
 
     def search(self, question: str, *, k: int = 5, filters: Filters | None = None,
                scope_exclude_at_or_above: float | None = None) -> SearchResult:
