@@ -214,7 +214,8 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
     problems: list[DataProblem] = []
     rows = load_questions(ctx, problems)
     embedder = embedder or embedder_from_settings(ctx.settings)
-    retriever = build_index(ctx.settings, embedder)
+    examples = Path(ctx.settings.scope_examples)  # what the bot uses (SCOPE_EXAMPLES), shipped or a city's own
+    retriever = build_index(ctx.settings, embedder, examples=examples)
     th = retriever.thresholds
     ranks: list[int | None] = []
     refused: list[bool] = []
@@ -251,8 +252,8 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
         # what the shipped bot does with every example, and what it does with no example library at all
         figures["no_answer_variants"] = {"paraphrases_seen": _prf(refused_shipped, no_answer),
                                          "no_scope_examples": _prf(refused_base, no_answer)}
-    if th.kind == "logistic" and not ctx.quick and not ctx.data and TUNE_FILE.exists():
-        refit = fit_no_answer(retriever)
+    if th.kind == "logistic" and not ctx.quick and not ctx.data and examples.exists():
+        refit = fit_no_answer(retriever, path=examples)
         chosen = refit.scope or refit.base
         # the shipped coefficients should be what the examples give today; a mismatch means refit
         figures["no_answer_tuning"] = {
@@ -281,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     embedder = embedder_from_settings(settings)
-    fits = fit_no_answer(build_index(settings, embedder))
+    examples = Path(settings.scope_examples)
+    fits = fit_no_answer(build_index(settings, embedder, examples=examples), path=examples)
     print(f"embedder={embedder.name} n={fits.n} n_no_answer={fits.n_no_answer} n_fact_missing={fits.n_fact_missing}")
     print(f"base:  {asdict(fits.base)}")
     print(f"scope: {asdict(fits.scope) if fits.scope else None}")
