@@ -26,6 +26,8 @@ class Taxonomy(_Strict):
     categories: dict[Category, Label]
     urgencies: dict[Urgency, Label]
     topicless_intents: list[Intent] = Field(default_factory=list)
+    case_intents: frozenset[Intent] = Field(min_length=1)
+    place_categories: frozenset[Category] = Field(default_factory=frozenset)
 
     @model_validator(mode="after")
     def _complete(self) -> "Taxonomy":
@@ -33,7 +35,22 @@ class Taxonomy(_Strict):
             missing = {e.value for e in enum} - {k.value for k in getattr(self, field)}
             if missing:
                 raise ValueError(f"{field}: missing labels {sorted(missing)}")
+        clash = set(self.case_intents) & set(self.topicless_intents)
+        if clash:
+            raise ValueError(f"case_intents: {sorted(clash)} are topicless and cannot open cases")
         return self
+
+    def opens_case(self, intent: str) -> bool:
+        """Whether a message of this intent becomes a case through the report flow."""
+        return intent in self.case_intents
+
+    def needs_place(self, category: str) -> bool:
+        """Whether a problem of this category happens away from home, so the place must be asked."""
+        return category in self.place_categories
+
+    def urgency_name(self, urgency: str) -> str:
+        """The one Chinese name of an urgency (紧急/加急/一般)."""
+        return next((v.name for k, v in self.urgencies.items() if k.value == urgency), urgency)
 
     def name_of(self, label: str) -> str:
         for table in (self.intents, self.categories, self.urgencies):
@@ -189,6 +206,23 @@ class Routing(_Strict):
     rules: list[RouteRule] = Field(default_factory=list)
     fallback: list[str] = Field(default_factory=lambda: ["deputy", "supervisor"])
     unknown_grid: str = "duty_desk"
+    transfer_roles: list[str] = Field(min_length=1)
+    extension_hours: list[int] = Field(min_length=1)
+
+    @field_validator("transfer_roles")
+    @classmethod
+    def _transfer_roles(cls, v: list[str]) -> list[str]:
+        unknown = [r for r in v if r not in ROUTING_TARGETS]
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; known: {sorted(ROUTING_TARGETS)}")
+        return v
+
+    @field_validator("extension_hours")
+    @classmethod
+    def _hours(cls, v: list[int]) -> list[int]:
+        if any(h <= 0 or h > 24 * 30 for h in v) or v != sorted(set(v)):
+            raise ValueError("extension hours must be increasing whole hours between 1 and 720")
+        return v
 
 
 # ---------- grids.yaml ----------
@@ -269,6 +303,7 @@ class Community(_Strict):
 class Street(_Strict):
     id: str
     name: str
+    case_code_prefix: str = Field(default="JN", pattern=r"^[A-Z]{1,6}$")
 
 
 class Grids(_Strict):
@@ -310,6 +345,10 @@ class Grids(_Strict):
             for g in c.grids:
                 out += [g.workers.full_time, *g.workers.part_time, *g.workers.volunteer]
         return out
+
+    def estate_names(self) -> list[str]:
+        """Every estate of the street, longest name first (so 芙蓉东苑 is tried before a shorter name inside it)."""
+        return sorted((e.name for c in self.communities for e in c.estates), key=len, reverse=True)
 
     def grid_for(self, estate: str, building: int) -> str | None:
         for c in self.communities:
