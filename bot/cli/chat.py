@@ -1,8 +1,9 @@
 """`quanbot chat`: talk to the dialogue engine in the terminal, as a resident or as a grid worker.
 
-Prepares what a fresh install lacks (migrations + org sync, knowledge ingestion, classifier training) with a
-progress bar on stderr, then reads one input per line from stdin until EOF. Scriptable:
-`printf '/start\\n1\\n' | quanbot chat`.
+Prepares what a fresh install lacks (migrations + org sync, the knowledge index when it is empty, the classifier
+when it is not trained yet) with progress bars on stderr, then shows the prompt and reads one input per line from
+stdin until EOF. Documents changed since the last ingest are picked up by `quanbot ingest`, as for `quanbot run`.
+Scriptable: `printf '/start\\n1\\n' | quanbot chat`.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from bot.cli import app, settings_or_exit
+from bot.cli.common import config_errors, err_console, settings_or_exit
 from bot.settings import Settings
 
+app = typer.Typer()
+
 DEFAULT_RESIDENT_ID = 1000001
+PROMPT = "您："
 
 
 def prepare(settings: Settings, console: Console) -> tuple[Any, Any]:
-    """Migrate and sync the organisation, ingest the knowledge base, train or load the classifier."""
+    """Migrate and sync the organisation, build the knowledge service (indexing an empty store), load the
+    classifier (training it when there is no cached model)."""
     from bot.runtime import prepare_database
     from bot.understanding import load_classifier
-    from knowledge.service import build_knowledge_service, ingest_from_settings
+    from knowledge.service import build_knowledge_service
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=console,
                   transient=False) as bar:
@@ -37,8 +42,7 @@ def prepare(settings: Settings, console: Console) -> tuple[Any, Any]:
         def on_file(done: int, total: int, _name: str) -> None:
             bar.update(kb, completed=done, total=total)
 
-        ingest_from_settings(settings, progress=on_file)  # incremental: unchanged documents are skipped
-        knowledge = build_knowledge_service(settings)
+        knowledge = build_knowledge_service(settings, progress=on_file)
         total = bar.tasks[kb].total or 1
         bar.update(kb, completed=total, total=total)
 
@@ -68,12 +72,9 @@ def chat(
     if as_ not in ("resident", "worker"):
         raise typer.BadParameter("--as 只能是 resident 或 worker")
     settings = settings_or_exit()
-    err = Console(stderr=True)
-    try:
+    err = err_console
+    with config_errors("准备失败"):
         classifier, knowledge = prepare(settings, err)
-    except Exception as exc:  # noqa: BLE001 - a person reads this: one line, no traceback
-        err.print(f"[red]准备失败：{type(exc).__name__}: {exc}[/red]")
-        raise typer.Exit(1) from None
     user_id = user if user is not None else (_default_worker_id(settings) if as_ == "worker" else DEFAULT_RESIDENT_ID)
     services = Services(settings, classifier=classifier, knowledge=knowledge)
     session = TerminalChat(services, user_id=user_id, out=sys.stdout,
@@ -81,10 +82,10 @@ def chat(
     interactive = sys.stdin.isatty()
     if interactive:
         who = "网格员" if as_ == "worker" else "居民"
-        err.print(f"以{who}身份对话（用户 {user_id}）。输入数字或按钮文字选择；/photo、/location 纬度,经度 模拟照片和定位；"
-                  "Ctrl-D 退出。")
+        err.print(f"以{who}身份对话（用户 {user_id}）。输入数字或按钮文字选择；"
+                  "/photo、/location 纬度,经度 模拟照片和定位；Ctrl-D 退出。")
     try:
-        session.run(sys.stdin, prompt=(lambda: print("您：", end="", flush=True)) if interactive else None)
+        session.run(sys.stdin, prompt=(lambda: print(PROMPT, end="", flush=True)) if interactive else None)
     except KeyboardInterrupt:
         pass
     finally:

