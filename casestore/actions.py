@@ -1,15 +1,15 @@
 """Worker actions on a case (处置): accept, first response, in progress, resolve, transfer, extensions.
 
-Every action first checks who may do it (`permissions.authorize`: assignee, the community supervisor, or
-an admin) and then changes the case only through `cases.apply_action` (state machine + audit event +
-version guard), in the caller's transaction, together with any Notification it causes. The case row is
+Every action first checks `permissions.require(action, case, actor)` (scope and state, one rule for the
+dialogue, the console and the tests) and then changes the case only through `cases.apply_action` (state
+machine + audit event + version guard), in the caller's transaction, together with any Notification it
+causes. The case row is
 read FOR UPDATE so that a worker's tap waits for a running sweep instead of failing on the version guard.
 Must not: know the channel; the handlers parse buttons and call these functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -23,7 +23,7 @@ from casestore.errors import DomainError, IllegalTransition
 from casestore.feedback import request_rating
 from casestore.intake import assign_to
 from casestore.models import Case, CaseEvent, CaseStatus, Worker
-from casestore.permissions import authorize
+from casestore.permissions import Actor, require
 from casestore.routing import Assignment, is_available, route, supervisor_for
 from casestore.sweep import first_reminder_at, next_point
 from policies.models import Policies
@@ -33,10 +33,10 @@ def _load(session: Session, code: str) -> Case:
     return get_case(session=session, code=code.strip().upper(), for_update=True)
 
 
-def accept(*, session: Session, code: str, telegram_id: int, admin_ids: Collection[int], clock: Clock) -> Case:
+def accept(*, session: Session, code: str, actor: Actor, clock: Clock) -> Case:
     """接单."""
     case = _load(session, code)
-    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="accept")
+    require("accept", case, actor)
     return apply_action(session=session, case=case, action="accept", actor=actor.label, now=clock.now())
 
 
@@ -50,33 +50,21 @@ def _first_response_changes(case: Case, sla: SlaPolicy, now: datetime) -> dict[s
             "next_reminder_at": first_reminder_at(sla, case.urgency, start, due, now)}
 
 
-def respond(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
-            clock: Clock, note: str) -> Case:
+def respond(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock: Clock, note: str) -> Case:
     """已联系: the first contact with the resident, which meets (or misses) the response promise."""
     now = clock.now()
     case = _load(session, code)
-    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="respond")
+    require("respond", case, actor)
     return apply_action(session=session, case=case, action="respond", actor=actor.label, now=now, note=note,
                         changes=_first_response_changes(case, sla, now))
 
 
-def start_work(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
-               clock: Clock, note: str | None = None) -> Case:
-    """处理中."""
-    now = clock.now()
-    case = _load(session, code)
-    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="start")
-    action = "start" if case.status == CaseStatus.accepted else "respond"
-    return apply_action(session=session, case=case, action=action, actor=actor.label, now=now, note=note,
-                        changes=_first_response_changes(case, sla, now))
-
-
-def resolve(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
-            clock: Clock, note: str, photo: str | None = None) -> Case:
+def resolve(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock: Clock, note: str,
+            photo: str | None = None) -> Case:
     """办结 with a note and an optional photo; asks the resident to confirm and rate."""
     now = clock.now()
     case = _load(session, code)
-    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="resolve")
+    require("resolve", case, actor)
     if case.status == CaseStatus.assigned:  # 办结 straight from the task push: it was accepted implicitly
         apply_action(session=session, case=case, action="accept", actor=actor.label, now=now, note="办结时自动接单")
     changes: dict[str, object] = {"resolved_at": now,
@@ -91,15 +79,14 @@ def resolve(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, ad
     return case
 
 
-def transfer(*, session: Session, policies: Policies, sla: SlaPolicy, code: str, telegram_id: int,
-             admin_ids: Collection[int], clock: Clock, reason: str, to_worker_id: int | None = None,
-             to_role: str | None = None) -> Case:
+def transfer(*, session: Session, policies: Policies, sla: SlaPolicy, code: str, actor: Actor, clock: Clock,
+             reason: str, to_worker_id: int | None = None, to_role: str | None = None) -> Case:
     """转派 to a named worker or a role in the case's grid; restarts the response clock."""
     if not reason.strip():
         raise DomainError("transfer needs a reason", "请说明转派原因。")
     now = clock.now()
     case = _load(session, code)
-    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids, action="transfer")
+    require("transfer", case, actor)
     if to_worker_id is not None:
         target = session.get(Worker, to_worker_id)
         if target is None or not is_available(target):
@@ -128,13 +115,12 @@ def _extension_events(session: Session, case: Case) -> list[CaseEvent]:
             if e.action != "note" or e.data.get("extension") == "denied"]
 
 
-def request_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
-                      clock: Clock, until: datetime, reason: str) -> Case:
+def request_extension(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock: Clock, until: datetime,
+                      reason: str) -> Case:
     """申请延期: asks the community supervisor to move the resolution deadline to `until`."""
     now = clock.now()
     case = _load(session, code)
-    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids,
-                      action="request_extension")
+    require("request_extension", case, actor)
     if case.resolve_due_at is not None and until <= case.resolve_due_at:
         raise DomainError("extension must move the deadline later", "延期后的时间必须晚于当前办结时限。")
     n = sum(1 for e in _extension_events(session, case) if e.action == "request_extension")
@@ -144,19 +130,18 @@ def request_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_i
     requester = actor.worker or (session.get(Worker, case.assignee_id) if case.assignee_id else None)
     if supervisor is not None and requester is not None:
         record_notification(session=session, case_id=case.id, kind="extension_request", level=n,
-                            recipient=f"worker:{supervisor.id}", chat_id=supervisor.telegram_id, now=now,
+                            recipient=f"worker:{supervisor.id}", now=now,
                             message=notices.extension_request(case, worker=requester, until=until, reason=reason,
                                                               tz=sla.tz))
     return case
 
 
-def decide_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int, admin_ids: Collection[int],
-                     clock: Clock, approve: bool) -> Case:
+def decide_extension(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock: Clock,
+                     approve: bool) -> Case:
     """The supervisor (or an admin) approves or denies the pending extension request."""
     now = clock.now()
     case = _load(session, code)
-    actor = authorize(session=session, case=case, telegram_id=telegram_id, admin_ids=admin_ids,
-                      action="approve_extension", assignee_allowed=False)
+    require("approve_extension" if approve else "deny_extension", case, actor)
     events = _extension_events(session, case)
     if not events or events[-1].action != "request_extension":
         raise IllegalTransition(f"case {case.code} has no pending extension request", "这个工单没有待审批的延期申请。")
@@ -176,13 +161,18 @@ def decide_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_id
     assignee = session.get(Worker, case.assignee_id) if case.assignee_id else None
     if assignee is not None:
         record_notification(session=session, case_id=case.id, kind="extension_decision", level=n,
-                            recipient=f"worker:{assignee.id}", chat_id=assignee.telegram_id, now=now,
+                            recipient=f"worker:{assignee.id}", now=now,
                             message=notices.extension_decided(case, approved=approve, tz=sla.tz))
     return case
 
 
-def approve_extension(*, session: Session, sla: SlaPolicy, code: str, telegram_id: int,
-                      admin_ids: Collection[int], clock: Clock) -> Case:
+def approve_extension(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock: Clock) -> Case:
     """Approve the pending extension: resolve_due_at moves to the requested time."""
-    return decide_extension(session=session, sla=sla, code=code, telegram_id=telegram_id, admin_ids=admin_ids,
-                            clock=clock, approve=True)
+    return decide_extension(session=session, sla=sla, code=code, actor=actor, clock=clock, approve=True)
+
+
+def view(*, session: Session, code: str, actor: Actor) -> Case:
+    """A case to show, if `actor` may see it (NotFound for a code that does not exist)."""
+    case = get_case(session=session, code=code.strip().upper())
+    require("view", case, actor)
+    return case

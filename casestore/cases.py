@@ -11,19 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from casestore.errors import ConcurrentUpdate, NotFound
-from casestore.models import Case, CaseCounter, CaseCreate, CaseEvent, CaseStatus
-from casestore.states import next_status
+from casestore.models import Case, CaseCounter, CaseCreate, CaseEvent
+from casestore.states import OPEN, next_status
 
-CODE_PREFIX = "JN"
-
-
-def next_case_code(*, session: Session, local_day: str, prefix: str = CODE_PREFIX) -> str:
+def next_case_code(*, session: Session, local_day: str, prefix: str) -> str:
     """Atomically take the next number of the day: JN20261122-0042. Safe with concurrent writers."""
     dialect = session.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CaseCounter)
@@ -165,15 +162,6 @@ def list_cases_for_resident(*, session: Session, resident_id: int, limit: int = 
 
 
 def list_open_cases_for_worker(*, session: Session, worker_id: int, limit: int = 50) -> list[Case]:
-    from casestore.states import OPEN
-
     stmt = (select(Case).where(Case.assignee_id == worker_id, col(Case.status).in_([s.value for s in OPEN]))
             .order_by(col(Case.response_due_at).asc().nulls_last()).limit(limit))
     return list(session.exec(stmt))
-
-
-def count_cases(*, session: Session, status: CaseStatus | None = None) -> int:
-    stmt = select(func.count()).select_from(Case)
-    if status is not None:
-        stmt = stmt.where(col(Case.status) == status.value)
-    return int(session.execute(stmt).scalar_one())

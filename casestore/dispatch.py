@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from casestore.accounts import Address, address_of
 from casestore.clock import Clock
 from casestore.db import session_scope
 from casestore.models import Notification, NotificationState
@@ -65,18 +66,21 @@ def _payload(message: OutboundMessage) -> dict[str, Any]:
     return {"text": message.text, "buttons": rows, "photo": message.photo}
 
 
-def notification_row(*, case_id: int | None, kind: str, level: int, recipient: str, chat_id: int | None,
+def notification_row(*, case_id: int | None, kind: str, level: int, recipient: str, address: Address | None,
                      message: OutboundMessage, now: datetime) -> dict[str, Any]:
-    return {"case_id": case_id, "kind": kind, "level": level, "recipient": recipient, "chat_id": chat_id,
+    """One row for `record_many`; `address` is where the recipient is reached (None: the row fails at once)."""
+    return {"case_id": case_id, "kind": kind, "level": level, "recipient": recipient,
+            "channel": address.channel if address else "none", "chat_id": address.chat_id if address else None,
             "payload": _payload(message), "state": NotificationState.pending.value, "attempts": 0,
             "created_at": now, "next_attempt_at": now}
 
 
 def record_notification(*, session: Session, case_id: int | None, kind: str, level: int, recipient: str,
-                        chat_id: int | None, message: OutboundMessage, now: datetime) -> bool:
-    """Queue one push in the caller's transaction; False if this (case, kind, level, recipient) exists."""
-    row = notification_row(case_id=case_id, kind=kind, level=level, recipient=recipient, chat_id=chat_id,
-                           message=message, now=now)
+                        message: OutboundMessage, now: datetime) -> bool:
+    """Queue one push to "worker:7" / "resident:3" in the caller's transaction, addressed to the account the
+    person used last; False if this (case, kind, level, recipient) exists."""
+    row = notification_row(case_id=case_id, kind=kind, level=level, recipient=recipient,
+                           address=address_of(session=session, recipient=recipient), message=message, now=now)
     result = session.execute(_insert(session).values(**row).on_conflict_do_nothing(index_elements=_UNIQUE))
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -90,21 +94,25 @@ def record_many(*, session: Session, rows: list[dict[str, Any]]) -> None:
 @dataclass(frozen=True)
 class Claimed:
     id: int
+    channel: str
     chat_id: int | None
     payload: dict[str, Any]
     attempts: int
 
 
-def claim_due(*, engine: Engine, now: datetime, limit: int = 100) -> list[Claimed]:
-    """Step 2: take due rows under a lease and commit, so no other dispatcher sends them."""
+def claim_due(*, engine: Engine, now: datetime, limit: int = 100, channel: str | None = None) -> list[Claimed]:
+    """Step 2: take due rows (of one channel, if given) under a lease and commit, so no other dispatcher sends
+    them."""
     due = or_(
         and_(col(Notification.state) == NotificationState.pending.value, col(Notification.next_attempt_at) <= now),
         and_(col(Notification.state) == NotificationState.sending.value, col(Notification.next_attempt_at) <= now),
     )
     with session_scope(engine) as session:
-        stmt = (select(col(Notification.id), col(Notification.chat_id), col(Notification.payload),
-                       col(Notification.attempts), col(Notification.state))
+        stmt = (select(col(Notification.id), col(Notification.channel), col(Notification.chat_id),
+                       col(Notification.payload), col(Notification.attempts), col(Notification.state))
                 .where(due).order_by(col(Notification.next_attempt_at), col(Notification.id)).limit(limit))
+        if channel is not None:
+            stmt = stmt.where(col(Notification.channel).in_([channel, "none"]))
         if engine.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
         rows = session.execute(stmt).all()
@@ -119,7 +127,7 @@ def claim_due(*, engine: Engine, now: datetime, limit: int = 100) -> list[Claime
                 .values(state=NotificationState.sending.value, attempts=row.attempts + 1,
                         next_attempt_at=now + LEASE))
             if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append(Claimed(row.id, row.chat_id, row.payload, row.attempts + 1))
+                claimed.append(Claimed(row.id, row.channel, row.chat_id, row.payload, row.attempts + 1))
         return claimed
 
 
@@ -139,9 +147,11 @@ def _failure(item: Claimed, now: datetime, error: str) -> dict[str, Any]:
     return {"state": NotificationState.pending.value, "last_error": error[:500], "next_attempt_at": now + delay}
 
 
-async def dispatch_pending(*, engine: Engine, notifier: Notifier, clock: Clock, limit: int = 100) -> int:
-    """Claim due rows, send each through `notifier`, mark the outcome; returns how many were sent."""
-    claimed = await asyncio.to_thread(claim_due, engine=engine, now=clock.now(), limit=limit)
+async def dispatch_pending(*, engine: Engine, notifier: Notifier, clock: Clock, limit: int = 100,
+                           channel: str | None = None) -> int:
+    """Claim due rows (only `channel`'s, when given: each channel's dispatcher sends its own), send each
+    through `notifier`, mark the outcome; returns how many were sent."""
+    claimed = await asyncio.to_thread(claim_due, engine=engine, now=clock.now(), limit=limit, channel=channel)
     sent = 0
     for item in claimed:
         if item.chat_id is None:

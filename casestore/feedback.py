@@ -4,6 +4,7 @@ After a resolution the resident is asked "已解决 / ⭐1..5 / 没解决". "Not
 `resident_feedback.reopen_at_or_below` reopens the case, routes it back (the same assignee if still
 available) and restarts the clock; a higher rating closes it as `rated`. No answer: the sweep auto-closes it
 (`auto_closed_without_rating`, not counted as satisfied).
+Also: the resident's 有用/没用 on a knowledge answer (`create_answer_feedback`), audited like every change.
 Must not: reveal another resident's case (NotFound, exactly as for a code that does not exist).
 """
 
@@ -14,6 +15,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from casestore import notices
+from casestore.audit import record_audit
 from casestore.cases import apply_action
 from casestore.clock import Clock
 from casestore.deadlines import SlaPolicy
@@ -21,26 +23,23 @@ from casestore.dispatch import record_notification
 from casestore.duplicates import list_subscribers
 from casestore.errors import IllegalTransition, NotFound
 from casestore.intake import assign_to
-from casestore.models import Case, CaseStatus, CloseReason, Resident, Worker
+from casestore.models import Case, CaseStatus, CloseReason, Feedback, Worker
 from casestore.routing import Assignment, is_available, route
 from policies.models import Policies
 
 
 def request_rating(*, session: Session, case: Case, now: datetime, photo: str | None = None) -> None:
     """Queue the rating request to the reporter and an update to residents who follow the case."""
+    assert case.id is not None
     if case.resident_id is not None:
-        resident = session.get(Resident, case.resident_id)
         msg = notices.rating_request(case)
         if photo:
             msg = type(msg)(text=msg.text, buttons=msg.buttons, photo=photo)
         record_notification(session=session, case_id=case.id, kind="rating_request", level=case.reopen_count,
-                            recipient=f"resident:{case.resident_id}",
-                            chat_id=resident.telegram_id if resident else None, message=msg, now=now)
-    for resident_id in list_subscribers(session=session, case_id=case.id):  # type: ignore[arg-type]
-        follower = session.get(Resident, resident_id)
+                            recipient=f"resident:{case.resident_id}", message=msg, now=now)
+    for resident_id in list_subscribers(session=session, case_id=case.id):
         record_notification(session=session, case_id=case.id, kind="subscriber_update", level=case.reopen_count,
-                            recipient=f"resident:{resident_id}", chat_id=follower.telegram_id if follower else None,
-                            message=notices.subscriber_update(case), now=now)
+                            recipient=f"resident:{resident_id}", message=notices.subscriber_update(case), now=now)
 
 
 def get_case_for_resident(*, session: Session, resident_id: int, code: str) -> Case:
@@ -86,3 +85,14 @@ def rate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, 
                                 cc=assignment.cc)
     return assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment,
                      action="assign", actor="system", now=now, note=assignment.reason, push="reopened")
+
+
+def create_answer_feedback(*, session: Session, resident_id: int | None, question: str, useful: bool,
+                           now: datetime) -> Feedback:
+    """Store a 有用/没用 on a knowledge answer (the question already masked) with its audit event."""
+    row = Feedback(resident_id=resident_id, question=question[:500], useful=useful, at=now)
+    session.add(row)
+    session.flush()
+    record_audit(session=session, actor=f"resident:{resident_id}" if resident_id else "anonymous",
+                 action="answer_feedback", subject=f"feedback:{row.id}", now=now, data={"useful": useful})
+    return row

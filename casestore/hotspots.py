@@ -15,10 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casestore import notices
+from casestore.cases import PlannedAction, apply_action, apply_actions_bulk
 from casestore.dispatch import record_notification
 from casestore.models import Case, Grid, Hotspot
 from casestore.routing import supervisor_for
@@ -59,13 +60,13 @@ def check_hotspot(*, session: Session, policies: Policies, case: Case, now: date
         active.case_codes = [*active.case_codes, case.code]
         active.last_report_at = now
         session.add(active)
-        session.execute(update(Case).where(col(Case.id) == case.id).values(cluster_id=active.id))
-        case.cluster_id = active.id
         session.flush()
+        apply_action(session=session, case=case, action="link_hotspot", actor="system", now=now,
+                     changes={"cluster_id": active.id}, data={"hotspot": active.id})
         return active, False
     for scope, condition in scopes:
         rows = session.execute(
-            select(col(Case.id), col(Case.code))
+            select(col(Case.id), col(Case.code), col(Case.version), col(Case.status))
             .where(condition, col(Case.category) == case.category, col(Case.created_at) >= since,
                    col(Case.created_at) <= now, col(Case.cluster_id).is_(None))
             .order_by(col(Case.created_at), col(Case.id))).all()
@@ -75,8 +76,12 @@ def check_hotspot(*, session: Session, policies: Policies, case: Case, now: date
                           report_count=len(rows), case_codes=[r.code for r in rows])
         session.add(hotspot)
         session.flush()
-        session.execute(update(Case).where(col(Case.id).in_([r.id for r in rows])).values(cluster_id=hotspot.id))
-        case.cluster_id = hotspot.id
+        assert hotspot.id is not None
+        # version-guarded, one audit event per case; `case` itself is brought up to date after
+        apply_actions_bulk(session=session, actor="system", now=now, actions=[
+            PlannedAction(case_id=r.id, code=r.code, version=r.version, status=r.status, action="link_hotspot",
+                          changes={"cluster_id": hotspot.id}, data={"hotspot": hotspot.id}) for r in rows])
+        session.refresh(case)
         supervisor = supervisor_for(session=session, community_id=case.community_id)
         if supervisor is not None:
             message = notices.hotspot_alert(
@@ -84,7 +89,7 @@ def check_hotspot(*, session: Session, policies: Policies, case: Case, now: date
                 scope_name=_scope_name(session, policies, scope), window_text=rule.window.replace("m", " 分钟")
                 .replace("h", " 小时").replace("d", " 天"))
             record_notification(session=session, case_id=case.id, kind="hotspot", level=0,
-                                recipient=f"worker:{supervisor.id}", chat_id=supervisor.telegram_id,
+                                recipient=f"worker:{supervisor.id}",
                                 message=message, now=now)
         return hotspot, True
     return None, False

@@ -99,10 +99,10 @@ def assign_to(*, session: Session, policies: Policies, sla: SlaPolicy, case: Cas
                                 transferred=push == "transferred", tz=sla.tz,
                                 contact=resident.contact_masked if resident is not None else None)
     record_notification(session=session, case_id=case.id, kind="task", level=case.clock_cycle,
-                        recipient=f"worker:{worker.id}", chat_id=worker.telegram_id, message=message, now=now)
+                        recipient=f"worker:{worker.id}", message=message, now=now)
     for role, cc_worker in assignment.cc:
         record_notification(session=session, case_id=case.id, kind="cc", level=case.clock_cycle,
-                            recipient=f"worker:{cc_worker.id}", chat_id=cc_worker.telegram_id,
+                            recipient=f"worker:{cc_worker.id}",
                             message=notices.cc_copy(case, role, taxonomy=policies.taxonomy), now=now)
     return case
 
@@ -113,7 +113,8 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
     now = clock.now()
     grid_id, community_id = locate(session=session, policies=policies, resident=resident, report=report)
     actor = f"resident:{resident.id}" if resident is not None else "system"
-    code = next_case_code(session=session, local_day=now.astimezone(sla.tz).strftime("%Y%m%d"))
+    code = next_case_code(session=session, local_day=now.astimezone(sla.tz).strftime("%Y%m%d"),
+                          prefix=policies.grids.street.case_code_prefix)
     text = case_text(report.title, report.description)
     match = find_duplicate(session=session, grid_id=grid_id, category=report.category, text=text, now=now,
                            similarity=similarity)

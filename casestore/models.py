@@ -1,7 +1,9 @@
 """All SQLModel classes of the case store, in one module.
 
-Families: `*Base` holds shared fields, `*Public` is what may be shown or sent (masked), and the
-`table=True` class holds raw data. Raw personal data lives only on table models.
+Families: `*Base` holds shared fields, `*Create` is what a service hands in, and the `table=True` class holds
+raw data. Raw personal data lives only on table models; what is shown or sent is rendered from masked fields.
+Identity: a person (a `Resident` or a `Worker`) holds one or more channel `Account`s, each unique on
+(channel, external_id): Telegram user 555001 and terminal user 555001 are two accounts, two people.
 Must not: import Telegram, OpenAI or Chroma.
 """
 
@@ -11,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -91,11 +93,6 @@ class WorkerBase(SQLModel):
 
 class Worker(WorkerBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    telegram_id: int | None = Field(default=None, unique=True, index=True)
-
-
-class WorkerPublic(WorkerBase):
-    id: int
 
 
 # ---------------- residents ----------------
@@ -111,16 +108,26 @@ class ResidentBase(SQLModel):
 
 class Resident(ResidentBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    telegram_id: int | None = Field(default=None, unique=True, index=True)
-    channel: str = "telegram"
     contact_phone: str | None = None  # raw; only the owner and the assignee's task push see it, masked
     consent_at: datetime | None = _ts()
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class ResidentPublic(ResidentBase):
-    id: int
-    consented: bool
+class Account(SQLModel, table=True):
+    """One channel account of one person: (channel, external_id) -> a resident or a worker.
+
+    `external_id` is the channel's own id as text (a Telegram user id, a WeChat OpenID). `last_seen_at`
+    picks the account a push goes to when a person holds several.
+    """
+
+    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_account_channel_external"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=20)
+    external_id: str = Field(max_length=64)
+    resident_id: int | None = Field(default=None, foreign_key="resident.id", index=True)
+    worker_id: int | None = Field(default=None, foreign_key="worker.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    last_seen_at: datetime | None = _ts()
 
 
 # ---------------- cases ----------------
@@ -177,19 +184,6 @@ class Case(CaseBase, table=True):
     version: int = 1
 
 
-class CasePublic(CaseBase):
-    code: str
-    status: str
-    grid_id: str | None
-    assignee_role: str | None
-    response_due_at: datetime | None
-    resolve_due_at: datetime | None
-    first_response_at: datetime | None
-    resolved_at: datetime | None
-    satisfaction: int | None
-    duplicate_of_id: int | None
-
-
 class CaseCounter(SQLModel, table=True):
     """Per-day sequence for human-readable case codes (JN20261122-0042)."""
 
@@ -209,6 +203,18 @@ class CaseEvent(SQLModel, table=True):
     from_status: str | None = None
     to_status: str | None = None
     note: str | None = Field(default=None, max_length=2000)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only audit trail of changes that are not a case's: accounts, contact phones, staff, feedback."""
+
+    __table_args__ = (Index("ix_auditevent_subject", "subject", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    actor: str = Field(max_length=64)  # "resident:3", "worker:7", "admin:telegram:123", "system"
+    action: str = Field(max_length=40)  # "register_worker", "change_contact", "answer_feedback", ...
+    subject: str = Field(max_length=64)  # "worker:7", "resident:3"
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
 
 
@@ -256,7 +262,8 @@ class Notification(SQLModel, table=True):
     kind: str = Field(max_length=40)
     level: int = 0
     recipient: str = Field(max_length=64)  # "worker:7", "resident:3", "chat:12345"
-    chat_id: int | None = None
+    channel: str = Field(default="telegram", max_length=20)  # which channel's dispatcher delivers it
+    chat_id: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
     state: str = Field(default=NotificationState.pending)
     attempts: int = 0
@@ -278,7 +285,7 @@ class InboundUpdate(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("channel", "update_id", name="uq_inbound_update"),)
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=20)
-    update_id: int
+    update_id: int = Field(sa_column=Column(BigInteger(), nullable=False))
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
     state: str = Field(default=InboundState.received, index=True)
     attempts: int = 0
@@ -294,7 +301,7 @@ class Conversation(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("channel", "user_id", name="uq_conversation_user"),)
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=20)
-    user_id: int
+    user_id: int = Field(sa_column=Column(BigInteger(), nullable=False))
     state: str = "start"
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

@@ -17,7 +17,6 @@ from policies.models import Taxonomy
 from policies.taxonomy import ROLE_NAMES_ZH
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-URGENCY_ZH = {"emergency": "紧急", "urgent": "较急", "normal": "一般"}
 POSITION_ZH = {**{r.value: n for r, n in ROLE_NAMES_ZH.items()}, "deputy": "副网格员", "volunteer_lead": "志愿者队长"}
 
 
@@ -38,14 +37,10 @@ def local(ts: datetime | None, tz: ZoneInfo = SHANGHAI) -> str:
     return ts.astimezone(tz).strftime("%m-%d %H:%M") if ts else "—"
 
 
-def _category(case: Case, taxonomy: Taxonomy | None) -> str:
-    return taxonomy.name_of(case.category) if taxonomy else case.category
-
-
-def _summary(case: Case, taxonomy: Taxonomy | None) -> str:
+def _summary(case: Case, taxonomy: Taxonomy) -> str:
     where = f"\n地点：{case.location_text}" if case.location_text else ""
-    return (f"【{case.code}】{case.title}\n类别：{_category(case, taxonomy)}　紧急程度：{URGENCY_ZH.get(case.urgency, case.urgency)}"
-            f"{where}\n描述：{case.description}")
+    return (f"【{case.code}】{case.title}\n类别：{taxonomy.name_of(case.category)}　"
+            f"紧急程度：{taxonomy.urgency_name(case.urgency)}{where}\n描述：{case.description}")
 
 
 def task_buttons(code: str) -> list[list[Button]]:
@@ -55,7 +50,7 @@ def task_buttons(code: str) -> list[list[Button]]:
     ]
 
 
-def task_push(case: Case, *, taxonomy: Taxonomy | None = None, reopened: bool = False, transferred: bool = False,
+def task_push(case: Case, *, taxonomy: Taxonomy, reopened: bool = False, transferred: bool = False,
               tz: ZoneInfo = SHANGHAI, contact: str | None = None) -> OutboundMessage:
     """The worker's task: code, category, urgency, place, the resident's MASKED contact, description, the
     resident's photo, due times and the action buttons."""
@@ -68,7 +63,7 @@ def task_push(case: Case, *, taxonomy: Taxonomy | None = None, reopened: bool = 
     return OutboundMessage(text=text, buttons=task_buttons(case.code), photo=photo)
 
 
-def cc_copy(case: Case, role: str, *, taxonomy: Taxonomy | None = None) -> OutboundMessage:
+def cc_copy(case: Case, role: str, *, taxonomy: Taxonomy) -> OutboundMessage:
     return OutboundMessage(text=f"📎 抄送（{POSITION_ZH.get(role, role)}）\n{_summary(case, taxonomy)}\n请配合责任网格员处理。")
 
 

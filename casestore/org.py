@@ -1,16 +1,26 @@
-"""The organisation (grids and workers) in the database, synchronised from `grids.yaml`.
+"""The organisation (grids and workers) in the database, synchronised from `grids.yaml`; worker registration.
 
-Sync is idempotent: a worker is matched by (name, role, grid); telegram ids and flags are refreshed.
-Workers registered by an admin command and not in the file are left alone.
+Sync is idempotent: a worker is matched by (name, role, grid) and its flags are refreshed; a Telegram id in
+the file becomes that worker's Telegram account unless another worker already holds it (an admin registered
+it: the registration is kept and the clash is logged). Workers registered by an admin and not in the file are
+left alone. Registration writes its audit event.
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
+
 from sqlmodel import Session, col, select
 
-from casestore.models import Grid, Worker
+from casestore.accounts import get_account, get_worker_by_account, link_worker_account
+from casestore.audit import record_audit
+from casestore.errors import DomainError
+from casestore.models import Account, Grid, Worker, utcnow
 from policies.models import Grids, StaffEntry
-from policies.taxonomy import Role
+from policies.taxonomy import ROLE_NAMES_ZH, Role
+
+log = logging.getLogger(__name__)
 
 
 def _staff_rows(grids: Grids) -> list[tuple[StaffEntry, Role, str | None, str | None]]:
@@ -29,7 +39,7 @@ def _staff_rows(grids: Grids) -> list[tuple[StaffEntry, Role, str | None, str | 
     return rows
 
 
-def sync_org(*, session: Session, grids: Grids) -> tuple[int, int]:
+def sync_org(*, session: Session, grids: Grids, now: datetime | None = None) -> tuple[int, int]:
     """Upsert grids and workers from the policy file; returns (grids, workers) counts."""
     for c in grids.communities:
         for g in c.grids:
@@ -45,18 +55,45 @@ def sync_org(*, session: Session, grids: Grids) -> tuple[int, int]:
         if worker is None:
             worker = Worker(name=entry.name, role=role.value, grid_id=grid_id)
         worker.community_id = community_id
-        worker.telegram_id = entry.telegram_id
         worker.active = entry.active
         worker.on_leave = entry.on_leave
         worker.is_deputy = entry.deputy
         worker.is_lead = entry.lead
         session.add(worker)
+        session.flush()
+        if entry.telegram_id is not None:
+            _sync_account(session, worker, str(entry.telegram_id), now or utcnow())
     session.flush()
     return sum(len(c.grids) for c in grids.communities), len(rows)
 
 
-def get_worker_by_telegram(*, session: Session, telegram_id: int) -> Worker | None:
-    return session.exec(select(Worker).where(Worker.telegram_id == telegram_id)).first()
+def _sync_account(session: Session, worker: Worker, external_id: str, now: datetime) -> None:
+    account = get_account(session=session, channel="telegram", external_id=external_id)
+    if account is None:
+        session.add(Account(channel="telegram", external_id=external_id, worker_id=worker.id, created_at=now))
+    elif account.worker_id != worker.id:
+        log.warning("grids.yaml gives telegram id ***%s to %s, but it is registered to %s: the registration is kept",
+                    external_id[-3:], f"worker:{worker.id}",
+                    f"worker:{account.worker_id}" if account.worker_id else "a resident")
+
+
+def register_worker(*, session: Session, channel: str, external_id: int | str, grid: Grid, role: Role,
+                    actor: str, now: datetime) -> Worker:
+    """Make this account a worker of `grid` in `role` (a new worker, or the one it already is); audited."""
+    worker = get_worker_by_account(session=session, channel=channel, external_id=external_id)
+    if get_account(session=session, channel=channel, external_id=external_id) is not None and worker is None:
+        raise DomainError("account belongs to a resident", "这个账号是居民账号，不能直接登记为工作人员。")
+    if worker is None:
+        worker = Worker(name=f"{grid.name}{ROLE_NAMES_ZH[role]}", role=role.value)
+    before = {"role": worker.role, "grid": worker.grid_id} if worker.id is not None else None
+    worker.role, worker.grid_id, worker.community_id, worker.active = role.value, grid.id, grid.community_id, True
+    session.add(worker)
+    session.flush()
+    link_worker_account(session=session, worker=worker, channel=channel, external_id=external_id, actor=actor,
+                        now=now)
+    record_audit(session=session, actor=actor, action="register_worker", subject=f"worker:{worker.id}", now=now,
+                 data={"role": role.value, "grid": grid.id, "before": before, "channel": channel})
+    return worker
 
 
 def list_workers(*, session: Session, grid_id: str | None = None, community_id: str | None = None,

@@ -1,37 +1,26 @@
-"""Residents: create or find one by channel id, and bind an address to a grid (grids.yaml coverage).
+"""Residents: read one, bind an address to a grid (grids.yaml coverage), record consent and a call-back phone.
 
-Must not: keep raw contact data anywhere but the table row (views get the masked value).
+Finding or creating a resident from a channel account is `casestore.accounts`. Every change here writes its
+audit event in the caller's transaction.
+Must not: keep raw contact data anywhere but the table row (views and audit events get the masked value).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from casestore.audit import record_audit
 from casestore.errors import NotFound
 from casestore.models import Resident
 from policies.models import Grids
 
 
-def get_resident(*, session: Session, resident_id: int | None = None, telegram_id: int | None = None) -> Resident:
-    stmt = select(Resident)
-    stmt = stmt.where(Resident.id == resident_id) if resident_id is not None else stmt.where(Resident.telegram_id == telegram_id)
-    resident = session.exec(stmt).first()
+def get_resident(*, session: Session, resident_id: int) -> Resident:
+    resident = session.get(Resident, resident_id)
     if resident is None:
-        raise NotFound(f"resident {resident_id or telegram_id} not found", "没有找到您的登记信息，请先告诉我您的住址。")
-    return resident
-
-
-def get_or_create_resident(*, session: Session, telegram_id: int, now: datetime, display_name: str = "",
-                           channel: str = "telegram") -> Resident:
-    """The resident for this channel id, created on first contact."""
-    found = session.exec(select(Resident).where(Resident.telegram_id == telegram_id)).first()
-    if found is not None:
-        return found
-    resident = Resident(telegram_id=telegram_id, display_name=display_name, channel=channel, created_at=now)
-    session.add(resident)
-    session.flush()
+        raise NotFound(f"resident {resident_id} not found", "没有找到您的登记信息，请先告诉我您的住址。")
     return resident
 
 
@@ -43,7 +32,7 @@ def community_for_estate(grids: Grids, estate: str) -> str | None:
 
 
 def bind_address(*, session: Session, resident: Resident, grids: Grids, estate: str, building: int,
-                 unit: int | None = None) -> str | None:
+                 unit: int | None = None, now: datetime) -> str | None:
     """Store the resident's address and its grid; returns the grid id, or None if no grid covers it."""
     grid_id = grids.grid_for(estate, building)
     resident.estate, resident.building, resident.unit = estate, building, unit
@@ -51,6 +40,8 @@ def bind_address(*, session: Session, resident: Resident, grids: Grids, estate: 
     resident.community_id = community_for_estate(grids, estate) or resident.community_id
     session.add(resident)
     session.flush()
+    record_audit(session=session, actor=f"resident:{resident.id}", action="bind_address",
+                 subject=f"resident:{resident.id}", now=now, data={"grid": grid_id, "estate": estate})
     return grid_id
 
 
@@ -58,3 +49,17 @@ def record_consent(*, session: Session, resident: Resident, now: datetime) -> No
     resident.consent_at = now
     session.add(resident)
     session.flush()
+    record_audit(session=session, actor=f"resident:{resident.id}", action="consent", subject=f"resident:{resident.id}",
+                 now=now)
+
+
+def update_contact_phone(*, session: Session, resident: Resident, phone: str, masked: str, now: datetime) -> bool:
+    """Keep the resident's own call-back phone (raw on the row, masked elsewhere); False if unchanged."""
+    if resident.contact_phone == phone:
+        return False
+    resident.contact_phone, resident.contact_masked = phone, masked
+    session.add(resident)
+    session.flush()
+    record_audit(session=session, actor=f"resident:{resident.id}", action="change_contact",
+                 subject=f"resident:{resident.id}", now=now, data={"contact": masked})
+    return True

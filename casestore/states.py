@@ -32,6 +32,8 @@ TRANSITIONS: dict[str, Move] = {
     "merge_duplicate": Move(frozenset({S.new}), S.closed),
     "withdraw": Move(OPEN, S.closed),
     "note": Move(OPEN | {S.resolved}, None),
+    # a report joins a hotspot (未诉先办) whatever its status: a merged duplicate is closed and still counts
+    "link_hotspot": Move(frozenset(S), None),
 }
 
 
@@ -44,7 +46,3 @@ def next_status(current: str, action: str) -> S:
     if status not in move.sources:
         raise IllegalTransition(f"cannot {action} a case that is {status.value}")
     return move.target or status
-
-
-def is_open(status: str) -> bool:
-    return S(status) in OPEN

@@ -45,6 +45,7 @@ from casestore.cases import PlannedAction, apply_actions_bulk
 from casestore.clock import Clock
 from casestore.db import session_scope
 from casestore.deadlines import SlaPolicy
+from casestore.accounts import Address, worker_addresses
 from casestore.dispatch import notification_row, record_many
 from casestore.errors import ConcurrentUpdate
 from casestore.models import Case, CaseStatus, CloseReason, Worker
@@ -190,13 +191,17 @@ class _Org:
     workers: dict[int, Worker]
     supervisors: dict[str | None, Worker]
     street: Worker | None
+    addresses: dict[int, Address]
 
     @classmethod
     def load(cls, session: Session) -> _Org:
         workers = {w.id: w for w in session.exec(select_model(Worker)) if w.id is not None}
         supervisors = {w.community_id: w for w in workers.values() if w.role == Role.supervisor.value}
         street = next((w for w in workers.values() if w.role == Role.street_command.value), None)
-        return cls(workers, supervisors, street)
+        return cls(workers, supervisors, street, worker_addresses(session=session))
+
+    def address(self, worker: Worker) -> Address | None:
+        return self.addresses.get(worker.id) if worker.id is not None else None
 
     def ladder_holder(self, role: str, community_id: str | None) -> Worker | None:
         return self.street if role == Role.street_command.value else self.supervisors.get(community_id)
@@ -278,13 +283,13 @@ def sweep(*, engine: Engine, policies: Policies, sla: SlaPolicy, clock: Clock, b
                 if holder is not None:
                     rows.append(notification_row(
                         case_id=case.id, kind=kind, level=base + p.escalate_to, recipient=f"worker:{holder.id}",
-                        chat_id=holder.telegram_id, now=now,
+                        address=org.address(holder), now=now,
                         message=notices.escalation(case, level=p.escalate_to, level_name=step.name,
                                                    what=p.phase or "response", assignee=assignee, tz=sla.tz)))
                 if assignee is not None and (holder is None or holder.id != assignee.id):
                     rows.append(notification_row(
                         case_id=case.id, kind=kind, level=base + p.escalate_to, recipient=f"worker:{assignee.id}",
-                        chat_id=assignee.telegram_id, now=now,
+                        address=org.address(assignee), now=now,
                         message=notices.escalation_to_assignee(case, level=p.escalate_to, level_name=step.name,
                                                                what=p.phase or "response", tz=sla.tz)))
                 report.escalations += 1
@@ -294,7 +299,7 @@ def sweep(*, engine: Engine, policies: Policies, sla: SlaPolicy, clock: Clock, b
                 ph, index, left = p.reminder
                 rows.append(notification_row(
                     case_id=case.id, kind=f"remind_{ph}", level=base + index, recipient=f"worker:{assignee.id}",
-                    chat_id=assignee.telegram_id, now=now,
+                    address=org.address(assignee), now=now,
                     message=notices.reminder(case, what=ph, minutes_left=left, tz=sla.tz)))
                 report.reminders += 1
                 report.codes.append(case.code)

@@ -16,7 +16,7 @@ NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
 def _new(session: Session, day: str = "20261122") -> Case:
-    code = next_case_code(session=session, local_day=day)
+    code = next_case_code(session=session, local_day=day, prefix="JN")
     return create_case(session=session, code=code, now=NOW, actor="system",
                        case_in=CaseCreate(intent="help", category="building", urgency="normal",
                                           title="楼道灯不亮", description="3号楼2单元楼道灯坏了", grid_id="FU01"))
@@ -24,8 +24,8 @@ def _new(session: Session, day: str = "20261122") -> Case:
 
 def test_codes_are_sequential_per_day(engine) -> None:
     with session_scope(engine) as s:
-        codes = [next_case_code(session=s, local_day="20261122") for _ in range(3)]
-        other = next_case_code(session=s, local_day="20261123")
+        codes = [next_case_code(session=s, local_day="20261122", prefix="JN") for _ in range(3)]
+        other = next_case_code(session=s, local_day="20261123", prefix="JN")
     assert codes == ["JN20261122-0001", "JN20261122-0002", "JN20261122-0003"]
     assert other == "JN20261123-0001"
 

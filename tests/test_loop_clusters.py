@@ -16,8 +16,15 @@ from casestore.duplicates import BigramSimilarity, list_subscribers
 from casestore.models import CaseStatus, CloseReason, Hotspot
 from casestore.notify import RecordingNotifier
 from casestore.stats import compute, summary_text
+from tests.factories import actor
 from tests.test_loop_support import (
-    FU01_FULL, FURONG_SUPERVISOR, case_by_code, notes, open_, resident, sla,
+    FU01_FULL,
+    FURONG_SUPERVISOR,
+    case_by_code,
+    notes,
+    open_,
+    resident,
+    sla,
 )
 
 __all__ = ["sla"]
@@ -27,8 +34,8 @@ LEAK_AGAIN = dict(category="building", title="楼道漏水了", description="3�
 
 
 def test_a_repeat_report_joins_the_open_case_and_pages_nobody(engine, policies, sla, clock) -> None:
-    first_reporter = resident(engine, clock, policies, telegram_id=5001)
-    second_reporter = resident(engine, clock, policies, telegram_id=5002)
+    first_reporter = resident(engine, clock, policies, user=5001)
+    second_reporter = resident(engine, clock, policies, user=5002)
     original = open_(engine, policies, sla, clock, first_reporter, **LEAK).case
     clock.advance(hours=2)
     r = open_(engine, policies, sla, clock, second_reporter, **LEAK_AGAIN)
@@ -42,7 +49,7 @@ def test_a_repeat_report_joins_the_open_case_and_pages_nobody(engine, policies, 
         assert list_subscribers(session=s, case_id=original.id) == [second_reporter.id]
     # the follower hears when the original is resolved
     with session_scope(engine) as s:
-        actions.resolve(session=s, sla=sla, code=original.code, telegram_id=FU01_FULL, admin_ids=(), clock=clock,
+        actions.resolve(session=s, sla=sla, code=original.code, actor=actor(s, FU01_FULL), clock=clock,
                         note="已修好")
     assert [n.chat_id for n in notes(engine, original.code, "subscriber_update")] == [5002]
     assert [n.chat_id for n in notes(engine, original.code, "rating_request")] == [5001]
@@ -57,7 +64,7 @@ def test_no_merge_across_grids_categories_closed_cases_or_the_window(engine, pol
     clock.advance(hours=25)
     assert open_(engine, policies, sla, clock, **LEAK_AGAIN).duplicate_of is None  # past the 24 h window
     with session_scope(engine) as s:
-        actions.resolve(session=s, sla=sla, code=original.code, telegram_id=FU01_FULL, admin_ids=(), clock=clock,
+        actions.resolve(session=s, sla=sla, code=original.code, actor=actor(s, FU01_FULL), clock=clock,
                         note="修好")
 
 
@@ -121,19 +128,19 @@ def test_reports_spread_over_a_community_or_too_slow_do_not_alert_wrongly(engine
 
 
 def test_stats_count_promises_and_silence_is_not_satisfaction(engine, policies, sla, clock) -> None:
-    who = resident(engine, clock, policies, telegram_id=5001)
+    who = resident(engine, clock, policies, user=5001)
     start = clock.now()
     a = open_(engine, policies, sla, clock, who).case.code  # answered in 20 min, resolved, rated 4
     b = open_(engine, policies, sla, clock, who, title="井盖松动", description="门口井盖松动").case.code  # answered late
     c = open_(engine, policies, sla, clock, who, title="路灯不亮", description="东门路灯坏了").case.code  # never answered
     clock.advance(minutes=20)
     with session_scope(engine) as s:
-        actions.resolve(session=s, sla=sla, code=a, telegram_id=FU01_FULL, admin_ids=(), clock=clock, note="好了")
+        actions.resolve(session=s, sla=sla, code=a, actor=actor(s, FU01_FULL), clock=clock, note="好了")
         feedback.rate(session=s, policies=policies, sla=sla, clock=clock, resident_id=who.id, code=a, fixed=True,
                       rating=4)
     clock.advance(minutes=70)
     with session_scope(engine) as s:
-        actions.resolve(session=s, sla=sla, code=b, telegram_id=FU01_FULL, admin_ids=(), clock=clock, note="好了")
+        actions.resolve(session=s, sla=sla, code=b, actor=actor(s, FU01_FULL), clock=clock, note="好了")
     clock.advance(hours=73)
     with session_scope(engine) as s:
         from casestore.sweep import sweep_all

@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import Session
 
 from casestore import actions
+from casestore.accounts import address_of
 from casestore.cases import list_events
 from casestore.db import session_scope
 from casestore.errors import NotFound, PermissionDenied
@@ -15,6 +16,7 @@ from casestore.feedback import get_case_for_resident
 from casestore.models import CaseStatus
 from casestore.notify import OutboundMessage
 from tests.conftest import SHANGHAI
+from tests.factories import actor
 from tests.test_loop_support import (
     ADMIN,
     FU01_DEPUTY,
@@ -40,11 +42,12 @@ __all__ = ["sla"]
 
 
 def _assignee_tg(engine, result) -> int:
+    """The Telegram id of the case's assignee (the push address)."""
     case = case_by_code(engine, result.case.code)
-    from casestore.models import Worker
-
     with Session(engine) as s:
-        return s.get(Worker, case.assignee_id).telegram_id
+        address = address_of(session=s, recipient=f"worker:{case.assignee_id}")
+        assert address is not None
+        return address.chat_id
 
 
 def test_default_goes_to_the_grids_full_time_worker_with_task_push(engine, policies, sla, clock) -> None:
@@ -146,10 +149,10 @@ def _case_for_permissions(engine, policies, sla, clock):
 
 @pytest.mark.parametrize("stranger", [FU02_FULL, FU01_DEPUTY, QUSHUI_SUPERVISOR, 5001, 123])
 def test_others_are_refused_and_logged(engine, policies, sla, clock, caplog, stranger) -> None:
-    resident(engine, clock, policies, telegram_id=5001)
+    resident(engine, clock, policies, user=5001)
     code = _case_for_permissions(engine, policies, sla, clock)
     with pytest.raises(PermissionDenied) as err, session_scope(engine) as s:
-        actions.accept(session=s, code=code, telegram_id=stranger, admin_ids={ADMIN}, clock=clock)
+        actions.accept(session=s, code=code, actor=actor(s, stranger, admin=stranger == ADMIN), clock=clock)
     assert err.value.user_message.startswith("抱歉")
     assert any("refused" in r.getMessage() and code in r.getMessage() for r in caplog.records)
     assert case_by_code(engine, code).status == CaseStatus.assigned
@@ -159,19 +162,19 @@ def test_others_are_refused_and_logged(engine, policies, sla, clock, caplog, str
 def test_assignee_supervisor_and_admin_may_act(engine, policies, sla, clock, who) -> None:
     code = _case_for_permissions(engine, policies, sla, clock)
     with session_scope(engine) as s:
-        actions.accept(session=s, code=code, telegram_id=who, admin_ids={ADMIN}, clock=clock)
+        actions.accept(session=s, code=code, actor=actor(s, who, admin=who == ADMIN), clock=clock)
     case = case_by_code(engine, code)
     assert case.status == CaseStatus.accepted
     with Session(engine) as s:
-        actor = list_events(session=s, case_id=case.id)[-1].actor
-    assert actor == (f"admin:{ADMIN}" if who == ADMIN else f"worker:{worker_id(engine, who)}")
+        done_by = list_events(session=s, case_id=case.id)[-1].actor
+    assert done_by == (f"admin:telegram:{ADMIN}" if who == ADMIN else f"worker:{worker_id(engine, who)}")
 
 
 def test_worker_flow_respond_transfer_extension(engine, policies, sla, clock) -> None:
     code = _case_for_permissions(engine, policies, sla, clock)
     clock.advance(minutes=20)
     with session_scope(engine) as s:
-        actions.respond(session=s, sla=sla, code=code, telegram_id=FU01_FULL, admin_ids=(), clock=clock,
+        actions.respond(session=s, sla=sla, code=code, actor=actor(s, FU01_FULL), clock=clock,
                         note="已电话联系居民")
     case = case_by_code(engine, code)
     assert case.first_response_at == clock.now() and case.status == CaseStatus.in_progress
@@ -179,7 +182,7 @@ def test_worker_flow_respond_transfer_extension(engine, policies, sla, clock) ->
     # transfer to the deputy: new assignee, response clock restarted, resolution deadline kept
     clock.advance(minutes=10)
     with session_scope(engine) as s:
-        actions.transfer(session=s, policies=policies, sla=sla, code=code, telegram_id=FU01_FULL, admin_ids=(),
+        actions.transfer(session=s, policies=policies, sla=sla, code=code, actor=actor(s, FU01_FULL),
                          clock=clock, reason="本人外出培训", to_worker_id=worker_id(engine, FU01_DEPUTY))
     moved = case_by_code(engine, code)
     assert moved.assignee_id == worker_id(engine, FU01_DEPUTY) and moved.status == CaseStatus.assigned
@@ -189,19 +192,19 @@ def test_worker_flow_respond_transfer_extension(engine, policies, sla, clock) ->
     assert push.level == 1 and "转派" in push.payload["text"]
     # the old assignee may no longer act; the new one asks for an extension, only the supervisor approves
     with pytest.raises(PermissionDenied), session_scope(engine) as s:
-        actions.accept(session=s, code=code, telegram_id=FU01_FULL, admin_ids=(), clock=clock)
+        actions.accept(session=s, code=code, actor=actor(s, FU01_FULL), clock=clock)
     until = moved.resolve_due_at + timedelta(days=2)
     with session_scope(engine) as s:
-        actions.request_extension(session=s, sla=sla, code=code, telegram_id=FU01_DEPUTY, admin_ids=(),
+        actions.request_extension(session=s, sla=sla, code=code, actor=actor(s, FU01_DEPUTY),
                                   clock=clock, until=until, reason="需要等配件")
     [req] = notes(engine, code, "extension_request")
     assert req.chat_id == FURONG_SUPERVISOR
     assert [[b.action for b in row] for row in OutboundMessage.from_payload(req.payload).buttons] == \
         [["approve_extension", "deny_extension"]]
     with pytest.raises(PermissionDenied), session_scope(engine) as s:  # the assignee cannot approve himself
-        actions.approve_extension(session=s, sla=sla, code=code, telegram_id=FU01_DEPUTY, admin_ids=(), clock=clock)
+        actions.approve_extension(session=s, sla=sla, code=code, actor=actor(s, FU01_DEPUTY), clock=clock)
     with session_scope(engine) as s:
-        actions.approve_extension(session=s, sla=sla, code=code, telegram_id=FURONG_SUPERVISOR, admin_ids=(),
+        actions.approve_extension(session=s, sla=sla, code=code, actor=actor(s, FURONG_SUPERVISOR),
                                   clock=clock)
     assert case_by_code(engine, code).resolve_due_at == until
     assert notes(engine, code, "extension_decision")[0].chat_id == FU01_DEPUTY
@@ -210,14 +213,14 @@ def test_worker_flow_respond_transfer_extension(engine, policies, sla, clock) ->
 def test_transfer_to_a_role_reroutes_in_the_grid(engine, policies, sla, clock) -> None:
     code = _case_for_permissions(engine, policies, sla, clock)
     with session_scope(engine) as s:
-        actions.transfer(session=s, policies=policies, sla=sla, code=code, telegram_id=FURONG_SUPERVISOR,
-                         admin_ids=(), clock=clock, reason="属于调解范围", to_role="mediator")
+        actions.transfer(session=s, policies=policies, sla=sla, code=code, actor=actor(s, FURONG_SUPERVISOR),
+                          clock=clock, reason="属于调解范围", to_role="mediator")
     assert case_by_code(engine, code).assignee_id == worker_id(engine, FURONG_MEDIATOR)
 
 
 def test_resident_sees_only_their_own_cases(engine, policies, sla, clock) -> None:
-    mine = resident(engine, clock, policies, telegram_id=5001)
-    other = resident(engine, clock, policies, telegram_id=5002)
+    mine = resident(engine, clock, policies, user=5001)
+    other = resident(engine, clock, policies, user=5002)
     code = open_(engine, policies, sla, clock, mine).case.code
     with Session(engine) as s:
         assert get_case_for_resident(session=s, resident_id=mine.id, code=code.lower()).code == code

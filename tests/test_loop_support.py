@@ -10,14 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from casestore.accounts import get_or_create_resident
 from casestore.clock import FakeClock
 from casestore.db import session_scope
 from casestore.deadlines import SlaPolicy
 from casestore.intake import IntakeResult, Report, open_case
-from casestore.models import Case, Notification, Resident, Worker
-from casestore.residents import bind_address, get_or_create_resident
+from casestore.models import Case, Notification, Resident
+from casestore.residents import bind_address
 from policies.models import Policies
 from tests.conftest import SHANGHAI
+from tests.factories import CHANNEL, worker_of
 
 # telegram ids of the sample street (policies/grids.yaml)
 FU01_FULL, FU01_DEPUTY, FU01_LEAD = 900100, 900101, 900103
@@ -42,12 +44,14 @@ def report(**overrides: Any) -> Report:
     return Report(**base)
 
 
-def resident(engine: Engine, clock: FakeClock, policies: Policies, telegram_id: int = 5001,
+def resident(engine: Engine, clock: FakeClock, policies: Policies, user: int = 5001,
              estate: str | None = "芙蓉小区", building: int | None = 3) -> Resident:
     with session_scope(engine) as s:
-        r = get_or_create_resident(session=s, telegram_id=telegram_id, now=clock.now(), display_name="王阿姨")
+        r = get_or_create_resident(session=s, channel=CHANNEL, external_id=user, now=clock.now(),
+                                   display_name="王阿姨")
         if estate is not None and building is not None:
-            bind_address(session=s, resident=r, grids=policies.grids, estate=estate, building=building)
+            bind_address(session=s, resident=r, grids=policies.grids, estate=estate, building=building,
+                         now=clock.now())
         return r
 
 
@@ -57,9 +61,9 @@ def open_(engine: Engine, policies: Policies, sla: SlaPolicy, clock: FakeClock, 
         return open_case(session=s, policies=policies, sla=sla, clock=clock, resident=who, report=report(**overrides))
 
 
-def worker_id(engine: Engine, telegram_id: int) -> int:
+def worker_id(engine: Engine, user: int) -> int:
     with Session(engine) as s:
-        return int(s.execute(select(Worker.id).where(Worker.telegram_id == telegram_id)).scalar_one())
+        return int(worker_of(s, user).id)  # type: ignore[arg-type]
 
 
 def case_by_code(engine: Engine, code: str) -> Case:

@@ -16,6 +16,7 @@ from casestore.errors import IllegalTransition
 from casestore.models import CaseStatus, CloseReason, Notification, NotificationState
 from casestore.notify import DeliveryError, OutboundMessage, RecordingNotifier, RetryLater
 from casestore.sweep import sweep
+from tests.factories import actor
 from tests.test_loop_support import (
     FU01_FULL,
     FURONG_SUPERVISOR,
@@ -73,7 +74,7 @@ def test_resolution_window_after_first_response(engine, policies, sla, clock) ->
     for minute in every_minute(clock, 26 * 60):
         if minute == 40:
             with session_scope(engine) as s:
-                actions.respond(session=s, sla=sla, code=code, telegram_id=FU01_FULL, admin_ids=(), clock=clock,
+                actions.respond(session=s, sla=sla, code=code, actor=actor(s, FU01_FULL), clock=clock,
                                 note="已上门查看")
         if minute % 5 == 0 or minute in (1, 40, 41):
             _sweep(engine, policies, sla, clock)
@@ -125,12 +126,12 @@ def test_repeated_sweep_at_the_same_instant_records_nothing_twice(engine, polici
 
 def _resolve(engine, sla, clock, code, photo=None):
     with session_scope(engine) as s:
-        actions.resolve(session=s, sla=sla, code=code, telegram_id=FU01_FULL, admin_ids=(), clock=clock,
+        actions.resolve(session=s, sla=sla, code=code, actor=actor(s, FU01_FULL), clock=clock,
                         note="已更换灯泡", photo=photo)
 
 
 async def test_rating_two_reopens_routes_back_and_restarts_the_clock(engine, policies, sla, clock) -> None:
-    who = resident(engine, clock, policies, telegram_id=5001)
+    who = resident(engine, clock, policies, user=5001)
     code = open_(engine, policies, sla, clock, who).case.code
     clock.advance(minutes=20)
     _resolve(engine, sla, clock, code, photo="photo-after")
@@ -157,7 +158,7 @@ async def test_rating_two_reopens_routes_back_and_restarts_the_clock(engine, pol
 
 
 def test_not_fixed_reopens_and_a_good_rating_closes(engine, policies, sla, clock) -> None:
-    who = resident(engine, clock, policies, telegram_id=5001)
+    who = resident(engine, clock, policies, user=5001)
     code = open_(engine, policies, sla, clock, who).case.code
     _resolve(engine, sla, clock, code)
     with session_scope(engine) as s:
@@ -176,7 +177,7 @@ def test_not_fixed_reopens_and_a_good_rating_closes(engine, policies, sla, clock
 
 
 def test_auto_close_after_72_hours_without_an_answer(engine, policies, sla, clock) -> None:
-    who = resident(engine, clock, policies, telegram_id=5001)
+    who = resident(engine, clock, policies, user=5001)
     code = open_(engine, policies, sla, clock, who).case.code
     _resolve(engine, sla, clock, code)
     clock.advance(hours=72, seconds=-1)

@@ -31,7 +31,7 @@ def test_migrated_schema_and_org(pg_engine) -> None:
 
 def _open_one(engine, i: int) -> str:
     with session_scope(engine) as s:
-        code = next_case_code(session=s, local_day="20261122")
+        code = next_case_code(session=s, local_day="20261122", prefix="JN")
         create_case(session=s, code=code, now=NOW, actor=f"resident:{i}",
                     case_in=CaseCreate(intent="help", category="utilities", urgency="urgent",
                                        title="停水", description=f"第{i}户停水", grid_id="FU01"))

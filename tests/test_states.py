@@ -25,6 +25,7 @@ LEGAL = {
     ("merge_duplicate", S.new): S.closed,
     **{("withdraw", s): S.closed for s in (S.new, S.assigned, S.accepted, S.in_progress, S.reopened)},
     **{("note", s): s for s in (S.new, S.assigned, S.accepted, S.in_progress, S.reopened, S.resolved)},
+    **{("link_hotspot", s): s for s in S},
 }
 
 ALL = [(a, s) for a in TRANSITIONS for s in S]

@@ -18,6 +18,11 @@ def run_migrations_online() -> None:
         raise RuntimeError("alembic config has no sqlalchemy.url")
     engine = make_engine(url)
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # batch migrations recreate tables that others reference: SQLite must not enforce foreign keys
+            # meanwhile (the pragma is ignored inside a transaction, so it is set before the first one)
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
