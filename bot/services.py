@@ -1,26 +1,33 @@
-"""The services a channel needs, built once per process from Settings and created lazily on first use.
+"""The services a process needs, built once from Settings, each on first use, and owned here.
 
-Owns: wiring (database engine, policies, SLA policy, clock, classifier, knowledge service, the dialogue
-engine). Tests and the terminal pass ready-made parts (a FakeClock, a classifier built once per session).
+Owns: wiring and lifetimes (database engine, policies, SLA policy, clock, classifier, the knowledge runtime, the
+dialogue engine). Nothing else keeps a process-wide copy of these: a command that never answers a question
+never loads the embedding model. Tests and the terminal pass ready-made parts (a FakeClock, a classifier
+built once per test session).
 Must not: hold business rules or read the environment (Settings already did).
+The classifier (scikit-learn) and the knowledge runtime (Chroma, the embedding model) are imported inside
+their builders on purpose: importing them costs over a second, which a command that needs neither must not pay.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
+from bot.dialogue.engine import DialogueEngine
 from bot.settings import Settings
+from bot.understanding.types import Classifier
 from casestore.clock import Clock, SystemClock
 from casestore.db import make_engine
 from casestore.deadlines import SlaPolicy
+from knowledge.types import Knowledge
 from policies.loader import load_policies
 from policies.models import Policies
 
 if TYPE_CHECKING:
-    from bot.dialogue.engine import DialogueEngine
+    from knowledge.service import KnowledgeRuntime
 
 
 class Services:
@@ -33,16 +40,22 @@ class Services:
         clock: Clock | None = None,
         engine: Engine | None = None,
         policies: Policies | None = None,
-        classifier: Any | None = None,
-        knowledge: Any | None = None,
+        classifier: Classifier | None = None,
+        knowledge: Knowledge | None = None,
+        knowledge_runtime: KnowledgeRuntime | None = None,
     ) -> None:
         self.settings = settings
-        self.clock: Clock = clock or SystemClock()
+        self._clock: Clock = clock or SystemClock()
         # given parts override the lazy builders (cached_property reads the instance dict first)
-        for name, value in (("engine", engine), ("policies", policies), ("classifier", classifier),
-                            ("knowledge", knowledge)):
+        given = {"engine": engine, "policies": policies, "classifier": classifier, "knowledge": knowledge,
+                 "knowledge_runtime": knowledge_runtime}
+        for name, value in given.items():
             if value is not None:
                 self.__dict__[name] = value
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     @cached_property
     def engine(self) -> Engine:
@@ -58,23 +71,26 @@ class Services:
         return SlaPolicy(self.policies.sla, self.settings.tz)
 
     @cached_property
-    def classifier(self) -> Any:
-        """`MessageClassifier` (bot.understanding): `understand(text) -> Understanding`."""
-        from bot.understanding import load_classifier
+    def classifier(self) -> Classifier:
+        """The message classifier (trained and cached under var_dir/models on first use)."""
+        from bot.understanding.service import load_classifier  # lazy: scikit-learn (see the module docstring)
 
-        return load_classifier(self.settings)
+        return load_classifier(self.settings, policies=self.policies)
 
     @cached_property
-    def knowledge(self) -> Any:
-        """The knowledge service: `ask(question) -> Answer` with citations."""
-        from knowledge.service import build_knowledge_service
+    def knowledge_runtime(self) -> KnowledgeRuntime:
+        """The knowledge base's heavy parts (embedding model, Chroma, BM25), loaded when first asked for."""
+        from knowledge.service import KnowledgeRuntime  # lazy: Chroma and the model (see the module docstring)
 
-        return build_knowledge_service(self.settings)
+        return KnowledgeRuntime(self.settings)
+
+    @cached_property
+    def knowledge(self) -> Knowledge:
+        """Cited answers: `ask(question) -> Answer`."""
+        return self.knowledge_runtime.service()
 
     @cached_property
     def dialogue(self) -> DialogueEngine:
-        from bot.dialogue.engine import DialogueEngine
-
         return DialogueEngine(self)
 
     def close(self) -> None:

@@ -12,17 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot.dialogue.types import Incoming, Reply
 from bot.settings import PROJECT_ROOT, Settings
+from casestore.accounts import get_or_create_resident, get_resident_by_account, get_worker_by_account
 from casestore.clock import Clock
 from casestore.db import session_scope
 from casestore.dispatch import dispatch_pending
-from casestore.models import Resident
+from casestore.models import Resident, Worker
 from casestore.notify import Button, RecordingNotifier
-from casestore.residents import bind_address, get_or_create_resident, record_consent
+from casestore.permissions import Actor, actor_for
+from casestore.residents import bind_address, record_consent
 from policies.models import Policies
 
+# the channel of the engine-level tests: the workers of grids.yaml hold Telegram accounts with these ids
+CHANNEL = "telegram"
 RESIDENT_ID = 555001
 OTHER_RESIDENT_ID = 555002
 FU01_FULL_TIME = 900100  # 芙蓉社区第一网格专职网格员 (grids.yaml)
@@ -35,16 +40,16 @@ _ids = itertools.count(1)
 
 
 # ---------------------------------------------------------------- incoming updates
-def text(body: str, user: int = RESIDENT_ID, channel: str = "test") -> Incoming:
+def text(body: str, user: int = RESIDENT_ID, channel: str = CHANNEL) -> Incoming:
     return Incoming(channel=channel, user_id=user, chat_id=user, kind="text", text=body, display_name="张阿姨")
 
 
-def command(cmd: str, args: str = "", user: int = RESIDENT_ID, channel: str = "test") -> Incoming:
+def command(cmd: str, args: str = "", user: int = RESIDENT_ID, channel: str = CHANNEL) -> Incoming:
     return Incoming(channel=channel, user_id=user, chat_id=user, kind="command", text=f"/{cmd} {args}".strip(),
                     command=cmd, args=args)
 
 
-def press(button: Button, user: int = RESIDENT_ID, channel: str = "test") -> Incoming:
+def press(button: Button, user: int = RESIDENT_ID, channel: str = CHANNEL) -> Incoming:
     return Incoming(channel=channel, user_id=user, chat_id=user, kind="button", button=button)
 
 
@@ -54,16 +59,16 @@ def button(action: str, case_code: str | None = None, arg: str | None = None, la
 
 
 def photo(caption: str = "", user: int = RESIDENT_ID) -> Incoming:
-    return Incoming(channel="test", user_id=user, chat_id=user, kind="photo", text=caption,
+    return Incoming(channel=CHANNEL, user_id=user, chat_id=user, kind="photo", text=caption,
                     photo_file_id=f"photo-{next(_ids)}")
 
 
 def location(lat: float = 36.66, lng: float = 117.02, user: int = RESIDENT_ID) -> Incoming:
-    return Incoming(channel="test", user_id=user, chat_id=user, kind="location", location=(lat, lng))
+    return Incoming(channel=CHANNEL, user_id=user, chat_id=user, kind="location", location=(lat, lng))
 
 
 def unsupported(kind: str = "sticker", user: int = RESIDENT_ID) -> Incoming:
-    return Incoming(channel="test", user_id=user, chat_id=user, kind="unsupported", unsupported_type=kind)
+    return Incoming(channel=CHANNEL, user_id=user, chat_id=user, kind="unsupported", unsupported_type=kind)
 
 
 # ---------------------------------------------------------------- replies
@@ -83,17 +88,17 @@ def find_button(reply: Reply, label: str) -> Button:
 
 
 # ---------------------------------------------------------------- residents and cases
-def make_resident(engine: Engine, policies: Policies, *, telegram_id: int = RESIDENT_ID, clock: Clock,
+def make_resident(engine: Engine, policies: Policies, *, user: int = RESIDENT_ID, clock: Clock,
                   estate: str | None = "芙蓉小区", building: int | None = 3, unit: int | None = 2,
-                  consent: bool = True) -> Resident:
+                  consent: bool = True, channel: str = CHANNEL) -> Resident:
     """A resident row, consented and bound to an address unless told otherwise."""
     with session_scope(engine) as session:
-        r = get_or_create_resident(session=session, telegram_id=telegram_id, now=clock.now(), channel="test")
+        r = get_or_create_resident(session=session, channel=channel, external_id=user, now=clock.now())
         if consent:
             record_consent(session=session, resident=r, now=clock.now())
         if estate and building:
             bind_address(session=session, resident=r, grids=policies.grids, estate=estate, building=building,
-                         unit=unit)
+                         unit=unit, now=clock.now())
         return r
 
 
@@ -133,29 +138,6 @@ def shared_ai(root: Path) -> SharedAI:
                                 var_dir=AI_CACHE, chroma_dir=root / "chroma")
             _shared = SharedAI(classifier=load_classifier(settings), knowledge=build_knowledge_service(settings))
         return _shared
-
-
-class CountingHashEmbedder:
-    """The test-only hash embedder, counting the questions it embeds (for cache tests); `calls` is per instance
-    unless a test shares one counter through `shared`."""
-
-    def __init__(self, shared: list[int] | None = None) -> None:
-        from knowledge.embeddings import HashEmbedder
-
-        self._inner = HashEmbedder()
-        self.name, self.dim = self._inner.name, self._inner.dim
-        self.counter = shared if shared is not None else [0]
-
-    @property
-    def calls(self) -> int:
-        return self.counter[0]
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        self.counter[0] += 1
-        return self._inner.embed_query(text)
 
 
 # Two small knowledge documents in the shipped format (front matter, headings), for knowledge tests.
@@ -200,3 +182,19 @@ def write_sample_docs(where: Path) -> Path:
     (where / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
     (where / "heating.md").write_text(HEATING, encoding="utf-8")
     return where
+
+
+# ---------------------------------------------------------------- people by channel account
+def resident_of(session: Session, user: int, channel: str = CHANNEL) -> Resident | None:
+    return get_resident_by_account(session=session, channel=channel, external_id=user)
+
+
+def worker_of(session: Session, user: int, channel: str = CHANNEL) -> Worker:
+    worker = get_worker_by_account(session=session, channel=channel, external_id=user)
+    assert worker is not None, f"no worker holds {channel}:{user}"
+    return worker
+
+
+def actor(session: Session, user: int, *, admin: bool = False, channel: str = CHANNEL) -> Actor:
+    """The person behind a channel account, as casestore actions take them."""
+    return actor_for(session=session, channel=channel, external_id=user, is_admin=admin)

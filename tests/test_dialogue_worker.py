@@ -12,6 +12,7 @@ from bot.channels.terminal import TerminalChat
 from bot.dialogue import texts
 from bot.dialogue.engine import DialogueEngine
 from bot.services import Services
+from casestore.cases import list_events
 from casestore.db import session_scope
 from casestore.models import Case, CaseEvent, CaseStatus, Notification, Worker
 from tests.factories import (
@@ -151,7 +152,13 @@ def test_transfer_by_role_with_a_reason_and_extension_request(dlg, engine, clock
     w = FU01_FULL_TIME
     r = dlg.handle(button("extend", case_code, user=w))
     r = dlg.handle(press(find_button(r, "48小时"), user=w))
+    assert "延期原因" in all_text(r) and events(engine, case_code)[-1] != "request_extension"
+    r = dlg.handle(text("需要等配件，厂家周三到货", user=w))
     assert "48" in all_text(r) and events(engine, case_code)[-1] == "request_extension"
+    with session_scope(engine) as s:
+        c = s.execute(select(Case).where(Case.code == case_code)).scalars().one()
+        (request,) = [e for e in list_events(session=s, case_id=c.id) if e.action == "request_extension"]
+        assert request.note == "需要等配件，厂家周三到货"  # the typed reason reaches the supervisor's push
     r = dlg.handle(button("transfer", case_code, user=w))
     r = dlg.handle(press(find_button(r, "物业项目经理"), user=w))
     r = dlg.handle(text("属于物业维修范围", user=w))
@@ -224,7 +231,7 @@ def test_terminal_chat_from_a_script(services, engine):
 
 def test_terminal_choice_by_label_and_as_worker(services, engine, clock, policies, case_code):
     worker_out = io.StringIO()
-    worker = TerminalChat(services, user_id=FU01_FULL_TIME, out=worker_out)
+    worker = TerminalChat(services, user_id=FU01_FULL_TIME, out=worker_out, as_worker=True)
     worker.run(io.StringIO("/tasks\n接单\n"))
     assert case(engine, case_code).status == CaseStatus.accepted
     assert texts.ACCEPTED.format(code=case_code) in worker_out.getvalue()

@@ -359,8 +359,8 @@ async def test_notifier_delivers_pending_rows_and_429_keeps_them_pending(
                            buttons=[[Button("接单", "accept", "JN20261120-0003")]])
     with session_scope(engine) as session:
         for i, chat in enumerate((20001, 20002, 20003)):
-            record_notification(session=session, case_id=None, kind="task", level=i, recipient=f"chat:{chat}",
-                                chat_id=chat, message=push, now=clock.now())
+            record_notification(session=session, case_id=None, kind="task", level=i,
+                                recipient=f"chat:telegram:{chat}", message=push, now=clock.now())
     tg.fail_next("sendMessage", n=1, status=429, retry_after=2)
     async with channel.application:
         sent = await dispatch_pending(engine=engine, notifier=channel.notifier, clock=clock)

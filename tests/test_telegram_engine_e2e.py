@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bot.dialogue import texts
 from bot.services import Services
 from bot.settings import Settings
 from casestore.db import session_scope
-from casestore.models import Resident
+from tests.factories import resident_of
 from tests.servers.botapi import BotApiServer
 from tests.servers.tg_factories import make_callback_update, make_command_update, make_sticker_update
 from tests.test_telegram_e2e import start, tg, tg_settings  # noqa: F401 - fixtures
@@ -26,7 +25,7 @@ USER = 30001
 
 def _consent(engine: Engine) -> Any:
     with session_scope(engine) as session:
-        row = session.execute(select(Resident).where(Resident.telegram_id == USER)).scalar_one_or_none()
+        row = resident_of(session, USER)
         return None if row is None else row.consent_at
 
 

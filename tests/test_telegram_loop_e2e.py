@@ -29,9 +29,9 @@ from bot.services import Services
 from bot.settings import Settings
 from casestore.clock import FakeClock
 from casestore.db import make_engine, session_scope
-from casestore.models import Case, CaseStatus, Notification, NotificationState, Resident
+from casestore.models import Case, CaseStatus, Notification, NotificationState
 from policies.models import Policies
-from tests.factories import AI_CACHE, FU01_FULL_TIME, SharedAI, make_resident, shared_ai
+from tests.factories import AI_CACHE, FU01_FULL_TIME, SharedAI, make_resident, resident_of, shared_ai
 from tests.servers.botapi import DEFAULT_TOKEN, BotApiServer
 from tests.servers.tg_factories import make_callback_update, make_command_update, make_text_update
 from tests.test_telegram_e2e import Running, start, tg, tg_settings  # noqa: F401 - fixtures
@@ -160,7 +160,7 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
         r = await resident.press(r, "2单元")
         assert "芙蓉小区3号楼2单元" in said(r) and "芙蓉社区第一网格" in said(r)
         with session_scope(engine) as s:
-            row = s.execute(select(Resident).where(Resident.telegram_id == RESIDENT)).scalars().one()
+            row = resident_of(s, RESIDENT)
             assert row.consent_at is not None and (row.estate, row.building, row.unit, row.grid_id) == (
                 "芙蓉小区", 3, 2, "FU01")
 
@@ -241,7 +241,7 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
 async def test_emergency_page_reaches_the_worker_without_waiting_for_a_sweep(
         tg: BotApiServer, fast_settings: Settings, engine: Engine, policies: Policies, clock: FakeClock,  # noqa: F811
         ai: SharedAI):
-    make_resident(engine, policies, telegram_id=RESIDENT, clock=clock)  # consented, 芙蓉小区3号楼2单元 (FU01)
+    make_resident(engine, policies, user=RESIDENT, clock=clock)  # consented, 芙蓉小区3号楼2单元 (FU01)
     services = Services(fast_settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
                         knowledge=ai.knowledge)
     running = await start(fast_settings, services.dialogue.handle, engine, clock)

@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Message, Update
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
@@ -58,7 +57,8 @@ from bot.dialogue.types import Incoming, Reply
 from bot.settings import Settings
 from casestore.clock import Clock, SystemClock
 from casestore.db import session_scope
-from casestore.models import Worker
+from casestore.accounts import list_worker_external_ids
+from casestore.dispatch import dispatch_pending
 from casestore.notify import OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -283,12 +283,11 @@ class TelegramChannel:
     async def _dispatch_loop(self) -> None:
         """Deliver pending Notification rows until no update has asked for more (rows are leased, so this
         can run beside the scheduler's own dispatch without sending anything twice)."""
-        from casestore.dispatch import dispatch_pending
-
         while self._dispatch_wanted.is_set():
             self._dispatch_wanted.clear()
             try:
-                await dispatch_pending(engine=self.db_engine, notifier=self.notifier, clock=self.clock, limit=100)
+                await dispatch_pending(engine=self.db_engine, notifier=self.notifier, clock=self.clock, limit=100,
+                                       channel=CHANNEL)
             except Exception:  # the scheduler's sweep delivers what this missed
                 log.exception("immediate dispatch failed; the scheduler will retry")
 
@@ -386,8 +385,8 @@ class TelegramChannel:
 
     def _worker_telegram_ids(self) -> list[int]:
         with session_scope(self.db_engine) as session:
-            rows = session.execute(select(Worker.telegram_id).where(Worker.telegram_id.is_not(None))).all()  # type: ignore[call-overload,union-attr]
-        return [int(r[0]) for r in rows]
+            ids = list_worker_external_ids(session=session, channel=CHANNEL)
+        return [int(i) for i in ids if i.lstrip("-").isdigit()]
 
     # ------------------------------------------------------------------ transports
     async def poll(self, stop: asyncio.Event) -> None:

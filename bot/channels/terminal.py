@@ -14,12 +14,11 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
-from sqlalchemy import select
 
 from bot.dialogue.types import Incoming, Reply
 from casestore.db import session_scope
 from casestore.dispatch import dispatch_pending
-from casestore.models import Resident, Worker
+from casestore.accounts import find_worker_by_external_id, link_worker_account, name_of_account
 from casestore.notify import Button, OutboundMessage
 
 if TYPE_CHECKING:
@@ -75,11 +74,27 @@ class TerminalNotifier:
         self._own = list(shown)
 
 
+def link_terminal_worker(services: Services, user_id: int) -> str:
+    """Make terminal user `user_id` an account of the worker who holds that id elsewhere; returns their name."""
+    with session_scope(services.engine) as session:
+        worker = find_worker_by_external_id(session=session, external_id=user_id)
+        if worker is None or not worker.active:
+            raise LookupError(f"no active worker holds id {user_id}")
+        link_worker_account(session=session, worker=worker, channel=CHANNEL, external_id=user_id, actor="terminal",
+                            now=services.clock.now())
+        return worker.name
+
+
 class TerminalChat:
     """Runs the dialogue engine for one person at the terminal."""
 
-    def __init__(self, services: Services, *, user_id: int, out: TextIO, display_name: str = "") -> None:
+    def __init__(self, services: Services, *, user_id: int, out: TextIO, display_name: str = "",
+                 as_worker: bool = False) -> None:
+        """`as_worker`: play the worker who holds `user_id` on any channel (grids.yaml gives Telegram ids): the
+        terminal account becomes one of theirs. LookupError if no worker holds it."""
         self.services = services
+        if as_worker:
+            link_terminal_worker(services, user_id)
         self.user_id = user_id
         self.out = out
         self.display_name = display_name
@@ -135,11 +150,7 @@ class TerminalChat:
 
     def _name_of(self, chat_id: int) -> str:
         with session_scope(self.services.engine) as session:
-            worker = session.execute(select(Worker).where(Worker.telegram_id == chat_id)).scalars().first()
-            if worker is not None:
-                return worker.name
-            resident = session.execute(select(Resident).where(Resident.telegram_id == chat_id)).scalars().first()
-            return f"居民 #{resident.id}" if resident is not None else f"会话 {chat_id}"
+            return name_of_account(session=session, channel=None, external_id=chat_id) or f"会话 {chat_id}"
 
     # ---- loop
     def step(self, line: str) -> Reply:

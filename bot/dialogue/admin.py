@@ -1,48 +1,36 @@
-"""Admin commands: /stats, /broadcast <grid> <text>, /register_worker <telegram_id> <grid> <role>.
+"""Admin commands: /stats, /broadcast <grid> <text>, /register_worker <user id> <grid> <role>.
 
-Owns: parsing the arguments and the short replies. Broadcasts are recorded as Notification rows (the
-outbound queue); the channel's rate limiter spaces them out. Must not: compute statistics (casestore.stats).
+Owns: parsing the arguments and the short replies. Broadcasts and registrations are casestore functions
+(each writes its audit event). Must not: compute statistics (casestore.stats) or write rows itself.
 """
 
 from __future__ import annotations
 
 import logging
-
-from sqlalchemy import select
+from collections.abc import Callable
 
 from bot.dialogue import texts
-from bot.dialogue.engine import Turn
+from bot.dialogue.turn import Turn
 from bot.dialogue.types import Incoming
-from casestore.dispatch import record_notification
-from casestore.models import Grid, Resident, Worker
+from casestore import stats
+from casestore.broadcasts import broadcast_to_grid
+from casestore.errors import DomainError
+from casestore.models import Grid
 from casestore.notify import OutboundMessage
-from casestore.org import get_worker_by_telegram
+from casestore.org import register_worker
 from policies.masking import mask_text
 from policies.taxonomy import ROLE_NAMES_ZH, Role
 
 log = logging.getLogger(__name__)
 
-ADMIN_ONLY = frozenset({"stats", "broadcast", "register_worker"})
 BROADCAST_MAX = 1000
 
 
-def handles(incoming: Incoming) -> bool:
-    return incoming.kind == "command" and incoming.command in ADMIN_ONLY
-
-
-def handle(turn: Turn) -> None:
-    cmd = turn.incoming.command
-    if cmd == "stats":
-        _stats(turn)
-    elif cmd == "broadcast":
-        _broadcast(turn)
-    elif cmd == "register_worker":
-        _register_worker(turn)
+def _actor(turn: Turn) -> str:
+    return f"admin:{turn.channel}:{turn.external_id}"
 
 
 def _stats(turn: Turn) -> None:
-    from casestore import stats
-
     summary = stats.summary_text(session=turn.session, now=turn.now, tz=turn.services.settings.tz,
                                  taxonomy=turn.services.policies.taxonomy)
     turn.say(f"{texts.STATS_HEADER}\n{summary}")
@@ -60,16 +48,7 @@ def _broadcast(turn: Turn) -> None:
         return
     # personal data never goes out to a whole grid, even when an admin types it
     message = OutboundMessage(text=texts.BROADCAST_PREFIX + mask_text(body)[:BROADCAST_MAX])
-    stmt = select(Resident).where(Resident.grid_id == grid_id, Resident.consent_at.is_not(None))  # type: ignore[union-attr]
-    residents = list(turn.session.execute(stmt).scalars())
-    level = int(turn.now.timestamp())  # one broadcast: (kind, level, recipient) unique
-    sent = 0
-    for r in residents:
-        if r.telegram_id is None:
-            continue
-        if record_notification(session=turn.session, case_id=None, kind="broadcast", level=level,
-                               recipient=f"resident:{r.id}", chat_id=r.telegram_id, message=message, now=turn.now):
-            sent += 1
+    sent = broadcast_to_grid(session=turn.session, grid_id=grid.id, message=message, actor=_actor(turn), now=turn.now)
     log.info("broadcast to %s by admin cid=%s: %s recipients", grid_id, turn.cid, sent)
     turn.say(texts.BROADCAST_DONE.format(grid=grid.name, n=sent))
 
@@ -79,19 +58,35 @@ def _register_worker(turn: Turn) -> None:
     if len(parts) != 3 or not parts[0].isdigit():
         turn.say(texts.REGISTER_USAGE)
         return
-    telegram_id, grid_id, role = int(parts[0]), parts[1].upper(), parts[2].lower()
-    if role not in {r.value for r in Role}:
+    external_id, grid_id, role_id = parts[0], parts[1].upper(), parts[2].lower()
+    if role_id not in {r.value for r in Role}:
         turn.say(texts.REGISTER_BAD_ROLE.format(roles="、".join(r.value for r in Role)))
         return
     grid = turn.session.get(Grid, grid_id)
     if grid is None:
         turn.say(texts.BROADCAST_UNKNOWN_GRID.format(grid=grid_id))
         return
-    role_zh = ROLE_NAMES_ZH[Role(role)]
-    worker = get_worker_by_telegram(session=turn.session, telegram_id=telegram_id)
-    if worker is None:
-        worker = Worker(name=f"{grid.name}{role_zh}", role=role, telegram_id=telegram_id)
-    worker.role, worker.grid_id, worker.community_id, worker.active = role, grid.id, grid.community_id, True
-    turn.session.add(worker)
-    turn.session.flush()
-    turn.say(texts.REGISTER_DONE.format(name=worker.name, grid=grid.name, role=role_zh, tid=telegram_id))
+    role = Role(role_id)
+    try:
+        with turn.session.begin_nested():
+            # the admin registers an account of the channel they are on
+            worker = register_worker(session=turn.session, channel=turn.channel, external_id=external_id, grid=grid,
+                                     role=role, actor=_actor(turn), now=turn.now)
+    except DomainError as exc:
+        turn.say(exc.user_message)
+        return
+    turn.say(texts.REGISTER_DONE.format(name=worker.name, grid=grid.name, role=ROLE_NAMES_ZH[role], tid=external_id))
+
+
+COMMANDS: dict[str, Callable[[Turn], None]] = {
+    "stats": _stats, "broadcast": _broadcast, "register_worker": _register_worker,
+}
+ADMIN_ONLY = frozenset(COMMANDS)
+
+
+def handles(incoming: Incoming) -> bool:
+    return incoming.kind == "command" and incoming.command in ADMIN_ONLY
+
+
+def handle(turn: Turn) -> None:
+    COMMANDS[turn.incoming.command or ""](turn)

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import logging
 
-from bot.dialogue import resident as router
 from bot.dialogue import texts
-from bot.dialogue.engine import Turn
-from casestore.cases import get_case, list_cases_for_resident
-from casestore.errors import DomainError, NotFound
+from bot.dialogue.turn import Turn
+from bot.dialogue.words import THANKS
+from casestore.actions import view
+from casestore.cases import list_cases_for_resident
+from casestore.errors import DomainError, NotFound, PermissionDenied
+from casestore.feedback import rate
 from casestore.models import Case, CaseStatus
 from casestore.notify import Button
+from casestore.permissions import actor_for
 
 log = logging.getLogger(__name__)
+
 
 def _status_line(turn: Turn, case: Case) -> str:
     status = texts.STATUS_NAMES.get(case.status, case.status)
@@ -33,7 +37,7 @@ def _status_line(turn: Turn, case: Case) -> str:
 
 
 def my_cases(turn: Turn) -> None:
-    resident = router.resident_of(turn)
+    resident = turn.resident()
     cases = list_cases_for_resident(session=turn.session, resident_id=resident.id) if resident and resident.id else []
     if not cases:
         turn.say(texts.MYCASES_EMPTY)
@@ -51,23 +55,19 @@ def _rating_buttons(code: str) -> list[list[Button]]:
 
 
 def one_case(turn: Turn, code: str) -> None:
-    resident = router.resident_of(turn)
+    actor = actor_for(session=turn.session, channel=turn.channel, external_id=turn.external_id)
     try:
-        case = get_case(session=turn.session, code=code)
-    except NotFound:
-        case = None
-    if case is None or resident is None or case.resident_id != resident.id:
+        case = view(session=turn.session, code=code, actor=actor)
+    except (NotFound, PermissionDenied):
         turn.say(texts.CASE_NOT_FOUND)  # never reveal that someone else's case exists
         return
     turn.say(_status_line(turn, case))
 
 
 def on_rate(turn: Turn, code: str | None, arg: str) -> None:
-    from casestore.feedback import rate
-
-    resident = router.resident_of(turn)
+    resident = turn.resident()
     if not code or resident is None or resident.id is None:
-        router.expired(turn)
+        turn.expired()
         return
     if arg == "fixed":
         fixed, rating = True, None
@@ -76,25 +76,25 @@ def on_rate(turn: Turn, code: str | None, arg: str) -> None:
     elif arg.isdigit() and 1 <= int(arg) <= 5:
         fixed, rating = True, int(arg)
     else:
-        router.expired(turn)
+        turn.expired()
         return
     try:
         with turn.session.begin_nested():
             case = rate(session=turn.session, policies=turn.services.policies, sla=turn.services.sla,
                         clock=turn.services.clock, resident_id=resident.id, code=code, fixed=fixed, rating=rating)
     except DomainError as exc:  # someone else's case, or not waiting for a rating: nothing changes
-        router.log.info("rating refused cid=%s: %s", turn.cid, type(exc).__name__)
-        router.expired(turn)
+        log.info("rating refused cid=%s: %s", turn.cid, type(exc).__name__)
+        turn.expired()
         return
     reopened = case.status in (CaseStatus.reopened, CaseStatus.assigned)
     turn.say(texts.RATE_REOPENED.format(code=case.code) if reopened else texts.RATE_THANKS)
 
 
 def text_feedback(turn: Turn, text: str) -> None:
-    resident = router.resident_of(turn)
+    resident = turn.resident()
     cases = list_cases_for_resident(session=turn.session, resident_id=resident.id) if resident and resident.id else []
     resolved = [c for c in cases if c.status == CaseStatus.resolved]
     if resolved:
         turn.say(texts.RATE_ASK.format(code=resolved[0].code), _rating_buttons(resolved[0].code))
         return
-    turn.say(texts.THANKS_REPLY if router.THANKS.match(text) else texts.FEEDBACK_NO_CASE)
+    turn.say(texts.THANKS_REPLY if THANKS.match(text) else texts.FEEDBACK_NO_CASE)

@@ -8,13 +8,15 @@ Must not: route or set deadlines (casestore does) or phrase replies inline (text
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from bot.dialogue import report, texts
-from bot.dialogue import resident as router
-from bot.dialogue.engine import Turn
+from bot.dialogue import texts
+from bot.dialogue.drafts import ReportDraft, ReportItem
+from bot.dialogue.filing import due_text, handler_text, open_cases
+from bot.dialogue.places import home_of, place_from_details
 from bot.dialogue.state import State
-from casestore.residents import get_or_create_resident
+from bot.dialogue.turn import Turn
+from bot.understanding.types import Understanding
+from casestore.accounts import get_or_create_resident
 
 # ---------------- recognisers that must not depend on a statistical model ----------------
 _INJECTION = re.compile(
@@ -37,15 +39,15 @@ def is_injection(text: str) -> bool:
     return bool(_INJECTION.search(text))
 
 
-def _is_self_harm(u: Any, text: str) -> bool:
+def _is_self_harm(u: Understanding, text: str) -> bool:
     return "self_harm" in _hit_names(u) or bool(_SELF_HARM.search(text))
 
 
-def is_emergency(u: Any, text: str) -> bool:
+def is_emergency(u: Understanding, text: str) -> bool:
     return u.urgency.label == "emergency" or _is_self_harm(u, text)
 
 
-def _hit_names(u: Any) -> set[str]:
+def _hit_names(u: Understanding) -> set[str]:
     """Danger-rule names from understanding ("gas:燃气味" -> "gas")."""
     return {str(h).split(":", 1)[0] for h in (u.rule_hits or [])}
 
@@ -63,7 +65,7 @@ _GUIDANCE = (
 )
 
 
-def safety_guidance(u: Any, text: str) -> str:
+def safety_guidance(u: Understanding, text: str) -> str:
     """The first reply to an emergency: what to do now and whom to call, by what the message says."""
     hits = _hit_names(u)
     if _is_self_harm(u, text):
@@ -76,32 +78,30 @@ def safety_guidance(u: Any, text: str) -> str:
     return texts.EMERGENCY_GENERIC
 
 
-def emergency(turn: Turn, u: Any, text: str, *, forced: bool = False) -> None:
+def emergency(turn: Turn, u: Understanding, text: str) -> None:
     """Guidance first, then an emergency case and an immediate page: no confirmation, no paperwork."""
     turn.say(safety_guidance(u, text))
-    resident = router.resident_of(turn)
-    has_consent = router.consented(resident)
+    resident = turn.resident()
+    has_consent = turn.consented()
     if resident is None:
-        # the row holds only the channel id, so updates can reach them; no address, no consent recorded
-        resident = get_or_create_resident(session=turn.session, telegram_id=turn.incoming.user_id, now=turn.now,
-                                          channel=turn.incoming.channel)
+        # the row holds only the channel account, so updates can reach them; no address, no consent recorded
+        resident = get_or_create_resident(session=turn.session, channel=turn.channel, external_id=turn.external_id,
+                                          now=turn.now)
+        turn.remember_resident(resident)
     category = u.category.label
     if _is_self_harm(u, text) and category == "other":
         category = "health"
-    draft: dict[str, Any] = {"items": [{"intent": "help", "category": category, "urgency": "emergency",
-                                        "text": u.text}]}
-    details = report.where_from_details(u.details)
-    if details:
-        draft.update(details)
-    elif has_consent:
-        draft.update(report.home_where(resident))
-    turn.go(State.idle, draft=None, clarify=None)
-    cases = report.open_cases(turn, resident, draft, announce=False)
+    draft = ReportDraft(items=[ReportItem(intent="help", category=category, urgency="emergency", text=u.text)])
+    place = place_from_details(u.details) or (home_of(resident) if has_consent else None)
+    if place is not None:
+        draft.set_place(place)
+    turn.go(State.idle)
+    turn.data.draft, turn.data.clarify = None, None
+    cases = open_cases(turn, resident, draft, announce=False)
     if not cases:
         return
     case = cases[0]
-    turn.say(texts.EMERGENCY_OPENED.format(code=case.code, handler=router.handler_text(turn, case),
-                                           due=router.due_text(turn, case)))
+    turn.say(texts.EMERGENCY_OPENED.format(code=case.code, handler=handler_text(turn, case), due=due_text(turn, case)))
     if not has_consent:
         turn.say(texts.EMERGENCY_NO_CONSENT)
     if case.grid_id is None:

@@ -1,7 +1,8 @@
 """Per-user conversation state on the `Conversation` table, so a restart resumes mid-conversation.
 
-Owns: reading and writing one person's (channel, user_id) state name and its JSON data, and the list of
-state names. Must not: decide transitions (the resident/worker/admin handlers do).
+Owns: reading and writing one account's (channel, user_id) state name and its JSON data (the typed
+`drafts.DialogueData`, dumped), and the list of state names. Must not: decide transitions (the
+resident/worker/admin tables do).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from casestore.models import Conversation
 class State(StrEnum):
     start = "start"  # never talked to us
     consent = "consent"  # privacy notice shown, waiting for 同意/不同意
-    address = "address"  # picking community/estate/building/unit (data["addr"] holds the picks)
+    address = "address"  # picking community/estate/building/unit (data.addr holds the picks)
     idle = "idle"  # nothing pending
     clarify = "clarify"  # low-confidence understanding: waiting for the path choice
     report_where = "report_where"  # waiting for the location of a report

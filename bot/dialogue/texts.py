@@ -120,6 +120,7 @@ USEFUL_THANKS = "谢谢您的反馈！"
 NOT_USEFUL_THANKS = "抱歉没帮上忙。需要的话点「转人工」，网格员会联系您。"
 NOT_ANSWERED = "这个问题我没有找到可靠的政策依据，不敢乱说。"
 HUMAN_OPENED = "已为您转给{handler}，工单号 {code}，{due}。"
+HUMAN_ALREADY = "这个问题已经转给工作人员了（工单号 {code}），请留意回复。"
 HUMAN_NO_CONSENT = "转人工需要登记工单，需要您先同意隐私说明：发送 /start 查看。"
 
 # ---------------- reports ----------------
@@ -136,7 +137,7 @@ BTN_NO = "不对(修改)"
 ASK_CORRECTION = "好的，请告诉我哪里不对：直接说正确的地点（如「5号楼2单元」）或重新描述一下问题。"
 CASE_OPENED = "已登记，工单号 {code}。由{handler}负责，{due}。办理进展我会及时告诉您。"
 CASE_DUPLICATE = (
-    "这件事已经有人反映过了（工单号 {code}），{handler}正在处理。我把您也加为关注人，有进展会同时通知您。"
+    "同一问题已有人反映，已合并跟进（您的工单号 {code}），{handler}正在处理，有进展会同时通知您。"
 )
 CASE_HOTSPOT = "附近还有其他居民反映了同类问题，已合并为一件事集中处理。"
 WHERE_UNKNOWN = "（未提供，网格员会联系您确认）"
@@ -145,6 +146,11 @@ DUE_RESPONSE = "预计 {when} 前响应"
 DUE_NONE = "会尽快响应"
 NO_ADDRESS_DUTY = "您还没有设置住址，我先转给社区值班台，他们会和您确认地点（/address 可以设置住址）。"
 CANCELLED = "好的，已取消这次登记。有需要随时再说。"
+ADDRESS_UNCONFIRMED_DUTY = "地址我没能认出来，先把工单转给社区值班台（地址待确认），他们会联系您核实地点。"
+ADDRESS_KEPT_PROBLEM = "好的，您反映的问题我先记下了：「{text}」。\n还需要您的住址才能交给对应的网格员："
+ADDRESS_GIVE_UP = "没关系，地址可以以后再设（发送 /address）。有什么需要，直接跟我说。"
+ADDRESS_RETRY = "还是没认出这个地址。请按「小区名+楼号+单元」输入（例如：芙蓉小区3号楼2单元），或点按钮选择。"
+SKIPPED_WHERE = "好的，地点先空着，网格员会联系您确认。"
 
 # ---------------- emergencies ----------------
 EMERGENCY_GAS = (
@@ -255,5 +261,6 @@ LOCATION_RECEIVED = "位置收到了。"
 LOCATION_WHAT_ABOUT = "请问这里有什么问题？请用文字说明一下，我帮您登记。"
 LOCATION_WHERE = "定位（{lat:.5f}, {lng:.5f}）"
 EXTEND_REASON_DEFAULT = "需要更多时间办理"
+ASK_EXTEND_REASON = "请写一句延期原因（例如「需要等配件」），或点「不用说明」。"
 EXTEND_DENIED = "已驳回工单 {code} 的延期申请。"
 NOT_ANSWERED_RETRY = "您可以换个说法再问一次；需要工作人员解答的话，点「转人工」。"

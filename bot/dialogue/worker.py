@@ -1,56 +1,46 @@
-"""The grid worker's side: task buttons (接单/已联系/办结/转派/申请延期), multi-step notes, /tasks.
+"""The grid worker's side: task buttons (接单/已联系/办结/转派/申请延期), multi-step notes, /tasks, a typed code.
 
-Owns: the steps of each action and their state (which case, which action, what was chosen so far).
-Permission checks and the state machine belong to casestore.actions: this module calls it and shows the
-refusal (`PermissionDenied.user_message`) or "该按钮已过期" for a button that no longer fits the case.
+Owns: the steps of each action as a typed `WorkerTask` (which case, which action, what was chosen so far) and
+the tables from button action and state to handler. Whether a worker may act, and whether the case's state
+allows it, is `casestore.permissions.can`; the change itself is the casestore action function, called directly.
+A refusal is shown (`PermissionDenied.user_message`), a step that no longer fits the case gets 该按钮已过期.
 Must not: change a case any other way than through casestore.actions.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from bot.dialogue import texts
-from bot.dialogue.engine import Turn
+from bot.dialogue.drafts import WorkerTask
 from bot.dialogue.state import State
+from bot.dialogue.turn import Turn
+from bot.dialogue.words import is_skip
+from casestore import actions
 from casestore.cases import get_case, list_open_cases_for_worker
 from casestore.errors import ConcurrentUpdate, DomainError, IllegalTransition, NotFound, PermissionDenied
 from casestore.models import Case, CaseStatus, Worker
-from casestore.notices import URGENCY_ZH, role_name
+from casestore.notices import role_name
 from casestore.notify import Button
+from casestore.permissions import Actor, actor_for, allowed_by_role, can
 from policies.masking import mask_text
 
 log = logging.getLogger(__name__)
 
 NOTE_MAX = 500
-EXTENSION_HOURS = (24, 48, 72)
-# who a case may be handed to: positions, resolved to a person by casestore routing
-TRANSFER_ROLES = ("full_time", "deputy", "mediator", "property_manager", "volunteer_lead", "supervisor")
-_CASE_ACTIONS = {"accept", "respond", "resolve", "transfer", "extend", "approve_extension", "deny_extension",
-                 "view"}
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # sorts cases without a deadline last
 
 
-def handle(turn: Turn, worker: Worker, *, is_admin: bool = False) -> None:
+def handle(turn: Turn, worker: Worker) -> None:
     inc = turn.incoming
     if inc.kind == "unsupported":
         turn.say(texts.UNSUPPORTED)
     elif inc.kind == "button":
         _on_button(turn, worker)
     elif inc.kind == "command":
-        cmd = inc.command or ""
-        if cmd == "tasks":
-            _tasks(turn, worker)
-        elif cmd in ("help", "start"):
-            if cmd == "start":
-                turn.say(texts.WORKER_HELLO.format(name=worker.name))
-            turn.say(texts.HELP_WORKER + ("\n\n" + texts.HELP_ADMIN if is_admin else ""))
-        elif cmd == "cancel":
-            turn.go(State.idle, task=None)
-            turn.say(texts.WORKER_CANCELLED)
-        else:
-            turn.say(texts.UNKNOWN_COMMAND)
+        COMMANDS.get(inc.command or "", _unknown_command)(turn, worker)
     elif inc.kind == "photo":
         _on_photo(turn, worker)
     elif inc.kind == "location":
@@ -60,6 +50,11 @@ def handle(turn: Turn, worker: Worker, *, is_admin: bool = False) -> None:
 
 
 # ---------------------------------------------------------------- helpers
+def _actor(turn: Turn) -> Actor:
+    return actor_for(session=turn.session, channel=turn.channel, external_id=turn.external_id,
+                     is_admin=turn.is_admin)
+
+
 def _case(turn: Turn, code: str | None) -> Case | None:
     if not code:
         return None
@@ -78,20 +73,11 @@ def _note_buttons() -> list[list[Button]]:
     return [[Button(texts.BTN_DEFAULT_NOTE, "wnote"), Button(texts.BTN_CANCEL, "wcancel")]]
 
 
-def _act(turn: Turn, worker: Worker, case: Case, action: str, **kwargs: Any) -> Case | None:
+def _act(turn: Turn, case: Case, change: Callable[[], Case]) -> Case | None:
     """Run one casestore action; a refusal is told to the worker and nothing changes (the savepoint rolls back)."""
-    from casestore import actions
-
-    svc = turn.services
-    common: dict[str, Any] = {"session": turn.session, "code": case.code, "telegram_id": turn.incoming.user_id,
-                              "admin_ids": svc.settings.admin_telegram_ids, "clock": svc.clock}
-    if action != "accept":
-        common["sla"] = svc.sla
-    if action == "transfer":
-        common["policies"] = svc.policies
     try:
         with turn.session.begin_nested():
-            return getattr(actions, action)(**common, **kwargs)  # type: ignore[no-any-return]
+            return change()
     except PermissionDenied as exc:
         turn.say(exc.user_message)
     except (IllegalTransition, ConcurrentUpdate):
@@ -102,173 +88,290 @@ def _act(turn: Turn, worker: Worker, case: Case, action: str, **kwargs: Any) -> 
     return None
 
 
-def _precheck(turn: Turn, worker: Worker, case: Case, action: str) -> bool:
-    """Refuse a step before asking for a note: the button must be this worker's and fit the case now."""
-    from casestore.permissions import authorize
-    from casestore.states import TRANSITIONS
-
-    try:
-        authorize(session=turn.session, case=case, telegram_id=turn.incoming.user_id,
-                  admin_ids=turn.services.settings.admin_telegram_ids, action=action)
-    except PermissionDenied as exc:
-        turn.say(exc.user_message)
+def _allowed(turn: Turn, case: Case, action: str) -> bool:
+    """Refuse a step before asking for a note: the worker's scope and the case's state must allow it."""
+    actor = _actor(turn)
+    if not allowed_by_role(action, case, actor):
+        turn.say(PermissionDenied.user_message)
         return False
-    move = TRANSITIONS.get("request_extension" if action == "extend" else action)
-    # 办结 straight from the task push is allowed: casestore.actions.resolve accepts implicitly
-    implicit = action == "resolve" and case.status == CaseStatus.assigned
-    if move is not None and CaseStatus(case.status) not in move.sources and not implicit:
+    if not can(action, case, actor):
         turn.say(texts.BUTTON_EXPIRED)
         return False
     return True
 
 
-# ---------------------------------------------------------------- buttons
+def _idle(turn: Turn) -> None:
+    turn.go(State.idle)
+    turn.data.task = None
+
+
+# ---------------------------------------------------------------- commands
+def _tasks(turn: Turn, worker: Worker) -> None:
+    assert worker.id is not None
+    cases = list_open_cases_for_worker(session=turn.session, worker_id=worker.id)
+    if not cases:
+        turn.say(texts.TASKS_EMPTY)
+        return
+    cases.sort(key=lambda c: _due_of(c) or _FAR_FUTURE)
+    turn.say(texts.TASKS_HEADER)
+    for case in cases[:20]:
+        turn.say(_task_text(turn, case), _task_buttons(case))
+
+
+def _start(turn: Turn, worker: Worker) -> None:
+    turn.say(texts.WORKER_HELLO.format(name=worker.name))
+    _help(turn, worker)
+
+
+def _help(turn: Turn, worker: Worker) -> None:
+    turn.say(texts.HELP_WORKER + ("\n\n" + texts.HELP_ADMIN if turn.is_admin else ""))
+
+
+def _cancel(turn: Turn, worker: Worker) -> None:
+    _idle(turn)
+    turn.say(texts.WORKER_CANCELLED)
+
+
+def _unknown_command(turn: Turn, worker: Worker) -> None:
+    turn.say(texts.UNKNOWN_COMMAND)
+
+
+COMMANDS: dict[str, Callable[[Turn, Worker], None]] = {
+    "tasks": _tasks, "start": _start, "help": _help, "cancel": _cancel,
+}
+
+
+# ---------------------------------------------------------------- buttons on a case
+def _view(turn: Turn, case: Case) -> None:
+    try:
+        shown = actions.view(session=turn.session, code=case.code, actor=_actor(turn))
+    except PermissionDenied as exc:
+        turn.say(exc.user_message)
+        return
+    turn.say(_task_text(turn, shown), _task_buttons(shown) if shown.assignee_id == _worker_id(turn) else None)
+
+
+def _worker_id(turn: Turn) -> int | None:
+    actor = _actor(turn)
+    return actor.worker.id if actor.worker is not None else None
+
+
+def _accept(turn: Turn, case: Case) -> None:
+    if _allowed(turn, case, "accept") and _act(turn, case, lambda: actions.accept(
+            session=turn.session, code=case.code, actor=_actor(turn), clock=turn.services.clock)):
+        _idle(turn)
+        turn.say(texts.ACCEPTED.format(code=case.code), _follow_up(case.code))
+
+
+def _ask_note(turn: Turn, case: Case, action: str) -> None:
+    if not _allowed(turn, case, action):
+        return
+    turn.go(State.worker_note)
+    if action == "respond":
+        turn.data.task = WorkerTask(action="respond", case=case.code)
+        turn.say(texts.ASK_RESPOND_NOTE.format(code=case.code), _note_buttons())
+    elif action == "resolve":
+        turn.data.task = WorkerTask(action="resolve", case=case.code)
+        turn.say(texts.ASK_RESOLVE_NOTE.format(code=case.code),
+                 [[Button(texts.BTN_RESOLVE_NOW, "wnote"), Button(texts.BTN_CANCEL, "wcancel")]])
+    elif action == "transfer":
+        turn.data.task = WorkerTask(action="transfer", case=case.code, step="to")
+        roles = turn.services.policies.routing.transfer_roles
+        rows = [[Button(role_name(r), "wxfer", None, r) for r in roles[i:i + 3]] for i in range(0, len(roles), 3)]
+        turn.say(texts.ASK_TRANSFER_TO.format(code=case.code), [*rows, [Button(texts.BTN_CANCEL, "wcancel")]])
+    else:
+        turn.data.task = WorkerTask(action="extend", case=case.code, step="hours")
+        hours = turn.services.policies.routing.extension_hours
+        turn.say(texts.ASK_EXTEND_HOURS.format(code=case.code),
+                 [[Button(f"{h}小时", "wext", None, str(h)) for h in hours], [Button(texts.BTN_CANCEL, "wcancel")]])
+
+
+def _decide_extension(turn: Turn, case: Case, approve: bool) -> None:
+    if _act(turn, case, lambda: actions.decide_extension(session=turn.session, sla=turn.services.sla, code=case.code,
+                                                        actor=_actor(turn), clock=turn.services.clock,
+                                                        approve=approve)):
+        turn.say((texts.EXTEND_APPROVED if approve else texts.EXTEND_DENIED).format(code=case.code))
+
+
+CASE_BUTTONS: dict[str, Callable[[Turn, Case], None]] = {
+    "view": _view,
+    "accept": _accept,
+    "respond": lambda turn, case: _ask_note(turn, case, "respond"),
+    "resolve": lambda turn, case: _ask_note(turn, case, "resolve"),
+    "transfer": lambda turn, case: _ask_note(turn, case, "transfer"),
+    "extend": lambda turn, case: _ask_note(turn, case, "extend"),
+    "approve_extension": lambda turn, case: _decide_extension(turn, case, True),
+    "deny_extension": lambda turn, case: _decide_extension(turn, case, False),
+}
+
+
 def _on_button(turn: Turn, worker: Worker) -> None:
     btn = turn.incoming.button
     if btn is None:
-        turn.say(texts.BUTTON_EXPIRED)
+        turn.expired()
         return
-    action = btn.action
-    if action == "wcancel":
-        turn.go(State.idle, task=None)
-        turn.say(texts.WORKER_CANCELLED)
+    if btn.action in STEP_BUTTONS:
+        STEP_BUTTONS[btn.action](turn, btn.arg or "")
         return
-    if action in ("wnote", "wphoto_skip", "wxfer", "wext"):
-        _on_step_button(turn, worker, action, btn.arg or "")
-        return
-    if action not in _CASE_ACTIONS:
-        turn.say(texts.BUTTON_EXPIRED)
-        return
+    handler = CASE_BUTTONS.get(btn.action)
     case = _case(turn, btn.case_code)
-    if case is None:
-        turn.say(texts.BUTTON_EXPIRED)
+    if handler is None or case is None:
+        turn.expired()
         return
-    code = case.code
-    if action == "view":
-        _show_case(turn, case)
-    elif action == "accept":
-        if _precheck(turn, worker, case, "accept") and _act(turn, worker, case, "accept"):
-            turn.go(State.idle, task=None)
-            turn.say(texts.ACCEPTED.format(code=code), _follow_up(code))
-    elif action in ("respond", "resolve"):
-        if _precheck(turn, worker, case, action):
-            turn.go(State.worker_note, task={"action": action, "case": code})
-            if action == "respond":
-                turn.say(texts.ASK_RESPOND_NOTE.format(code=code), _note_buttons())
-            else:
-                turn.say(texts.ASK_RESOLVE_NOTE.format(code=code),
-                         [[Button(texts.BTN_RESOLVE_NOW, "wnote"), Button(texts.BTN_CANCEL, "wcancel")]])
-    elif action == "transfer":
-        if _precheck(turn, worker, case, "transfer"):
-            turn.go(State.worker_note, task={"action": "transfer", "case": code, "step": "to"})
-            rows = [[Button(role_name(r), "wxfer", None, r) for r in TRANSFER_ROLES[i:i + 3]]
-                    for i in range(0, len(TRANSFER_ROLES), 3)]
-            turn.say(texts.ASK_TRANSFER_TO.format(code=code), rows + [[Button(texts.BTN_CANCEL, "wcancel")]])
-    elif action == "extend":
-        if _precheck(turn, worker, case, "extend"):
-            turn.go(State.worker_note, task={"action": "extend", "case": code, "step": "hours"})
-            turn.say(texts.ASK_EXTEND_HOURS.format(code=code),
-                     [[Button(f"{h}小时", "wext", None, str(h)) for h in EXTENSION_HOURS],
-                      [Button(texts.BTN_CANCEL, "wcancel")]])
-    elif action in ("approve_extension", "deny_extension") and _act(
-            turn, worker, case, "decide_extension", approve=action == "approve_extension"):
-        turn.say((texts.EXTEND_APPROVED if action == "approve_extension" else texts.EXTEND_DENIED).format(code=code))
+    handler(turn, case)
 
 
-def _on_step_button(turn: Turn, worker: Worker, action: str, arg: str) -> None:
-    task = dict(turn.data.get("task") or {})
-    if turn.state not in (State.worker_note, State.worker_photo) or not task:
-        turn.say(texts.BUTTON_EXPIRED)
+# ---------------------------------------------------------------- steps of a task
+def _task(turn: Turn) -> WorkerTask | None:
+    task = turn.data.task
+    if task is None or turn.state not in (State.worker_note, State.worker_photo):
+        turn.expired()
+        return None
+    return task
+
+
+def _on_wcancel(turn: Turn, arg: str) -> None:
+    _idle(turn)
+    turn.say(texts.WORKER_CANCELLED)
+
+
+def _on_wnote(turn: Turn, arg: str) -> None:
+    task = _task(turn)
+    if task is None:
         return
-    if action == "wnote" and turn.state == State.worker_note and task.get("step") in (None, "reason"):
-        if task.get("action") == "resolve":  # 办结 + 直接办结: two taps
-            _finish_resolve(turn, worker, {**task, "note": texts.DEFAULT_RESOLVE_NOTE}, photo=None)
-        else:
-            _with_note(turn, worker, task, None)
-    elif action == "wphoto_skip" and turn.state == State.worker_photo:
-        _finish_resolve(turn, worker, task, photo=None)
-    elif action == "wxfer" and task.get("action") == "transfer" and task.get("step") == "to" and arg in TRANSFER_ROLES:
-        task.update(step="reason", to_role=arg)
-        turn.go(State.worker_note, task=task)
-        turn.say(texts.ASK_TRANSFER_REASON, _note_buttons())
-    elif action == "wext" and task.get("action") == "extend" and arg.isdigit() and int(arg) in EXTENSION_HOURS:
-        case = _case(turn, task.get("case"))
-        turn.go(State.idle, task=None)
-        base = (case.resolve_due_at or turn.now) if case is not None else turn.now
-        if case is not None and _act(turn, worker, case, "request_extension", until=base + timedelta(hours=int(arg)),
-                                     reason=texts.EXTEND_REASON_DEFAULT):
-            turn.say(texts.EXTEND_REQUESTED.format(code=case.code, hours=arg))
+    if turn.state != State.worker_note or task.step not in ("note", "reason"):
+        turn.expired()
+    elif task.action == "resolve":  # 办结 + 直接办结: two taps
+        task.note = texts.DEFAULT_RESOLVE_NOTE
+        _finish_resolve(turn, task, photo=None)
     else:
-        turn.say(texts.BUTTON_EXPIRED)
+        _with_note(turn, task, None)
+
+
+def _on_wphoto_skip(turn: Turn, arg: str) -> None:
+    task = _task(turn)
+    if task is None:
+        return
+    if turn.state != State.worker_photo:
+        turn.expired()
+        return
+    _finish_resolve(turn, task, photo=None)
+
+
+def _on_wxfer(turn: Turn, arg: str) -> None:
+    task = _task(turn)
+    if task is None:
+        return
+    if task.action != "transfer" or task.step != "to" or arg not in turn.services.policies.routing.transfer_roles:
+        turn.expired()
+        return
+    task.step, task.to_role = "reason", arg
+    turn.say(texts.ASK_TRANSFER_REASON, _note_buttons())
+
+
+def _on_wext(turn: Turn, arg: str) -> None:
+    task = _task(turn)
+    if task is None:
+        return
+    if task.action != "extend" or task.step != "hours" or not arg.isdigit() \
+            or int(arg) not in turn.services.policies.routing.extension_hours:
+        turn.expired()
+        return
+    task.step, task.hours = "reason", int(arg)
+    turn.say(texts.ASK_EXTEND_REASON, _note_buttons())
+
+
+STEP_BUTTONS: dict[str, Callable[[Turn, str], None]] = {
+    "wcancel": _on_wcancel, "wnote": _on_wnote, "wphoto_skip": _on_wphoto_skip, "wxfer": _on_wxfer,
+    "wext": _on_wext,
+}
 
 
 # ---------------------------------------------------------------- text and photos
 def _on_text(turn: Turn, worker: Worker, text: str) -> None:
-    task = dict(turn.data.get("task") or {})
-    if turn.state == State.worker_note and task and task.get("step") in (None, "reason") and text:
-        _with_note(turn, worker, task, text)
+    task = turn.data.task
+    if turn.state == State.worker_note and task is not None and task.step in ("note", "reason") and text:
+        _with_note(turn, task, text)
         return
-    if turn.state == State.worker_photo and task and text in ("跳过", "没有", "不用"):
-        _finish_resolve(turn, worker, task, photo=None)
+    if turn.state == State.worker_photo and task is not None and is_skip(text):
+        _finish_resolve(turn, task, photo=None)
         return
     if not text:
         turn.say(texts.EMPTY_INPUT)
+        return
+    prefix = turn.services.policies.grids.street.case_code_prefix
+    case = _case(turn, text.strip().upper()) if text.strip().upper().startswith(prefix) else None
+    if case is not None:
+        _view(turn, case)
         return
     turn.say(texts.WORKER_UNKNOWN)
 
 
 def _on_photo(turn: Turn, worker: Worker) -> None:
-    task = dict(turn.data.get("task") or {})
-    if turn.state == State.worker_photo and task:
-        _finish_resolve(turn, worker, task, photo=turn.incoming.photo_file_id)
+    task = turn.data.task
+    if turn.state == State.worker_photo and task is not None:
+        _finish_resolve(turn, task, photo=turn.incoming.photo_file_id)
         return
-    if turn.state == State.worker_note and task.get("action") == "resolve":
-        caption = mask_text(turn.incoming.text)[:NOTE_MAX] if turn.incoming.text else texts.DEFAULT_RESOLVE_NOTE
-        _finish_resolve(turn, worker, {**task, "note": caption}, photo=turn.incoming.photo_file_id)
+    if turn.state == State.worker_note and task is not None and task.action == "resolve":
+        task.note = mask_text(turn.incoming.text)[:NOTE_MAX] if turn.incoming.text else texts.DEFAULT_RESOLVE_NOTE
+        _finish_resolve(turn, task, photo=turn.incoming.photo_file_id)
         return
     turn.say(texts.WORKER_PHOTO_UNEXPECTED)
 
 
-def _with_note(turn: Turn, worker: Worker, task: dict[str, Any], text: str | None) -> None:
+def _with_note(turn: Turn, task: WorkerTask, text: str | None) -> None:
     note = mask_text(text)[:NOTE_MAX] if text else None
-    case = _case(turn, task.get("case"))
+    case = _case(turn, task.case)
     if case is None:
-        turn.go(State.idle, task=None)
-        turn.say(texts.BUTTON_EXPIRED)
+        _idle(turn)
+        turn.expired()
         return
-    action = task.get("action")
-    if action == "respond":
-        turn.go(State.idle, task=None)
-        if _act(turn, worker, case, "respond", note=note or texts.DEFAULT_RESPOND_NOTE):
+    svc, actor = turn.services, _actor(turn)
+    if task.action == "respond":
+        _idle(turn)
+        if _act(turn, case, lambda: actions.respond(session=turn.session, sla=svc.sla, code=case.code, actor=actor,
+                                                    clock=svc.clock, note=note or texts.DEFAULT_RESPOND_NOTE)):
             turn.say(texts.RESPONDED.format(code=case.code),
                      [[Button(texts.BTN_RESOLVE, "resolve", case.code), Button(texts.BTN_EXTEND, "extend", case.code)]])
-    elif action == "resolve":
-        task["note"] = note or texts.DEFAULT_RESOLVE_NOTE
-        turn.go(State.worker_photo, task=task)
+    elif task.action == "resolve":
+        task.note = note or texts.DEFAULT_RESOLVE_NOTE
+        task.step = "photo"
+        turn.go(State.worker_photo)
         turn.say(texts.ASK_RESOLVE_PHOTO, [[Button(texts.BTN_SKIP, "wphoto_skip"), Button(texts.BTN_CANCEL, "wcancel")]])
-    elif action == "transfer":
-        turn.go(State.idle, task=None)
-        moved = _act(turn, worker, case, "transfer", to_role=task.get("to_role"),
-                     reason=note or texts.DEFAULT_TRANSFER_REASON)
+    elif task.action == "transfer" and task.step == "reason":
+        _idle(turn)
+        moved = _act(turn, case, lambda: actions.transfer(
+            session=turn.session, policies=svc.policies, sla=svc.sla, code=case.code, actor=actor, clock=svc.clock,
+            to_role=task.to_role, reason=note or texts.DEFAULT_TRANSFER_REASON))
         if moved:
             turn.say(texts.TRANSFERRED.format(code=case.code, handler=role_name(moved.assignee_role)))
+    elif task.action == "extend" and task.step == "reason" and task.hours:
+        _idle(turn)
+        until = (case.resolve_due_at or turn.now) + timedelta(hours=task.hours)
+        if _act(turn, case, lambda: actions.request_extension(
+                session=turn.session, sla=svc.sla, code=case.code, actor=actor, clock=svc.clock, until=until,
+                reason=note or texts.EXTEND_REASON_DEFAULT)):
+            turn.say(texts.EXTEND_REQUESTED.format(code=case.code, hours=task.hours))
     else:
-        turn.go(State.idle, task=None)
-        turn.say(texts.BUTTON_EXPIRED)
+        _idle(turn)
+        turn.expired()
 
 
-def _finish_resolve(turn: Turn, worker: Worker, task: dict[str, Any], *, photo: str | None) -> None:
-    case = _case(turn, task.get("case"))
-    turn.go(State.idle, task=None)
+def _finish_resolve(turn: Turn, task: WorkerTask, *, photo: str | None) -> None:
+    case = _case(turn, task.case)
+    _idle(turn)
     if case is None:
-        turn.say(texts.BUTTON_EXPIRED)
+        turn.expired()
         return
-    if _act(turn, worker, case, "resolve", note=task.get("note") or texts.DEFAULT_RESOLVE_NOTE, photo=photo):
+    svc = turn.services
+    if _act(turn, case, lambda: actions.resolve(session=turn.session, sla=svc.sla, code=case.code, actor=_actor(turn),
+                                                clock=svc.clock, note=task.note or texts.DEFAULT_RESOLVE_NOTE,
+                                                photo=photo)):
         turn.say(texts.RESOLVED.format(code=case.code))
 
 
 # ---------------------------------------------------------------- lists
-def _due_of(case: Case) -> Any:
+def _due_of(case: Case) -> datetime | None:
     if case.first_response_at is None and case.response_due_at is not None:
         return case.response_due_at
     return case.resolve_due_at or case.response_due_at
@@ -281,9 +384,9 @@ def _task_text(turn: Turn, case: Case) -> str:
     else:
         due = texts.TASK_DUE_RESOLVE.format(when=turn.local(case.resolve_due_at))
     return texts.TASK_ITEM.format(code=case.code, category=tax.name_of(case.category),
-                                  urgency=URGENCY_ZH.get(case.urgency, case.urgency), title=case.title,
-                                  where=case.location_text or "—", status=texts.STATUS_NAMES.get(case.status, case.status),
-                                  due=due)
+                                  urgency=tax.urgency_name(case.urgency), title=case.title,
+                                  where=case.location_text or "—",
+                                  status=texts.STATUS_NAMES.get(case.status, case.status), due=due)
 
 
 def _task_buttons(case: Case) -> list[list[Button]]:
@@ -291,20 +394,3 @@ def _task_buttons(case: Case) -> list[list[Button]]:
         return [[Button(texts.BTN_ACCEPT, "accept", case.code), Button(texts.BTN_RESPOND, "respond", case.code)],
                 [Button(texts.BTN_TRANSFER, "transfer", case.code)]]
     return _follow_up(case.code)
-
-
-def _tasks(turn: Turn, worker: Worker) -> None:
-    assert worker.id is not None
-    cases = list_open_cases_for_worker(session=turn.session, worker_id=worker.id)
-    if not cases:
-        turn.say(texts.TASKS_EMPTY)
-        return
-    far = turn.now.replace(year=turn.now.year + 50)
-    cases.sort(key=lambda c: _due_of(c) or far)
-    turn.say(texts.TASKS_HEADER)
-    for case in cases[:20]:
-        turn.say(_task_text(turn, case), _task_buttons(case))
-
-
-def _show_case(turn: Turn, case: Case) -> None:
-    turn.say(_task_text(turn, case))

@@ -1,0 +1,118 @@
+"""The typed memory of a conversation: what is being filled in, slot by slot (Rasa's forms, as pydantic models).
+
+Owns: `ReportDraft` (a resident's report being put together), `WorkerTask` (a worker's multi-step action),
+`AddressPick` (the community/estate/building buttons so far), `LastQuestion` (the answer the 有用/没用/转人工
+buttons refer to) and `DialogueData`, which is what the Conversation row's JSON holds. Unknown keys in a stored
+row are dropped and missing ones take their defaults, so a conversation saved by an older version still loads.
+Must not: decide what to ask next (report.py and worker.py do) or touch the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+
+
+class ReportItem(_Data):
+    """One problem of a report: it becomes one case."""
+
+    intent: str
+    category: str
+    urgency: str
+    text: str  # masked
+
+
+class Place(_Data):
+    """Where a problem is: the words to show, and the parsed parts that find the grid."""
+
+    where: str | None = None
+    estate: str | None = None
+    building: int | None = None
+    unit: int | None = None
+
+
+class ReportDraft(Place):
+    """A report being filled in. Slots: what (items), where, photo; each asked at most once."""
+
+    items: list[ReportItem] = Field(default_factory=list)
+    attachments: list[dict[str, Any]] = Field(default_factory=list)
+    what_asked: bool = False
+    where_asked: bool = False
+    photo_asked: bool = False
+    where_is_home: bool = False
+    address_unconfirmed: bool = False  # opened although the place could not be read (地址待确认)
+
+    def place(self) -> Place:
+        return Place(where=self.where, estate=self.estate, building=self.building, unit=self.unit)
+
+    def set_place(self, place: Place) -> None:
+        self.where, self.estate, self.building, self.unit = place.where, place.estate, place.building, place.unit
+
+
+class AddressPick(_Data):
+    """The address buttons pressed so far, and how many typed addresses could not be read."""
+
+    community: str | None = Field(default=None, alias="c")
+    estate: str | None = Field(default=None, alias="e")
+    building: int | None = Field(default=None, alias="b")
+    failures: int = 0
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class LastQuestion(_Data):
+    id: int
+    text: str
+    category: str = "other"
+    answered: bool = False
+    rated: bool = False
+    case: str | None = None  # the 转人工 case it became
+
+
+WorkerAction = Literal["respond", "resolve", "transfer", "extend"]
+
+
+class WorkerTask(_Data):
+    """A worker's action that needs more than one tap: which case, which action, what was chosen so far."""
+
+    action: WorkerAction
+    case: str
+    step: Literal["note", "to", "reason", "hours", "photo"] = "note"
+    to_role: str | None = None
+    hours: int | None = None
+    note: str | None = None
+
+
+class DialogueData(_Data):
+    """Everything a conversation remembers between messages."""
+
+    draft: ReportDraft | None = None
+    task: WorkerTask | None = None
+    addr: AddressPick | None = None
+    clarify: str | None = None  # the masked text waiting for the 咨询/报修 choice
+    pending: str | None = None  # a masked message to carry on with after consent and address
+    pending_attachments: list[dict[str, Any]] = Field(default_factory=list)
+    unbound_where: str | None = None  # an address that could not be read twice: the kept problem's place
+    consent_declined: bool = False
+    last_q: LastQuestion | None = None
+    qseq: int = 0
+
+    @classmethod
+    def load(cls, raw: dict[str, Any] | None) -> DialogueData:
+        """The stored JSON as typed data; a part that no longer validates is dropped, never the whole."""
+        raw = dict(raw or {})
+        if isinstance(raw.get("clarify"), dict):  # older rows kept {"text": ...}
+            raw["clarify"] = raw["clarify"].get("text")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            broken = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+            return cls.model_validate({k: v for k, v in raw.items() if k not in broken})
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
