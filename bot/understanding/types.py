@@ -1,8 +1,14 @@
-"""The public result types of message understanding (frozen: safe to pass around and log)."""
+"""The public face of message understanding: the result types (frozen: safe to pass around and log) and the
+`Classifier` interface the dialogue and the evals call.
+
+Must not: import anything heavy (numpy, sklearn, the LLM client) or the classifier itself, so that bot/ and
+evals/ can type against understanding without loading the model.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 AXES = ("intent", "category", "urgency")
 
@@ -36,8 +42,16 @@ class Understanding:
     uncertain_axes: list[str]
     rule_hits: list[str]
     details: Details
-    parts: list["Understanding"] = field(default_factory=list)
+    parts: list[Understanding] = field(default_factory=list)
     mode: str = "offline"  # offline | llm | llm_fallback
 
     def labels(self) -> dict[str, str]:
         return {"intent": self.intent.label, "category": self.category.label, "urgency": self.urgency.label}
+
+
+class Classifier(Protocol):
+    """What callers use of a message classifier (bot.understanding.service.MessageClassifier implements it)."""
+
+    def understand(self, text: str) -> Understanding:
+        """Labels, confidences, danger hits, details and parts of one resident message; never raises on odd input."""
+        ...
