@@ -1,10 +1,17 @@
-"""Details extraction and the split of run-on messages into clauses."""
+"""Details extraction (estates from grids.yaml), the split of run-on messages into clauses, and the light
+import of the understanding types."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from bot.understanding.details import cn_number, extract_details, split_candidates
+from bot.understanding.details import DetailsExtractor, cn_number, split_candidates
+from policies.loader import load_policies
+
+extract_details = DetailsExtractor.from_grids(load_policies().grids).extract
 
 
 @pytest.mark.parametrize("text,building,unit,room", [
@@ -32,6 +39,25 @@ def test_phone_and_id_masked_and_not_read_as_rooms() -> None:
     d = extract_details("电话13812345678 身份证11010519491231002X")
     assert d.phones == ["138****5678"] and d.id_numbers == ["110***********002X"]
     assert d.room is None and d.building is None
+
+
+def test_estates_are_the_ones_given() -> None:
+    """The extractor knows no estate of its own: another street's names, and a short form only when unique."""
+    other = DetailsExtractor(["幸福家园", "幸福里小区", "阳光花园"])
+    assert other.extract("芙蓉小区3号楼停水").estate is None
+    assert other.extract("幸福家园5栋门口").estate == "幸福家园"
+    assert other.extract("阳光那边").estate is None and other.extract("阳光3号楼").estate is None
+    assert DetailsExtractor(["芙蓉东苑小区"]).extract("芙蓉东苑2栋").estate == "芙蓉东苑小区"
+    assert DetailsExtractor(["曲水亭", "曲水亭小区"]).extract("曲水亭小区东门").estate == "曲水亭小区"
+    assert DetailsExtractor([]).extract("芙蓉小区3号楼").building == 3
+
+
+def test_types_import_is_light() -> None:
+    """The dialogue types against `Classifier`; importing the types must not load the model's libraries."""
+    code = ("import sys, bot.understanding.types, bot.understanding; "
+            "print(sorted(m for m in ('numpy', 'sklearn', 'scipy', 'bot.understanding.service') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_cn_number() -> None:

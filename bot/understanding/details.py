@@ -1,7 +1,9 @@
 """Details in a resident's message: building / unit / room, estate, place, time, and masked personal data;
 and the split of a run-on message into its separate problems.
 
-Must not: guess. A field is None when the message does not say it.
+Owns: `DetailsExtractor`, built once per street from the estate names of grids.yaml (`from_grids`).
+Must not: guess, or know any estate by name: a field is None when the message does not say it, and the
+estates are the ones the extractor was given.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from collections.abc import Iterable
 
 from bot.understanding.types import Details
 from policies.masking import find_personal_data, mask_value
-
-DEFAULT_ESTATES = ("芙蓉小区", "芙蓉东苑", "曲水花园", "曲水亭小区")
+from policies.models import Grids
 
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _NUM = r"(\d{1,3}|[零〇一二两三四五六七八九十百]{1,4})"
@@ -63,57 +64,71 @@ def _norm(text: str) -> str:
     return unicodedata.normalize("NFKC", text).replace("—", "-").replace("–", "-")
 
 
-def extract_details(text: str, *, estates: Iterable[str] = DEFAULT_ESTATES) -> Details:
-    """Building/unit/room, estate, place, time and masked phones/ID numbers mentioned in `text`."""
-    raw = text or ""
-    personal = find_personal_data(raw)
-    phones = [mask_value(p.kind, p.raw) for p in personal if p.kind in ("mobile", "landline")]
-    ids = [mask_value(p.kind, p.raw) for p in personal if p.kind.startswith("id_number")]
-    # numbers that are phones or IDs must not be read as rooms or buildings
-    scrubbed = raw
-    for p in sorted(personal, key=lambda p: p.start, reverse=True):
-        scrubbed = scrubbed[:p.start] + " " * (p.end - p.start) + scrubbed[p.end:]
-    s = _norm(scrubbed)
+class DetailsExtractor:
+    """Reads the details of messages sent about one street's estates."""
 
-    building = unit = None
-    room: str | None = None
-    m = _TRIPLE.search(s)
-    if m:
-        building, unit, room = int(m.group(1)), int(m.group(2)), m.group(3)
-    if building is None and (m := _BUILDING.search(s)):
-        building = cn_number(m.group(1))
-    if unit is None and (m := _UNIT.search(s)):
-        unit = cn_number(m.group(1))
-    if room is None and (m := _ROOM.search(s)):
-        if m.group(4):
-            room = m.group(4)
-            building = building if building is not None else int(m.group(3))
-        else:
-            room = m.group(1) or m.group(2)
+    def __init__(self, estates: Iterable[str]) -> None:
+        # longest first, so 曲水亭小区 is tried before 曲水花园 before a bare 曲水亭; ties keep the given order
+        self.estates: tuple[str, ...] = tuple(sorted(dict.fromkeys(estates), key=len, reverse=True))
+        # a short form ("曲水亭", "芙蓉东苑") names an estate when it is the only one that starts that way
+        shorts = {name: re.sub(r"(小区|花园|家园)$", "", name) for name in self.estates}
+        self._short_forms: tuple[tuple[str, str], ...] = tuple(
+            (short, name) for name, short in shorts.items()
+            if len(short) >= 3 and sum(1 for n in self.estates if n.startswith(short)) == 1)
 
-    estate = _find_estate(s, estates)
-    place_m = _PLACE.search(s)
-    times = []
-    for tm in _TIME.finditer(s):
-        frag = tm.group(0).strip()
-        if frag and frag not in times and not any(frag in t for t in times):
-            times.append(frag)
-    return Details(building=building, unit=unit, room=room, estate=estate,
-                   place=place_m.group(0) if place_m else None,
-                   time_text="，".join(times[:3]) if times else None, phones=phones, id_numbers=ids)
+    @classmethod
+    def from_grids(cls, grids: Grids) -> DetailsExtractor:
+        """The extractor for the estates of grids.yaml."""
+        return cls(grids.estate_names())
 
+    def find_estate(self, text: str) -> str | None:
+        """The estate `text` names, in full or by its short form; None if it names none or is ambiguous."""
+        for name in self.estates:
+            if name in text:
+                return name
+        for short, name in self._short_forms:
+            if short in text:
+                return name
+        return None
 
-def _find_estate(text: str, estates: Iterable[str]) -> str | None:
-    names = sorted(set(estates), key=len, reverse=True)  # 曲水亭小区 before 曲水花园 before 曲水亭
-    for name in names:
-        if name in text:
-            return name
-    # a short form ("曲水亭", "芙蓉东苑") names the estate when only one estate starts that way
-    for name in names:
-        short = re.sub(r"(小区|花园|家园)$", "", name)
-        if len(short) >= 3 and short in text and sum(1 for n in names if n.startswith(short)) == 1:
-            return name
-    return None
+    def extract(self, text: str) -> Details:
+        """Building/unit/room, estate, place, time and masked phones/ID numbers mentioned in `text`."""
+        raw = text or ""
+        personal = find_personal_data(raw)
+        phones = [mask_value(p.kind, p.raw) for p in personal if p.kind in ("mobile", "landline")]
+        ids = [mask_value(p.kind, p.raw) for p in personal if p.kind.startswith("id_number")]
+        # numbers that are phones or IDs must not be read as rooms or buildings
+        scrubbed = raw
+        for p in sorted(personal, key=lambda p: p.start, reverse=True):
+            scrubbed = scrubbed[:p.start] + " " * (p.end - p.start) + scrubbed[p.end:]
+        s = _norm(scrubbed)
+
+        building = unit = None
+        room: str | None = None
+        m = _TRIPLE.search(s)
+        if m:
+            building, unit, room = int(m.group(1)), int(m.group(2)), m.group(3)
+        if building is None and (m := _BUILDING.search(s)):
+            building = cn_number(m.group(1))
+        if unit is None and (m := _UNIT.search(s)):
+            unit = cn_number(m.group(1))
+        if room is None and (m := _ROOM.search(s)):
+            if m.group(4):
+                room = m.group(4)
+                building = building if building is not None else int(m.group(3))
+            else:
+                room = m.group(1) or m.group(2)
+
+        estate = self.find_estate(s)
+        place_m = _PLACE.search(s)
+        times: list[str] = []
+        for tm in _TIME.finditer(s):
+            frag = tm.group(0).strip()
+            if frag and frag not in times and not any(frag in t for t in times):
+                times.append(frag)
+        return Details(building=building, unit=unit, room=room, estate=estate,
+                       place=place_m.group(0) if place_m else None,
+                       time_text="，".join(times[:3]) if times else None, phones=phones, id_numbers=ids)
 
 
 # ---------- splitting a run-on message into separate problems ----------
