@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,7 +198,7 @@ def fit_scale(scores: np.ndarray, y: Sequence[str], classes: list[str]) -> float
     return best
 
 
-def _fit_svc_heads(texts: list[str], labels: dict[str, Sequence[str]], *, seed: int = 13
+def _fit_svc_heads(texts: list[str], labels: Mapping[str, Sequence[str]], *, seed: int = 13
                    ) -> tuple[Featuriser, dict[str, LinearHead]]:
     """Temperatures from models fitted on most of the data and scored on the rest; then the heads are refitted
     on all of it (an SVM's score scale barely moves with 20 % more data)."""
@@ -259,7 +259,7 @@ class AxisModels:
         return out
 
 
-def fit_models(texts: Sequence[str], labels: dict[str, Sequence[str]], *, approach: str = "tfidf",
+def fit_models(texts: Sequence[str], labels: Mapping[str, Sequence[str]], *, approach: str = "tfidf",
                embeddings: np.ndarray | None = None, embedder: Embedder | None = None) -> AxisModels:
     """Fit one head per axis for `approach` ("tfidf" | "embed" | "ensemble")."""
     if approach not in APPROACHES:
