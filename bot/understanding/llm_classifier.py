@@ -37,19 +37,20 @@ def system_prompt(taxonomy: Taxonomy) -> str:
     def block(title: str, table: dict[Any, Any]) -> str:
         return title + "\n" + "\n".join(f"- {k.value}（{v.name}）：{v.definition}" for k, v in table.items())
 
-    topicless = "、".join(i.value for i in taxonomy.topicless_intents) or "status、feedback、chitchat"
+    topicless = "、".join(i.value for i in taxonomy.topicless_intents)
+    no_topic = f"- {topicless} 的类别一律为 other，紧急程度一律为 normal。\n" if topicless else ""
     return "\n\n".join([
         "你是社区网格化治理平台的消息分类器。对居民发来的一条消息，在三个维度上各选一个标签 id，只输出 JSON。",
         block("意图 intent：", taxonomy.intents),
         block("类别 category：", taxonomy.categories),
         block("紧急程度 urgency：", taxonomy.urgencies),
-        "规则：\n"
-        f"- {topicless} 的类别一律为 other，紧急程度一律为 normal。\n"
-        "- inquiry（询问政策、流程）紧急程度为 normal，类别取所问主题。\n"
-        "- 正在发生的危险（起火、冒烟、燃气味、被困电梯、有人晕倒、走失、暴力、屋内进水、电线落地、自伤念头）为 emergency，意图一般为 help。\n"
-        "- 谈论过去的危险或询问安全规定（如“电动车能在楼道充电吗”）不是紧急情况。\n"
-        "- 一条消息有两个问题时，按更紧急的那个标注；同样紧急按第一个。\n"
-        "- 消息中的 *** 是已脱敏的个人信息，忽略即可。",
+        ("规则：\n"
+         f"{no_topic}"
+         "- inquiry（询问政策、流程）紧急程度为 normal，类别取所问主题。\n"
+         "- 正在发生的危险（起火、冒烟、燃气味、被困电梯、有人晕倒、走失、暴力、屋内进水、电线落地、自伤念头）为 emergency，意图一般为 help。\n"
+         "- 谈论过去的危险或询问安全规定（如“电动车能在楼道充电吗”）不是紧急情况。\n"
+         "- 一条消息有两个问题时，按更紧急的那个标注；同样紧急按第一个。\n"
+         "- 消息中的 *** 是已脱敏的个人信息，忽略即可。"),
     ])
 
 
