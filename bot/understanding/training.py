@@ -1,7 +1,9 @@
 """Training data, training and the model cache (var/models/understanding-<hash>.pkl).
 
-The cache key is a hash of the training files' bytes, the approach and CODE_VERSION, so a data or code change
-retrains on next use and an unchanged setup loads in milliseconds. Must not: read the held-out test split.
+The training files sit beside the classifier (bot/understanding/data/classification_train_*.jsonl), so the
+product never reaches into evals/. The cache key is a hash of the training files' names and bytes, the approach
+and CODE_VERSION, so a data or code change retrains on next use and an unchanged setup loads in milliseconds.
+Must not: read the held-out test split (evals/data/classification_test.jsonl) or import evals.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 CODE_VERSION = "understanding-5"
 DEFAULT_APPROACH = "tfidf"
-DATA_DIR = Path(__file__).resolve().parents[2] / "evals" / "data"
+DATA_DIR = Path(__file__).resolve().parent / "data"
 TRAIN_GLOB = "classification_train_*.jsonl"
 
 
