@@ -7,6 +7,7 @@ from the shared model cache under var/models (trained once if missing).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,35 @@ def test_on_leave_worker_gets_nothing_and_the_deputy_acts(runs: tuple[DemoResult
                 assert f"worker:{holder.id}" in actors  # the deputy pressed the buttons
     finally:
         engine.dispose()
+
+
+def test_workers_act_from_the_demo_channel(runs: tuple[DemoResult, ...], policies: Any) -> None:
+    """Every worker of grids.yaml holds a demo account with its grids.yaml id (their button presses come from it)."""
+    from sqlmodel import Session, col, select
+
+    from casestore.db import make_engine
+    from casestore.models import Account
+
+    engine = make_engine(f"sqlite:///{runs[0].report_path.parent / 'quanbot.db'}")
+    try:
+        with Session(engine) as s:
+            demo = s.exec(select(Account).where(col(Account.channel) == "demo", col(Account.worker_id).is_not(None)))
+            ids = {a.external_id for a in demo}
+    finally:
+        engine.dispose()
+    assert ids == {str(w.telegram_id) for w in policies.grids.all_staff() if w.telegram_id is not None}
+
+
+def test_clarify_choice_reads_the_case_intents_of_the_taxonomy(policies: Any) -> None:
+    from bot.demo.scenario import Expect, SimMessage
+    from bot.demo.simulation import _clarify_choice
+    from policies.taxonomy import Intent
+
+    wish = SimMessage(at=datetime(2026, 11, 18, 9, tzinfo=UTC), user_id=1, text="想要个图书角", kind="wish",
+                      expect=Expect(intent="wish", category="family_youth", urgency="normal"))
+    assert _clarify_choice(wish, policies.taxonomy) == "report"
+    narrow = policies.taxonomy.model_copy(update={"case_intents": frozenset({Intent.help, Intent.complaint})})
+    assert _clarify_choice(wish, narrow) == "other"
 
 
 def test_report_is_self_contained(runs: tuple[DemoResult, ...]) -> None:

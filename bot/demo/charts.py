@@ -137,7 +137,8 @@ def timeline(title: str, spans: list[Span], *, start: datetime, end: datetime, t
                 c2 = OPEN if s.resolve_on_time is None else (ON_TIME if s.resolve_on_time else LATE)
                 x2 = x_of(s.resolved or end)
                 parts.append(f"<rect x='{x1:.1f}' y='{y + 1:.1f}' width='{max(x2 - x1, 0.0):.1f}' "
-                             f"height='{row_h - 4}' fill='{c2}' fill-opacity='0.35'><title>{_e(s.label)}</title></rect>")
+                             f"height='{row_h - 4}' fill='{c2}' fill-opacity='0.35'>"
+                             f"<title>{_e(s.label)}</title></rect>")
                 if (s.resolved or end) > end:
                     parts.append(f"<path d='M{x2:.1f},{y:.1f} l4,{(row_h - 2) / 2:.1f} l-4,{(row_h - 2) / 2:.1f}z' "
                                  f"fill='{c2}'/>")

@@ -14,18 +14,34 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
+from sqlalchemy.engine import Engine
 
 from bot.demo.scenario import REPORT_KINDS, ExpandedDay, Scenario, expand, load_scenario
-from bot.demo.simulation import Observer, SimResult, Simulation
-from bot.demo.summary import CaseLine, Figures, compute_figures, grid_figures, render_html, write_report
+from bot.demo.simulation import CHANNEL, Observer, SimResult, Simulation
+from bot.demo.summary import (
+    CaseLine,
+    Expected,
+    Figures,
+    GridFigures,
+    compute_figures,
+    grid_figures,
+    render_html,
+    write_report,
+)
 from bot.settings import Settings
+from casestore.accounts import get_worker_by_account, link_worker_account
 from casestore.clock import FakeClock
+from casestore.db import session_scope
 from policies.loader import load_policies
-from policies.models import Policies
+from policies.models import Grids, Policies
+
+if TYPE_CHECKING:  # the classifier module loads numpy and sklearn; setup_environment imports it when it runs
+    from bot.understanding.service import MessageClassifier
 
 log = logging.getLogger(__name__)
 MARKER = ".quanbot-demo"
@@ -65,8 +81,8 @@ def demo_settings(base: Settings, out: Path) -> Settings:
 class Setup:
     settings: Settings
     policies: Policies
-    classifier: Any | None = None
-    knowledge: Any | None = None
+    classifier: MessageClassifier | None = None
+    knowledge: Any | None = None  # knowledge.service's KnowledgeService, handed on to Services
     timings: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
 
@@ -103,14 +119,29 @@ def setup_environment(settings: Settings, *, step: Step | None = None,
 
         setup.classifier = load_classifier(settings, policies=setup.policies)
         setup.timings["classifier"] = time.perf_counter() - t
-        trained = getattr(getattr(setup.classifier, "report", None), "trained", None)
-        how = "新训练" if trained else "使用缓存"
+        how = "新训练" if setup.classifier.report is not None and setup.classifier.report.trained else "使用缓存"
         say("classifier", f"分类模型就绪（{how}，{setup.timings['classifier']:.1f} 秒）", True)
     except Exception as exc:
         log.exception("classifier setup failed")
         setup.missing.append(f"分类模型未能加载（{type(exc).__name__}: {exc}）")
         say("classifier", f"分类模型未能加载：{type(exc).__name__}: {exc}", False)
     return setup
+
+
+def link_demo_accounts(engine: Engine, grids: Grids, now: datetime) -> int:
+    """Give each worker of grids.yaml a demo-channel account with the same id, as the terminal does for the
+    worker it plays: the simulated workers press their buttons from the demo channel. Returns how many."""
+    linked = 0
+    with session_scope(engine) as session:
+        for staff in grids.all_staff():
+            if staff.telegram_id is None:
+                continue
+            worker = get_worker_by_account(session=session, channel="telegram", external_id=staff.telegram_id)
+            if worker is not None:
+                link_worker_account(session=session, worker=worker, channel=CHANNEL, external_id=staff.telegram_id,
+                                    actor="demo", now=now)
+                linked += 1
+    return linked
 
 
 class MissingPiece(RuntimeError):
@@ -125,7 +156,7 @@ class DemoResult:
     report_path: Path
     day: ExpandedDay
     missing: list[str]
-    grids: list[Any] = field(default_factory=list)
+    grids: list[GridFigures] = field(default_factory=list)
 
 
 def run_day(setup: Setup, *, out: Path, seed: int = 42, messages: int | None = None,
@@ -142,6 +173,7 @@ def run_day(setup: Setup, *, out: Path, seed: int = 42, messages: int | None = N
                         knowledge=setup.knowledge)
     missing = list(setup.missing)
     try:
+        link_demo_accounts(services.engine, setup.policies.grids, clock.now())
         sim = Simulation(services, day, clock, observer=observer)
         result = asyncio.run(sim.run())
         if result.counters.errors:
@@ -150,7 +182,7 @@ def run_day(setup: Setup, *, out: Path, seed: int = 42, messages: int | None = N
         figures, lines = compute_figures(engine=services.engine, policies=setup.policies, sla=services.sla, seed=seed,
                                          messages=result.counters.messages, residents=len(day.residents),
                                          now=clock.now(), expected=[
-                                             (m.user_id, m.at, m.expect.category, m.expect.urgency)
+                                             Expected(m.user_id, m.at, m.expect.category, m.expect.urgency)
                                              for m in day.messages if m.kind in REPORT_KINDS or m.block])
         grids = grid_figures(services.engine, clock.now())
     finally:

@@ -15,26 +15,32 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 import time as wall
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
-from sqlmodel import Session, col
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from bot.demo.scenario import ExpandedDay, SimMessage, SimResident, rng_for
-from bot.dialogue.types import Incoming, Reply
+from bot.dialogue.types import Incoming, IncomingKind, Reply
+from casestore.accounts import get_worker_by_account
 from casestore.clock import FakeClock
+from casestore.deadlines import SlaPolicy
 from casestore.dispatch import dispatch_pending
 from casestore.models import Case, CaseEvent, Conversation, Hotspot, Notification, Worker
 from casestore.notify import Button, OutboundMessage
 from casestore.sweep import sweep_all
+from policies.models import Policies, Taxonomy
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "demo"
+CHANNEL = "demo"  # residents and workers alike write from this channel (workers: their grids.yaml ids)
 MAX_FOLLOW_UPS = 6  # prompts a person answers for one message before giving up (loop guard)
 TYPING = timedelta(seconds=25)  # how long a person takes to answer a prompt
 
@@ -68,6 +74,23 @@ class Observer(Protocol):
     def on_event(self, event: SimEvent) -> None: ...
 
     def on_tick(self, now: datetime, counters: Counters, progress: float) -> None: ...
+
+
+class Dialogue(Protocol):
+    def handle(self, incoming: Incoming) -> Reply: ...
+
+
+class SimServices(Protocol):
+    """What the day needs of bot.services.Services: the engine to talk to, and the store and rules to sweep."""
+
+    @property
+    def dialogue(self) -> Dialogue: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def policies(self) -> Policies: ...
+    @property
+    def sla(self) -> SlaPolicy: ...
 
 
 # ---------------------------------------------------------------- the recording channel
@@ -108,7 +131,8 @@ def _find(buttons: list[Button], action: str, *, arg: str | None = None, code: s
 class Simulation:
     """Plays one expanded day through `services.dialogue`; `await run()` returns when the clock reaches the end."""
 
-    def __init__(self, services: Any, day: ExpandedDay, clock: FakeClock, *, observer: Observer | None = None) -> None:
+    def __init__(self, services: SimServices, day: ExpandedDay, clock: FakeClock, *,
+                 observer: Observer | None = None) -> None:
         self.services = services
         self.day = day
         self.sc = day.scenario
@@ -142,7 +166,7 @@ class Simulation:
 
     def handle(self, incoming: Incoming) -> Reply:
         self.counters.turns += 1
-        reply: Reply = self.services.dialogue.handle(incoming)
+        reply = self.services.dialogue.handle(incoming)
         if any(m.text.startswith("系统开小差") for m in reply.messages):
             self.counters.errors += 1
             self.emit("error", f"引擎报错：{reply.messages[-1].text}")
@@ -163,19 +187,19 @@ class Simulation:
     def worker(self, telegram_id: int) -> WorkerAgent:
         if telegram_id not in self.workers:
             with Session(self.services.engine) as s:
-                w = s.execute(select(Worker).where(Worker.telegram_id == telegram_id)).scalars().first()
+                w = get_worker_by_account(session=s, channel=CHANNEL, external_id=telegram_id)
             self.workers[telegram_id] = WorkerAgent(self, telegram_id, w)
         return self.workers[telegram_id]
 
     def conversation_state(self, user_id: int) -> str:
         with Session(self.services.engine) as s:
-            state = s.execute(select(Conversation.state).where(Conversation.channel == CHANNEL,
-                                                               Conversation.user_id == user_id)).scalar()
+            state = s.exec(select(Conversation.state).where(col(Conversation.channel) == CHANNEL,
+                                                            col(Conversation.user_id) == user_id)).first()
         return str(state or "start")
 
     def case(self, code: str) -> Case | None:
         with Session(self.services.engine) as s:
-            return s.execute(select(Case).where(Case.code == code)).scalars().first()
+            return s.exec(select(Case).where(col(Case.code) == code)).first()
 
     async def _dispatch(self) -> None:
         for _ in range(20):  # a push can cause a press that causes pushes; bounded
@@ -186,8 +210,8 @@ class Simulation:
                 break
         # rows that failed or are leased come back later: keep dispatching on sweeps until none is left
         with Session(self.services.engine) as s:
-            left = s.execute(select(func.count()).select_from(Notification).where(
-                col(Notification.state).in_(("pending", "sending")))).scalar_one()
+            left = s.exec(select(func.count()).select_from(Notification).where(
+                col(Notification.state).in_(("pending", "sending")))).one()
         self._retry_due = bool(left)
 
     def _sweep(self) -> bool:
@@ -200,20 +224,21 @@ class Simulation:
     def _observe(self) -> None:
         tz = self.sc.tz
         with Session(self.services.engine) as s:
-            rows = s.execute(
-                select(CaseEvent, Case.code, Case.title, Case.grid_id, Case.urgency, Case.category)
-                .join(Case, col(Case.id) == col(CaseEvent.case_id))
+            rows = s.exec(
+                select(CaseEvent, Case).join(Case, col(Case.id) == col(CaseEvent.case_id))
                 .where(col(CaseEvent.id) > self._seen_event_id).order_by(col(CaseEvent.id))).all()
-            notes = s.execute(select(Notification.id, Notification.kind).where(
+            notes = s.exec(select(col(Notification.id), col(Notification.kind)).where(
                 col(Notification.id) > self._seen_notification_id).order_by(col(Notification.id))).all()
-            spots = s.execute(select(Hotspot).where(col(Hotspot.id) > self._seen_hotspot_id)
-                              .order_by(col(Hotspot.id))).scalars().all()
+            spots = s.exec(select(Hotspot).where(col(Hotspot.id) > self._seen_hotspot_id)
+                           .order_by(col(Hotspot.id))).all()
         taxonomy = self.services.policies.taxonomy
-        for ev, code, title, grid, urgency, category in rows:
+        for ev, case in rows:
             self._seen_event_id = max(self._seen_event_id, ev.id or 0)
+            code = case.code
             if ev.action == "created":
                 self.counters.cases += 1
-                self.emit("case", f"{code} {grid or '—'} 【{taxonomy.name_of(category)}·{taxonomy.name_of(urgency)}】{title}")
+                self.emit("case", f"{code} {case.grid_id or '—'} 【{taxonomy.name_of(case.category)}·"
+                                  f"{taxonomy.name_of(case.urgency)}】{case.title}")
             elif ev.action == "merge_duplicate":
                 self.counters.duplicates += 1
                 self.emit("duplicate", f"{code} 与已有工单重复，已合并")
@@ -231,13 +256,14 @@ class Simulation:
             elif ev.action == "auto_close":
                 self.counters.auto_closed += 1
         for nid, kind in notes:
-            self._seen_notification_id = max(self._seen_notification_id, nid)
+            self._seen_notification_id = max(self._seen_notification_id, nid or 0)
             if kind.startswith("remind_"):
                 self.counters.reminders += 1
         for spot in spots:
             self._seen_hotspot_id = max(self._seen_hotspot_id, spot.id or 0)
             self.counters.hotspots += 1
-            self.emit("hotspot", f"热点（未诉先办）：{spot.scope} {taxonomy.name_of(spot.category)} {spot.report_count} 件")
+            self.emit("hotspot", f"热点（未诉先办）：{spot.scope} {taxonomy.name_of(spot.category)} "
+                                 f"{spot.report_count} 件")
 
     def _tick(self, progress: float, *, dirty: bool = True) -> None:
         if dirty:  # the store is only read back when something may have changed since the last look
@@ -254,7 +280,7 @@ class Simulation:
             rng = rng_for(self.day.seed, "onboard", user_id)
             self.at(first - timedelta(minutes=rng.uniform(3, 20)), self.residents[user_id].onboard)
         for m in self.day.messages:
-            self.at(m.at, lambda m=m: self.residents[m.user_id].say(m))
+            self.at(m.at, partial(self.residents[m.user_id].say, m))
 
     async def run(self) -> SimResult:
         started = wall.perf_counter()
@@ -308,8 +334,8 @@ class ResidentAgent:
         self.r = r
         self.rated: set[str] = set()
 
-    def _incoming(self, kind: str, **kw: Any) -> Incoming:
-        return Incoming(channel=CHANNEL, user_id=self.r.user_id, chat_id=self.r.user_id, kind=kind,  # type: ignore[arg-type]
+    def _incoming(self, kind: IncomingKind, **kw: Any) -> Incoming:
+        return Incoming(channel=CHANNEL, user_id=self.r.user_id, chat_id=self.r.user_id, kind=kind,
                         display_name=self.r.name, **kw)
 
     def press(self, button: Button, context: SimMessage | None = None, depth: int = 0) -> None:
@@ -330,6 +356,8 @@ class ResidentAgent:
         self.send(m.text, m)
 
     # the scripted person answers what the engine is waiting for, like someone reading their chat
+    # (each answer is a partial: it binds the button found now, where a lambda would close over a variable
+    # whose narrowing to Button mypy cannot see)
     def follow_up(self, reply: Reply, context: SimMessage | None, depth: int) -> None:
         if depth > MAX_FOLLOW_UPS:
             return
@@ -340,43 +368,44 @@ class ResidentAgent:
         if state == "consent":
             b = _find(buttons, "consent", arg="yes")
             if b:
-                self.sim.at(later, lambda: self.press(b, context, depth))
+                self.sim.at(later, partial(self.press, b, context, depth))
             else:
-                self.sim.at(later, lambda: self.send("同意", context, depth))
+                self.sim.at(later, partial(self.send, "同意", context, depth))
         elif state == "address":
             b = self._address_button(buttons)
             if b is not None and self.r.style != "young":
-                self.sim.at(later, lambda: self.press(b, context, depth))
+                self.sim.at(later, partial(self.press, b, context, depth))
             else:  # young people type the address in one go
-                self.sim.at(later, lambda: self.send(self.r.address, context, depth))
+                self.sim.at(later, partial(self.send, self.r.address, context, depth))
         elif state == "report_where":
-            self.sim.at(later, lambda: self.send(f"{self.r.estate}{self.r.building}号楼{self.r.unit}单元这边",
-                                                 context, depth))
+            where = f"{self.r.estate}{self.r.building}号楼{self.r.unit}单元这边"
+            self.sim.at(later, partial(self.send, where, context, depth))
         elif state == "report_what":
             text = (context.text if context else "") + f"，{self.r.building}号楼{self.r.unit}单元"
-            self.sim.at(later, lambda: self.send(text, context, depth))
+            self.sim.at(later, partial(self.send, text, context, depth))
         elif state == "report_photo":
             b = _find(buttons, "photo_skip")
-            self.sim.at(later, (lambda: self.press(b, context, depth)) if b else
-                        (lambda: self.send("跳过", context, depth)))
+            self.sim.at(later, partial(self.press, b, context, depth) if b else
+                        partial(self.send, "跳过", context, depth))
         elif state == "report_confirm":
             b = _find(buttons, "confirm", arg="yes")
-            self.sim.at(later, (lambda: self.press(b, context, depth)) if b else
-                        (lambda: self.send("对", context, depth)))
+            self.sim.at(later, partial(self.press, b, context, depth) if b else
+                        partial(self.send, "对", context, depth))
         elif state == "report_edit":
-            self.sim.at(later, lambda: self.send(self.r.address, context, depth))
+            self.sim.at(later, partial(self.send, self.r.address, context, depth))
         elif state == "clarify":
-            choice = _clarify_choice(context)
+            choice = _clarify_choice(context, self.sim.services.policies.taxonomy)
             b = _find(buttons, "clarify", arg=choice)
             if b:
-                self.sim.at(later, lambda: self.press(b, context, depth))
+                self.sim.at(later, partial(self.press, b, context, depth))
         else:
             useful = _find(buttons, "useful")
             if useful is not None and useful.arg and rng.random() < 0.35:
                 qid = useful.arg.rsplit(".", 1)[0]
                 verdict = "1" if rng.random() < 0.85 else "0"
                 b = _find(buttons, "useful", arg=f"{qid}.{verdict}") or useful
-                self.sim.at(self.sim.now + timedelta(minutes=rng.uniform(0.5, 3)), lambda: self.press(b, None, depth))
+                when = self.sim.now + timedelta(minutes=rng.uniform(0.5, 3))
+                self.sim.at(when, partial(self.press, b, None, depth))
             rate = [x for x in buttons if x.action == "rate" and x.case_code]
             if rate:
                 self.on_rating_request(rate)
@@ -421,14 +450,15 @@ class ResidentAgent:
         self.press(button, None, 0)
 
 
-def _clarify_choice(m: SimMessage | None) -> str:
+def _clarify_choice(m: SimMessage | None, taxonomy: Taxonomy) -> str:
+    """The clarify button a person who meant the scenario's expected labels presses."""
     if m is None:
         return "other"
     if m.expect.intent == "inquiry":
         return "inquiry"
     if m.expect.urgency == "emergency":
         return "emergency"
-    if m.expect.intent in ("help", "complaint", "dispute", "wish", "suggestion"):
+    if taxonomy.opens_case(m.expect.intent):
         return "report"
     return "other"
 
@@ -462,8 +492,8 @@ class WorkerAgent:
         self.pending_note: str | None = None
         self.ignored: set[str] = set()
 
-    def _incoming(self, kind: str, **kw: Any) -> Incoming:
-        return Incoming(channel=CHANNEL, user_id=self.telegram_id, chat_id=self.telegram_id, kind=kind,  # type: ignore[arg-type]
+    def _incoming(self, kind: IncomingKind, **kw: Any) -> Incoming:
+        return Incoming(channel=CHANNEL, user_id=self.telegram_id, chat_id=self.telegram_id, kind=kind,
                         display_name=self.worker.name if self.worker else "", **kw)
 
     def on_push(self, message: OutboundMessage) -> None:
@@ -497,7 +527,7 @@ class WorkerAgent:
         start = self._working_time(self.sim.now + timedelta(minutes=delay), case.urgency, rng)
         self.sim.at(start, lambda: self._step(code, cycle, "accept", rng))
 
-    def _working_time(self, when: datetime, urgency: str, rng: Any) -> datetime:
+    def _working_time(self, when: datetime, urgency: str, rng: random.Random) -> datetime:
         """Normal-urgency work waits for working hours; emergencies and urgent cases do not."""
         if urgency != "normal":
             return when
@@ -511,7 +541,7 @@ class WorkerAgent:
                 minutes=rng.uniform(0, 40))
         return when
 
-    def _step(self, code: str, cycle: int, action: str, rng: Any) -> None:
+    def _step(self, code: str, cycle: int, action: str, rng: random.Random) -> None:
         case = self.sim.case(code)
         plan = self.plans.get(code)
         if case is None or plan is None or plan.cycle != cycle or plan.done:
@@ -540,7 +570,7 @@ class WorkerAgent:
             when = self._working_time(self.sim.now + timedelta(minutes=nxt[1]), case.urgency, rng)
             self.sim.at(when, lambda: self._step(code, cycle, nxt[0], rng))
 
-    def _press(self, button: Button, action: str, rng: Any) -> None:
+    def _press(self, button: Button, action: str, rng: random.Random) -> None:
         notes = self.sim.sc.workers.notes
         self.pending_note = rng.choice(notes.resolve if action == "resolve" else notes.respond)
         reply = self.sim.handle(self._incoming("button", button=button))

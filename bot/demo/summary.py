@@ -16,21 +16,39 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from bot.demo import charts
+from bot.demo.simulation import CHANNEL
+from casestore import stats
 from casestore.deadlines import SlaPolicy
-from casestore.models import Case, CaseEvent, CloseReason, Feedback, Hotspot, Notification, Resident
+from casestore.models import Account, Case, CaseEvent, CloseReason, Feedback, Hotspot, Notification
+from casestore.stats import Figures as GridFigures
 from policies.models import Policies
 
 RESPONSE_EVENTS = ("respond", "start", "resolve")
 HIST_BINS = [(0, 5), (5, 10), (10, 15), (15, 20), (20, 30), (30, 45), (45, 60), (60, 90), (90, 120), (120, None)]
+
+
+class Expected(NamedTuple):
+    """A scenario report's sender, time and the labels the scenario expects for it."""
+
+    user_id: int
+    at: datetime
+    category: str
+    urgency: str
+
+
+@dataclass
+class _FirstTimes:
+    response: datetime | None = None
+    resolve: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -99,39 +117,40 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def case_lines(session: Session, sla: SlaPolicy) -> list[CaseLine]:
-    cases = list(session.execute(select(Case).order_by(col(Case.id))).scalars())
-    first: dict[int, dict[str, datetime]] = {}
-    for ev in session.execute(select(CaseEvent).where(col(CaseEvent.action).in_(RESPONSE_EVENTS))
-                              .order_by(col(CaseEvent.at), col(CaseEvent.id))).scalars():
-        slot = first.setdefault(ev.case_id, {})
-        slot.setdefault("response", ev.at)
-        if ev.action == "resolve":
-            slot.setdefault("resolve", ev.at)
+    """One line per case (first cycle): its SLA due times and its first response and first 办结."""
+    cases = session.exec(select(Case).order_by(col(Case.id))).all()
+    first: dict[int, _FirstTimes] = {}
+    for ev in session.exec(select(CaseEvent).where(col(CaseEvent.action).in_(RESPONSE_EVENTS))
+                           .order_by(col(CaseEvent.at), col(CaseEvent.id))):
+        slot = first.setdefault(ev.case_id, _FirstTimes())
+        if slot.response is None:
+            slot.response = ev.at
+        if ev.action == "resolve" and slot.resolve is None:
+            slot.resolve = ev.at
     out: list[CaseLine] = []
     for c in cases:
         d = sla.deadlines(c.urgency, c.created_at)
-        f = first.get(c.id or 0, {})
+        f = first.get(c.id or 0, _FirstTimes())
         out.append(CaseLine(code=c.code, grid=c.grid_id or "未定位", category=c.category, urgency=c.urgency,
-                            opened=c.created_at, responded=f.get("response"), resolved=f.get("resolve"),
+                            opened=c.created_at, responded=f.response, resolved=f.resolve,
                             response_due=d.response_due_at, resolve_due=d.resolve_due_at,
                             duplicate=c.close_reason == CloseReason.duplicate.value or c.duplicate_of_id is not None))
     return out
 
 
 def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed: int, messages: int, residents: int,
-                    now: datetime, expected: list[tuple[int, datetime, str, str]] | None = None,
-                    ) -> tuple[Figures, list[CaseLine]]:
+                    now: datetime, expected: list[Expected] | None = None) -> tuple[Figures, list[CaseLine]]:
     """All summary figures from the case store as it stands at `now` (the end of the simulated run)."""
     tz = sla.tz
     fig = Figures(seed=seed, messages=messages, residents=residents)
     with Session(engine) as session:
         lines = case_lines(session, sla)
-        cases = list(session.execute(select(Case)).scalars())
-        events = list(session.execute(select(CaseEvent).order_by(col(CaseEvent.id))).scalars())
-        kinds = [k for (k,) in session.execute(select(Notification.kind)).all()]
-        spots = list(session.execute(select(Hotspot)).scalars())
-        fig.answer_feedback = len(list(session.execute(select(Feedback.id)).all()))
-        owners = dict(session.execute(select(Resident.id, Resident.telegram_id)).all())
+        cases = list(session.exec(select(Case)).all())
+        events = session.exec(select(CaseEvent).order_by(col(CaseEvent.id))).all()
+        kinds = session.exec(select(Notification.kind)).all()
+        spots = session.exec(select(Hotspot)).all()
+        fig.answer_feedback = len(session.exec(select(col(Feedback.id))).all())
+        owners = _chat_users(session)
     _agreement(fig, cases, owners, expected or [])
     fig.cases = len(lines)
     handled = [ln for ln in lines if not ln.duplicate]
@@ -195,14 +214,21 @@ def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed:
     return fig, lines
 
 
-def _agreement(fig: Figures, cases: list[Case], owners: dict[Any, Any],
-               expected: list[tuple[int, datetime, str, str]]) -> None:
+def _chat_users(session: Session) -> dict[int, int]:
+    """Resident id -> the demo channel's user id the simulated resident wrote from."""
+    accounts = session.exec(select(Account).where(col(Account.channel) == CHANNEL,
+                                                  col(Account.resident_id).is_not(None))).all()
+    return {a.resident_id: int(a.external_id) for a in accounts
+            if a.resident_id is not None and a.external_id.isdigit()}
+
+
+def _agreement(fig: Figures, cases: list[Case], owners: dict[int, int], expected: list[Expected]) -> None:
     """Trace each report in the scenario to the case its sender opened within 10 minutes; compare labels."""
     by_user: dict[int, list[Case]] = {}
     for c in sorted(cases, key=lambda c: (c.created_at, c.id or 0)):
-        user = owners.get(c.resident_id)
+        user = owners.get(c.resident_id) if c.resident_id is not None else None
         if user is not None:
-            by_user.setdefault(int(user), []).append(c)
+            by_user.setdefault(user, []).append(c)
     used: set[int] = set()
     cat = urg = n = 0
     for user_id, at, category, urgency in expected:
@@ -229,15 +255,13 @@ def _min(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} 分钟"
 
 
-def grid_figures(engine: Engine, now: datetime) -> list[Any]:
+def grid_figures(engine: Engine, now: datetime) -> list[GridFigures]:
     """Per-grid promise figures from `casestore.stats` (current clock cycle of each case, as the admin sees)."""
-    from casestore import stats
-
     with Session(engine) as session:
         return list(stats.compute(session=session, now=now)["grid"])
 
 
-def _grid_table(rows: list[Any]) -> Table:
+def _grid_table(rows: list[GridFigures]) -> Table:
     t = Table(title="各网格（casestore.stats 口径：按当前办理周期）")
     for name, justify in (("网格", "left"), ("工单", "right"), ("响应中位数", "right"), ("按时响应", "right"),
                           ("按时办结", "right"), ("满意度", "right"), ("重复", "right"), ("热点", "right")):
@@ -250,9 +274,9 @@ def _grid_table(rows: list[Any]) -> Table:
 
 
 def print_summary(console: Console, fig: Figures, policies: Policies, *, missing: list[str] | None = None,
-                  grids: list[Any] | None = None) -> None:
+                  grids: list[GridFigures] | None = None) -> None:
     tax = policies.taxonomy
-    urgencies = [u for u in ("emergency", "urgent", "normal")]
+    urgencies = ["emergency", "urgent", "normal"]
     t = Table(title="工单：类别 × 紧急程度", show_footer=True)
     t.add_column("类别", footer="合计")
     for u in urgencies:
@@ -297,7 +321,8 @@ def print_summary(console: Console, fig: Figures, policies: Policies, *, missing
         ("收到评价", str(fig.ratings)),
         ("评价率", _rate(fig.rating_response_rate)),
         ("平均分（1–5）", "—" if fig.rating_avg is None else f"{fig.rating_avg:.2f}"),
-        (f"低分（≤{policies.sla.resident_feedback.reopen_at_or_below}）并退回重办", f"{fig.low_ratings} / {fig.reopened}"),
+        (f"低分（≤{policies.sla.resident_feedback.reopen_at_or_below}）并退回重办",
+         f"{fig.low_ratings} / {fig.reopened}"),
         ("评价后办结", str(fig.closed_rated)),
         ("72 小时未评价自动办结", str(fig.auto_closed)),
         ("政策回答的有用/没用反馈", str(fig.answer_feedback)),
@@ -326,8 +351,8 @@ def _e(value: object) -> str:
 
 
 def render_html(fig: Figures, lines: list[CaseLine], policies: Policies, *, title: str, start: datetime,
-                day_end: datetime, now: datetime, tz: Any, run_info: dict[str, str],
-                missing: list[str] | None = None, grids: list[Any] | None = None) -> str:
+                day_end: datetime, now: datetime, tz: ZoneInfo, run_info: dict[str, str],
+                missing: list[str] | None = None, grids: list[GridFigures] | None = None) -> str:
     tax = policies.taxonomy
     hours = list(range(start.astimezone(tz).hour, day_end.astimezone(tz).hour + 1))
     series = {u: [float(fig.per_hour.get(h, {}).get(u, 0)) for h in hours] for u in ("emergency", "urgent", "normal")}
@@ -364,7 +389,8 @@ def render_html(fig: Figures, lines: list[CaseLine], policies: Policies, *, titl
         for c, row in sorted(fig.by_category.items(), key=lambda kv: -sum(kv[1].values())))
     info = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in run_info.items())
     grid_rows = "".join(
-        f"<tr><td>{_e(g.key)} {_e(g.name)}</td><td class='n'>{g.cases}</td><td class='n'>{_e(_min(g.median_response_min))}</td>"
+        f"<tr><td>{_e(g.key)} {_e(g.name)}</td><td class='n'>{g.cases}</td>"
+        f"<td class='n'>{_e(_min(g.median_response_min))}</td>"
         f"<td class='n'>{_rate(g.on_time_response)}</td><td class='n'>{_rate(g.on_time_resolution)}</td>"
         f"<td class='n'>{'—' if g.satisfaction is None else f'{g.satisfaction:.2f}'}</td>"
         f"<td class='n'>{g.duplicates}</td><td class='n'>{g.hotspots}</td></tr>" for g in grids or [])
