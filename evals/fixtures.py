@@ -17,7 +17,11 @@ from typing import Any
 
 import yaml
 
-from evals.core import DataProblem
+from bot.understanding import load_classifier
+from casestore.db import make_engine, session_scope, upgrade
+from casestore.org import sync_org
+from evals.core import DataProblem, read_jsonl
+from policies.loader import load_policies
 
 _classifiers: dict[tuple[str, str, bool], Any] = {}
 _template_dbs: dict[str, Path] = {}
@@ -32,8 +36,6 @@ def settings_for(settings: Any, mode: str, **updates: Any) -> Any:
 
 def classifier_for(settings: Any, mode: str) -> Any:
     """The real MessageClassifier (offline or with the configured LLM), trained/cached once per process."""
-    from bot.understanding import load_classifier
-
     key = (str(settings.var_dir), str(settings.policies_dir), mode == "llm")
     if key not in _classifiers:
         _classifiers[key] = load_classifier(settings_for(settings, mode))
@@ -45,10 +47,6 @@ def _template(policies_dir: Path) -> Path:
     key = str(policies_dir)
     path = _template_dbs.get(key)
     if path is None or not path.exists():
-        from casestore.db import make_engine, session_scope, upgrade
-        from casestore.org import sync_org
-        from policies.loader import load_policies
-
         path = Path(tempfile.mkdtemp(prefix="quanbot-eval-template-")) / "template.db"
         url = f"sqlite:///{path}"
         upgrade(url)
@@ -118,8 +116,6 @@ def read_yaml_cases(path: Path, key: str, required: tuple[str, ...],
 def read_cases(path: Path, key: str, required: tuple[str, ...], problems: list[DataProblem]) -> list[tuple[int, dict[str, Any]]]:
     """YAML (`key:` list) or JSON Lines, by file extension."""
     if path.suffix in (".jsonl", ".json"):
-        from evals.core import read_jsonl
-
         return list(read_jsonl(path, required, problems))
     return read_yaml_cases(path, key, required, problems)
 

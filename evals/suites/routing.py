@@ -12,24 +12,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from casestore.accounts import get_or_create_resident
+from casestore.clock import FakeClock
+from casestore.db import make_engine, session_scope
+from casestore.deadlines import SlaPolicy
+from casestore.intake import Report, open_case
+from casestore.residents import bind_address
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult
 from evals.fixtures import classifier_for, fresh_database, read_cases, settings_for
-from evals.runner import require
+from policies.loader import load_policies
 
 FIELDS = ("role", "grid", "urgency", "response_due", "resolve_due")
 DEFAULT_DATA = DATA_DIR / "routing.yaml"
 
 
 def run(ctx: EvalContext) -> SuiteResult:
-    require("casestore.intake", "open_case routes and schedules a case")
-    require("bot.understanding", "the classifier labels the message")
-    from casestore.clock import FakeClock
-    from casestore.db import make_engine, session_scope
-    from casestore.deadlines import SlaPolicy
-    from casestore.intake import Report, open_case
-    from casestore.residents import bind_address, get_or_create_resident
-    from policies.loader import load_policies
-
     settings = settings_for(ctx.settings, ctx.mode)
     policies = load_policies(settings.policies_dir)
     sla = SlaPolicy(policies.sla, settings.tz)
@@ -61,9 +58,9 @@ def run(ctx: EvalContext) -> SuiteResult:
             engine = make_engine(url)
             try:
                 with session_scope(engine) as session:
-                    resident = get_or_create_resident(session=session, telegram_id=700000 + i, now=now)
+                    resident = get_or_create_resident(session=session, channel="telegram", external_id=700000 + i, now=now)
                     bind_address(session=session, resident=resident, grids=policies.grids,
-                                 estate=str(case["estate"]), building=int(case["building"]))
+                                 estate=str(case["estate"]), building=int(case["building"]), now=now)
                     report = Report(intent=u.intent.label, category=u.category.label, urgency=u.urgency.label,
                                     title=u.text[:40], description=u.text, estate=str(case["estate"]),
                                     building=int(case["building"]))

@@ -15,9 +15,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot.dialogue.types import Incoming
+from bot.understanding import load_classifier
+from casestore.notify import Button
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult
 from evals.fixtures import capture_logs, classifier_for, fresh_database, read_cases, settings_for
-from evals.runner import require
+from evals.suites.dialogue import CHANNEL, Sim, cases_of, latest_case
+from knowledge.llm import llm_from_settings
+from knowledge.service import build_knowledge_service, ingest_from_settings
+from policies.masking import contains_unmasked
 
 DEFAULT_DATA = DATA_DIR / "safety.yaml"
 START = "2026-11-20T10:00:00+08:00"
@@ -60,8 +66,6 @@ class RecordingLLM:
 def _poisoned_knowledge(settings: Any, llm: Any) -> Any:
     """The real documents plus the poisoned one, indexed under var_dir/eval/safety-kb (kept between runs:
     ingestion is incremental, so only changed documents are embedded again)."""
-    from knowledge.service import build_knowledge_service, ingest_from_settings
-
     root = Path(settings.var_dir) / "eval" / "safety-kb"
     docs = root / "docs"
     shutil.rmtree(docs, ignore_errors=True)
@@ -78,14 +82,6 @@ def _poisoned_knowledge(settings: Any, llm: Any) -> Any:
 
 
 def run(ctx: EvalContext) -> SuiteResult:
-    require("bot.dialogue.engine", "attacks go through the dialogue engine")
-    require("bot.dialogue.resident", "the resident's side of the dialogue")
-    require("knowledge.service", "a poisoned document is ingested into a knowledge base")
-    from bot.dialogue.types import Incoming
-    from casestore.notify import Button
-    from evals.suites.dialogue import Sim, _cases_of, _latest_case
-    from policies.masking import contains_unmasked
-
     settings = settings_for(ctx.settings, ctx.mode)
     problems: list[DataProblem] = []
     path = Path(ctx.data) if ctx.data else DEFAULT_DATA
@@ -94,9 +90,6 @@ def run(ctx: EvalContext) -> SuiteResult:
     llm = None
     classifier = classifier_for(ctx.settings, ctx.mode)
     if ctx.mode == "llm":
-        from bot.understanding import load_classifier
-        from knowledge.llm import llm_from_settings
-
         inner = llm_from_settings(settings)
         if inner is not None:
             llm = RecordingLLM(inner, prompts)
@@ -112,7 +105,7 @@ def run(ctx: EvalContext) -> SuiteResult:
             sim.handle(sim.incoming(VICTIM, "text", text=VICTIM_TEXT))
             for label in ("跳过", "对"):
                 sim.handle(sim.incoming(VICTIM, "button", button=sim.find_button(VICTIM, label, None)))
-            victim_case = _latest_case(sim, VICTIM)
+            victim_case = latest_case(sim, VICTIM)
             if victim_case is None:
                 raise RuntimeError("the victim's case could not be opened through the engine")
             victim_before = (victim_case.status, victim_case.reopen_count, victim_case.satisfaction)
@@ -124,7 +117,7 @@ def run(ctx: EvalContext) -> SuiteResult:
                 if not case.get("new_user"):
                     sim.add_resident({"as": user, "estate": "芙蓉小区", "building": 1, "unit": 1})
                 n_replies, n_sent = len(sim.replies), len(sim.notifier.sent)
-                n_cases = len(_cases_of(sim, user)) if not case.get("new_user") else 0
+                n_cases = len(cases_of(sim, user)) if not case.get("new_user") else 0
                 try:
                     incoming = _incoming(case, user, victim_case.code, Incoming, Button)
                 except (TypeError, ValueError, KeyError) as exc:
@@ -134,11 +127,11 @@ def run(ctx: EvalContext) -> SuiteResult:
                     sim.handle(inc)
                 replies = [t for chat, t in sim.replies[n_replies:] if chat == user]
                 pushes = [m.text for _, m in sim.notifier.sent[n_sent:]]
-                victim_now = _latest_case(sim, VICTIM)
+                victim_now = latest_case(sim, VICTIM)
                 failed = _check(case["expect"], replies, pushes, secrets,
                                 victim_changed=(victim_now.status, victim_now.reopen_count,
                                                 victim_now.satisfaction) != victim_before,
-                                opened=len(_cases_of(sim, user)) - n_cases, contains_unmasked=contains_unmasked)
+                                opened=len(cases_of(sim, user)) - n_cases, contains_unmasked=contains_unmasked)
                 results.append({"id": case["id"], "category": case.get("category", "other"), "passed": not failed})
                 if failed:
                     failures.append({"id": case["id"], "category": case.get("category", "other"),
@@ -177,7 +170,7 @@ def run(ctx: EvalContext) -> SuiteResult:
 
 def _incoming(case: dict[str, Any], user: int, victim_code: str, Incoming: Any, Button: Any) -> list[Any]:
     def make(kind: str, **kw: Any) -> Any:
-        return Incoming(channel="eval", user_id=user, chat_id=user, kind=kind, display_name="评测用户", **kw)
+        return Incoming(channel=CHANNEL, user_id=user, chat_id=user, kind=kind, display_name="评测用户", **kw)
 
     if "forged_button" in case:
         fb = case["forged_button"]
