@@ -171,9 +171,9 @@ def _guarded(rule: DangerRule, sentence: str, match: re.Match[str], whole: str) 
         return True
     # "now" from this sentence, or from a loud cry anywhere ("上个月着火了，现在墙还黑着" stays past)
     now = bool(_NOW.search(sentence) or _LOUD_NOW.search(whole))
-    if _HYPOTHETICAL.search(sentence) or _CALM_QUESTION.search(whole) and not now:
+    if _HYPOTHETICAL.search(sentence) or (_CALM_QUESTION.search(whole) and not now):
         return True
-    if (_PAST.search(sentence) or _PAST.search(whole) and not _NOW.search(whole)) and not now:
+    if (_PAST.search(sentence) or (_PAST.search(whole) and not _NOW.search(whole))) and not now:
         return True
     if _OVER.search(whole) and not now:
         return True

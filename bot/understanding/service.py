@@ -106,11 +106,12 @@ class MessageClassifier(Classifier):
     # ---- internals
     def _classify(self, masked: str, *, use_llm: bool) -> Understanding:
         if not any(ch.isalnum() for ch in masked):  # empty, punctuation or emoji only: small talk, ask back
-            scores = {axis: {k: 0.0 for k in self.models.classes[axis]} for axis in AXES}
+            scores = {axis: dict.fromkeys(self.models.classes[axis], 0.0) for axis in AXES}
             for axis, label in (("intent", "chitchat"), ("category", "other"), ("urgency", "normal")):
                 scores[axis][label] = 1.0
             result = self._decide(masked, scores, "offline")
-            return replace(result, low_confidence=not masked.strip(), uncertain_axes=[] if masked.strip() else ["intent"])
+            blank = not masked.strip()
+            return replace(result, low_confidence=blank, uncertain_axes=["intent"] if blank else [])
         scores = self.offline_scores(masked)
         mode = "offline"
         if use_llm and self.llm_classifier is not None:
