@@ -4,6 +4,8 @@ Owns: the demo directory (wiped at start, guarded by a marker file), the demo's 
 demo directory, offline: no LLM, local embeddings; model and embedding caches stay in the shared var/),
 the setup steps (database, knowledge base, classifier), and `run_demo` which ties simulation and summary.
 Must not: print (the CLI does, through the callbacks) or change the shared caches' keys.
+The classifier and the knowledge base are imported at the top: only `quanbot demo`, inside its command, and
+the tests import this module.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -33,15 +35,16 @@ from bot.demo.summary import (
     render_html,
     write_report,
 )
+from bot.runtime import prepare_database
+from bot.services import Services
 from bot.settings import Settings
+from bot.understanding.service import MessageClassifier, load_classifier
 from casestore.accounts import get_worker_by_account, link_worker_account
 from casestore.clock import FakeClock
 from casestore.db import session_scope
+from knowledge.service import build_knowledge_service, ingest_from_settings
 from policies.loader import load_policies
 from policies.models import Grids, Policies
-
-if TYPE_CHECKING:  # the classifier module loads numpy and sklearn; setup_environment imports it when it runs
-    from bot.understanding.service import MessageClassifier
 
 log = logging.getLogger(__name__)
 MARKER = ".quanbot-demo"
@@ -91,7 +94,6 @@ def setup_environment(settings: Settings, *, step: Step | None = None,
                       ingest_progress: Callable[[int, int, str], None] | None = None) -> Setup:
     """Database (migrations + org from grids.yaml), knowledge base, classifier; each timed."""
     say = step or (lambda name, text, ok: None)
-    from bot.runtime import prepare_database
 
     t = time.perf_counter()
     grids, workers = prepare_database(settings)
@@ -101,8 +103,6 @@ def setup_environment(settings: Settings, *, step: Step | None = None,
 
     t = time.perf_counter()
     try:
-        from knowledge.service import build_knowledge_service, ingest_from_settings
-
         report = ingest_from_settings(settings, progress=ingest_progress)
         setup.knowledge = build_knowledge_service(settings)
         setup.timings["knowledge"] = time.perf_counter() - t
@@ -115,8 +115,6 @@ def setup_environment(settings: Settings, *, step: Step | None = None,
 
     t = time.perf_counter()
     try:
-        from bot.understanding import load_classifier
-
         setup.classifier = load_classifier(settings, policies=setup.policies)
         setup.timings["classifier"] = time.perf_counter() - t
         how = "新训练" if setup.classifier.report is not None and setup.classifier.report.trained else "使用缓存"
@@ -162,8 +160,6 @@ class DemoResult:
 def run_day(setup: Setup, *, out: Path, seed: int = 42, messages: int | None = None,
             scenario: Scenario | None = None, observer: Observer | None = None) -> DemoResult:
     """Play the day through the real engine and write the HTML report; figures come from the store."""
-    from bot.services import Services
-
     if setup.classifier is None or setup.knowledge is None:
         raise MissingPiece("；".join(setup.missing) or "分类模型或知识库缺失")
     sc = scenario or load_scenario()

@@ -20,7 +20,7 @@ from bot.understanding.model import AxisModels
 from bot.understanding.rules import RANK, apply_rules
 from bot.understanding.training import DEFAULT_APPROACH, TrainReport, ensure_model
 from bot.understanding.types import AXES, AxisPrediction, Classifier, Details, Understanding
-from knowledge.llm import LLM
+from knowledge.llm import LLM, llm_from_settings
 from policies.loader import load_policies
 from policies.masking import mask_text
 from policies.models import Policies
@@ -184,8 +184,6 @@ def load_classifier(settings: Any, *, llm: LLM | None = None, policies: Policies
                     approach: str = DEFAULT_APPROACH) -> MessageClassifier:
     """The classifier for `settings` (trains and caches the model under var_dir/models on first use)."""
     if llm is None and getattr(settings, "llm_enabled", False):
-        from knowledge.llm import llm_from_settings
-
         llm = llm_from_settings(settings)
     if policies is None:
         policies = load_policies(settings.policies_dir)
