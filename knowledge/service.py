@@ -16,7 +16,7 @@ from knowledge.answers import KnowledgeService
 from knowledge.embeddings import Embedder, embedder_from_settings
 from knowledge.faq import DEFAULT_FAQ, FaqIndex, load_faq
 from knowledge.ingest import IngestReport, Progress, ingest_path
-from knowledge.llm import answer_llm_from_settings
+from knowledge.llm import llm_from_settings
 from knowledge.retrieval import HybridRetriever
 from knowledge.scope import ScopeError, ScopeExample, load_scope_examples
 from knowledge.store import ChromaStore, store_from_settings
@@ -64,7 +64,7 @@ def build_knowledge_service(settings: Any, *, progress: Progress | None = None,
         ingest_path(Path(settings.knowledge_dir), store=store, embedder=embedder, progress=progress)
     retriever = HybridRetriever(store=store, embedder=embedder, scope_examples=_scope_examples(settings))
     service = KnowledgeService(retriever=retriever, faq=FaqIndex(load_faq(faq_path), embedder),
-                               llm=answer_llm_from_settings(settings))
+                               llm=llm_from_settings(settings))
     with _lock:
         _services.setdefault(key, service)
         return _services[key]
