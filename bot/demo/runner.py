@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -43,6 +42,7 @@ from casestore.accounts import get_worker_by_account, link_worker_account
 from casestore.clock import FakeClock
 from casestore.db import session_scope
 from knowledge.service import build_knowledge_service, ingest_from_settings
+from knowledge.types import Knowledge
 from policies.loader import load_policies
 from policies.models import Grids, Policies
 
@@ -85,7 +85,7 @@ class Setup:
     settings: Settings
     policies: Policies
     classifier: MessageClassifier | None = None
-    knowledge: Any | None = None  # knowledge.service's KnowledgeService, handed on to Services
+    knowledge: Knowledge | None = None
     timings: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
 
