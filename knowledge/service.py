@@ -1,8 +1,11 @@
-"""Wiring: build the embedder, store, retriever, FAQ and LLM from settings, once per process.
+"""Wiring: `KnowledgeRuntime` builds the embedder, store, retriever, FAQ and LLM from settings, lazily, and
+keeps them for as long as its owner keeps it (bot.services.Services holds one; a test or an eval run its own).
 
-Owns: `build_knowledge_service` (cached per settings key), `ingest_from_settings`. The heavy objects (model,
-BM25 index, Chroma client) are built once and reused by every `ask`.
-Must not: hold retrieval or answer logic.
+Owns: `KnowledgeRuntime` (`components()`, `service()`, `ingest()`), and, while callers move to it, the one-shot
+helpers `build_knowledge_service`, `ingest_from_settings` and `components`, which build a fresh runtime per
+call and cache nothing.
+Must not: hold retrieval or answer logic, or keep anything at module level: two runtimes share nothing but
+what is on disk (the passage-vector cache, the Chroma directory).
 """
 
 from __future__ import annotations
@@ -17,71 +20,90 @@ from knowledge.embeddings import Embedder, embedder_from_settings
 from knowledge.faq import DEFAULT_FAQ, FaqIndex, load_faq
 from knowledge.ingest import IngestReport, Progress, ingest_path
 from knowledge.llm import llm_from_settings
-from knowledge.retrieval import HybridRetriever
+from knowledge.retrieval import HybridRetriever, Thresholds
 from knowledge.scope import ScopeError, ScopeExample, load_scope_examples
 from knowledge.store import ChromaStore, store_from_settings
 
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_services: dict[tuple[str, ...], KnowledgeService] = {}
-_components: dict[tuple[str, ...], tuple[Embedder, ChromaStore]] = {}
 
 
-def _key(settings: Any) -> tuple[str, ...]:
-    return (str(settings.chroma_dir), settings.chroma_url, settings.embedding_backend, str(settings.var_dir))
+class KnowledgeRuntime:
+    """The knowledge base's heavy objects for one owner, each built on first use and then reused.
+
+    `embedder` replaces the one settings name (tests pass theirs; it is used as given, without the disk cache),
+    and `thresholds` the "not in the knowledge base" cut-offs that go with the embedder's name."""
+
+    def __init__(self, settings: Any, *, embedder: Embedder | None = None, thresholds: Thresholds | None = None,
+                 faq_path: Path = DEFAULT_FAQ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._thresholds = thresholds
+        self._faq_path = faq_path
+        self._lock = threading.RLock()
+        self._store: ChromaStore | None = None
+        self._service: KnowledgeService | None = None
+
+    def components(self) -> tuple[Embedder, ChromaStore]:
+        """The embedder and the store (the model is loaded and the Chroma collection opened on first call)."""
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = embedder_from_settings(self.settings)
+            if self._store is None:
+                self._store = store_from_settings(self.settings, self._embedder.name)
+            return self._embedder, self._store
+
+    def service(self, *, progress: Progress | None = None) -> KnowledgeService:
+        """The knowledge service; an empty index is filled from settings.knowledge_dir first."""
+        with self._lock:
+            if self._service is None:
+                embedder, store = self.components()
+                if store.count() == 0:
+                    ingest_path(Path(self.settings.knowledge_dir), store=store, embedder=embedder,
+                                progress=progress)
+                retriever = HybridRetriever(store=store, embedder=embedder, thresholds=self._thresholds,
+                                            scope_examples=self._scope_examples())
+                faq = FaqIndex(load_faq(self._faq_path), embedder)
+                self._service = KnowledgeService(retriever=retriever, faq=faq, llm=llm_from_settings(self.settings))
+            return self._service
+
+    def ingest(self, path: Path | None = None, *, progress: Progress | None = None) -> IngestReport:
+        """Ingest settings.knowledge_dir (or `path`); a service already built sees the change at once."""
+        embedder, store = self.components()
+        report = ingest_path(Path(path or self.settings.knowledge_dir), store=store, embedder=embedder,
+                             progress=progress)
+        with self._lock:
+            service = self._service
+        if service is not None and report.changed:
+            service.retriever.refresh()
+        return report
+
+    def _scope_examples(self) -> list[ScopeExample]:
+        """The scope examples; a malformed file is logged and left out (the decision falls back to the model
+        without them) rather than stopping the bot."""
+        try:
+            return load_scope_examples(Path(self.settings.scope_examples))
+        except ScopeError as exc:
+            log.error("scope examples not used: %s", exc)
+            return []
 
 
-def components(settings: Any) -> tuple[Embedder, ChromaStore]:
-    """The process-wide embedder and store for these settings."""
-    key = _key(settings)
-    with _lock:
-        if key not in _components:
-            embedder = embedder_from_settings(settings)
-            _components[key] = (embedder, store_from_settings(settings, embedder.name))
-        return _components[key]
+# --- one-shot helpers for callers that do not hold a runtime yet (bot/, evals/, benchmarks/) -------------
+def build_knowledge_service(settings: Any, *, progress: Progress | None = None,
+                            faq_path: Path = DEFAULT_FAQ) -> KnowledgeService:
+    """A new service for `settings` (prefer holding a `KnowledgeRuntime`: this builds everything each call)."""
+    return KnowledgeRuntime(settings, faq_path=faq_path).service(progress=progress)
 
 
 def ingest_from_settings(settings: Any, path: Path | None = None, *,
                          progress: Progress | None = None) -> IngestReport:
-    """Ingest settings.knowledge_dir (or path) and refresh a live service's BM25 index."""
-    embedder, store = components(settings)
-    report = ingest_path(Path(path or settings.knowledge_dir), store=store, embedder=embedder,
-                         progress=progress)
-    service = _services.get(_key(settings))
-    if service is not None and report.changed:
-        service.retriever.refresh()
-    return report
+    """Ingest settings.knowledge_dir (or path); a service built earlier does not see it (use a runtime)."""
+    return KnowledgeRuntime(settings).ingest(path, progress=progress)
 
 
-def build_knowledge_service(settings: Any, *, progress: Progress | None = None,
-                            faq_path: Path = DEFAULT_FAQ) -> KnowledgeService:
-    """The cached service; an empty index is filled from settings.knowledge_dir first."""
-    key = _key(settings)
-    if key in _services:
-        return _services[key]
-    embedder, store = components(settings)
-    if store.count() == 0:
-        ingest_path(Path(settings.knowledge_dir), store=store, embedder=embedder, progress=progress)
-    retriever = HybridRetriever(store=store, embedder=embedder, scope_examples=_scope_examples(settings))
-    service = KnowledgeService(retriever=retriever, faq=FaqIndex(load_faq(faq_path), embedder),
-                               llm=llm_from_settings(settings))
-    with _lock:
-        _services.setdefault(key, service)
-        return _services[key]
-
-
-def _scope_examples(settings: Any) -> list[ScopeExample]:
-    """The scope examples; a malformed file is logged and left out (the decision falls back to the model without
-    them) rather than stopping the bot."""
-    try:
-        return load_scope_examples(Path(settings.scope_examples))
-    except ScopeError as exc:
-        log.error("scope examples not used: %s", exc)
-        return []
+def components(settings: Any) -> tuple[Embedder, ChromaStore]:
+    """A new embedder and store for `settings` (prefer `KnowledgeRuntime.components`)."""
+    return KnowledgeRuntime(settings).components()
 
 
 def reset_cache() -> None:
-    """Forget the process-wide objects (tests that swap settings)."""
-    with _lock:
-        _services.clear()
-        _components.clear()
+    """Nothing is cached any more; kept until tests/test_demo.py stops calling it."""

