@@ -19,7 +19,7 @@ from knowledge.asks import asked_kinds, gives, missing_kinds
 from knowledge.faq import FaqIndex
 from knowledge.llm import LLM, LLMError
 from knowledge.places import unknown_places
-from knowledge.retrieval import Filters, Hit, HybridRetriever, tokenize
+from knowledge.retrieval import Filters, Hit, HybridRetriever
 from knowledge.sanitize import clean_passage, mask_answer
 from knowledge.store import StoredChunk
 from knowledge.types import Answer, Citation  # re-exported: callers import them from here too
@@ -93,7 +93,7 @@ class KnowledgeService:
         neighbours under the same heading; each is scored by IDF-weighted overlap with the question (rare
         words count more), with a bonus for the top chunk and for concrete content (numbers, places...)."""
         idf = getattr(self.retriever, "idf", None) or (lambda _t: 1.0)
-        q_tokens = list(dict.fromkeys(tokenize(question)))
+        q_tokens = list(dict.fromkeys(self.retriever.tokenize(question)))
         weights = {t: idf(t) for t in q_tokens}
         wanted = asked_kinds(question)
         best_doc = hits[0].doc_id

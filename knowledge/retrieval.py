@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 
 from knowledge.embeddings import Embedder
 from knowledge.scope import ScopeExample, ScopeLibrary
+from knowledge.segmenter import Segmenter
 from knowledge.store import StoredChunk, VectorStore
 
 log = logging.getLogger(__name__)
@@ -39,16 +40,14 @@ _STOP = frozenset("""
 _PUNCT = re.compile(r"^[\W_]+$")
 
 
-def content_words(text: str) -> list[str]:
+def content_words(text: str, segmenter: Segmenter | None = None) -> list[str]:
     """The question's topic words: jieba precise-mode words of two or more characters, without fillers.
 
     Used for the "does the knowledge base talk about this at all" evidence ("驾照", "所得税" never occur in a
     community knowledge base); precise mode keeps whole words, so a substring check against the corpus works
     regardless of how the corpus itself was segmented."""
-    import jieba
-
     out: list[str] = []
-    for tok in jieba.lcut(text.lower()):
+    for tok in (segmenter or Segmenter()).cut(text.lower()):
         tok = tok.strip()
         if len(tok) < 2 or tok in _STOP or _PUNCT.match(tok) or tok in out:
             continue
@@ -67,12 +66,14 @@ def missing_share(words: list[str], text: str) -> float:
     return sum(1 for g in grams if g not in text) / len(grams)
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, segmenter: Segmenter | None = None) -> list[str]:
     """jieba search-mode tokens without fillers and punctuation (shared by indexing and queries)."""
-    import jieba
+    return _search_tokens((segmenter or Segmenter()).cut_for_search(text.lower()))
 
+
+def _search_tokens(cut: list[str]) -> list[str]:
     out = []
-    for tok in jieba.lcut_for_search(text.lower()):
+    for tok in cut:
         tok = tok.strip()
         if not tok or tok in _STOP or _PUNCT.match(tok):
             continue
@@ -280,9 +281,10 @@ class HybridRetriever:
 
     def __init__(self, *, store: VectorStore, embedder: Embedder, thresholds: Thresholds | None = None,
                  dense_weight: float = 1.0, bm25_weight: float = 1.0,
-                 scope_examples: Sequence[ScopeExample] = ()) -> None:
+                 scope_examples: Sequence[ScopeExample] = (), segmenter: Segmenter | None = None) -> None:
         self.store = store
         self.embedder = embedder
+        self.segmenter = segmenter or Segmenter()
         self.scope_examples = list(scope_examples)
         self.scope: ScopeLibrary | None = None  # built in refresh(): it depends on which documents are indexed
         self.thresholds = thresholds or thresholds_for(embedder.name)
@@ -310,7 +312,8 @@ class HybridRetriever:
 
         chunks = self.store.all_chunks()
         chunks.sort(key=lambda c: (str(c.metadata.get("doc_id", "")), int(c.metadata.get("ordinal", 0))))
-        tokens = [tokenize(f"{c.metadata.get('heading_path', '')}\n{c.text}") for c in chunks]
+        cuts = self.segmenter.cut_indexed(f"{c.metadata.get('heading_path', '')}\n{c.text}".lower() for c in chunks)
+        tokens = [_search_tokens(cut) for cut in cuts]
         bm25 = None
         if chunks:
             bm25 = bm25s.BM25()
@@ -341,6 +344,10 @@ class HybridRetriever:
             self._df = df
             self._doc_tokens = doc_tokens
             self._by_doc = by_doc
+
+    def tokenize(self, text: str) -> list[str]:
+        """`tokenize` with this retriever's segmenter (the one its index was built with)."""
+        return tokenize(text, self.segmenter)
 
     @property
     def corpus_text(self) -> str:
@@ -375,10 +382,11 @@ class HybridRetriever:
         only (see `ScopeLibrary.similarity`)."""
         with self._lock:
             chunks, by_id, token_sets, bm25 = self._chunks, self._by_id, self._token_sets, self._bm25
-        q_tokens = tokenize(question)
+        q_tokens = self.tokenize(question)
         if not chunks or not question.strip():
             return SearchResult([], False, q_tokens)
-        allowed = (lambda i: filters.allows(chunks[i].metadata)) if filters else (lambda i: True)
+        allowed: Callable[[int], bool] = (lambda i: filters.allows(chunks[i].metadata)) if filters \
+            else (lambda i: True)
 
         want = CANDIDATES if filters is None else max(CANDIDATES, len(chunks))
         dense_rank: list[tuple[int, float]] = []
@@ -412,7 +420,7 @@ class HybridRetriever:
             first_doc = chunks[dense_rank[0][0]].metadata.get("doc_id")
             conc = sum(1 for i, _ in dense_rank[:5] if chunks[i].metadata.get("doc_id") == first_doc) / 5
         best_bm25 = float(bm25_scores.max()) if len(bm25_scores) else 0.0
-        words = content_words(question)
+        words = content_words(question, self.segmenter)
         miss_corpus = missing_share(words, self._corpus_text)
         idf_cov = self._idf_coverage(q_set, hits[0].doc_id) if hits else 0.0
         evidence = Evidence(top=top, conc=conc, bm25=best_bm25, idf_cov=idf_cov, miss_corpus=miss_corpus)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knowledge.embeddings import Embedder
+from knowledge.embeddings import Embedder, embed_curated_queries
 
 DEFAULT_SCOPE_EXAMPLES = Path(__file__).resolve().parent / "scope_examples.jsonl"
 NEIGHBOURS = 5  # mean of the 5 nearest of each kind (chosen by 5-fold CV on the examples: 1, 3, 5, 7, 10, 15)
@@ -114,8 +114,7 @@ class ScopeLibrary:
         usable = [e for e in examples if not e.fact_only
                   and (not e.in_scope or known_docs is None or set(e.expected) & known_docs)]
         questions = [e.question for e in usable]
-        embed_many = getattr(embedder, "embed_queries", None)
-        vectors = (embed_many(questions) if embed_many else [embedder.embed_query(q) for q in questions])
+        vectors = embed_curated_queries(embedder, questions)
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1) if questions \
             else np.zeros((0, max(int(embedder.dim), 1)), dtype=np.float32)
         return cls(questions, matrix, np.asarray([e.in_scope for e in usable], dtype=bool))

@@ -22,6 +22,7 @@ from knowledge.ingest import IngestReport, Progress, ingest_path
 from knowledge.llm import llm_from_settings
 from knowledge.retrieval import HybridRetriever, Thresholds
 from knowledge.scope import ScopeError, ScopeExample, load_scope_examples
+from knowledge.segmenter import Segmenter
 from knowledge.store import ChromaStore, store_from_settings
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,11 @@ class KnowledgeRuntime:
     """The knowledge base's heavy objects for one owner, each built on first use and then reused.
 
     `embedder` replaces the one settings name (tests pass theirs; it is used as given, without the disk cache),
-    and `thresholds` the "not in the knowledge base" cut-offs that go with the embedder's name."""
+    `thresholds` the "not in the knowledge base" cut-offs that go with the embedder's name, and `segmenter` the
+    one keeping jieba's dictionary under settings.var_dir/models."""
 
     def __init__(self, settings: Any, *, embedder: Embedder | None = None, thresholds: Thresholds | None = None,
-                 faq_path: Path = DEFAULT_FAQ) -> None:
+                 segmenter: Segmenter | None = None, faq_path: Path = DEFAULT_FAQ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._thresholds = thresholds
@@ -42,6 +44,8 @@ class KnowledgeRuntime:
         self._lock = threading.RLock()
         self._store: ChromaStore | None = None
         self._service: KnowledgeService | None = None
+        # jieba's dictionary and the chunks' tokens on disk, beside the other models (knowledge.segmenter)
+        self.segmenter = segmenter or Segmenter(Path(settings.var_dir) / "models")
 
     def components(self) -> tuple[Embedder, ChromaStore]:
         """The embedder and the store (the model is loaded and the Chroma collection opened on first call)."""
@@ -61,8 +65,8 @@ class KnowledgeRuntime:
                     ingest_path(Path(self.settings.knowledge_dir), store=store, embedder=embedder,
                                 progress=progress)
                 retriever = HybridRetriever(store=store, embedder=embedder, thresholds=self._thresholds,
-                                            scope_examples=self._scope_examples())
-                faq = FaqIndex(load_faq(self._faq_path), embedder)
+                                            scope_examples=self._scope_examples(), segmenter=self.segmenter)
+                faq = FaqIndex(load_faq(self._faq_path), embedder, segmenter=self.segmenter)
                 self._service = KnowledgeService(retriever=retriever, faq=faq, llm=llm_from_settings(self.settings))
             return self._service
 
