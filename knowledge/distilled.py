@@ -138,10 +138,12 @@ class DistilledEmbedder:
         w = self._table.weights[ids]
         vec = (self._table.vectors[ids] * w[:, None]).sum(axis=0)
         norm = float(np.linalg.norm(vec))
-        return (vec / norm).tolist() if norm else vec.tolist()  # type: ignore[no-any-return]
+        out: list[float] = (vec / norm).tolist() if norm else vec.tolist()
+        return out
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return [self._passage(t) for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
-        return np.asarray(self._model.query(text), dtype=np.float32).tolist()  # type: ignore[no-any-return]
+        vector: list[float] = np.asarray(self._model.query(text), dtype=np.float32).tolist()
+        return vector

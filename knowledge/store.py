@@ -55,8 +55,9 @@ class ChromaStore:
 
     def __init__(self, *, collection: str, chroma_dir: Path | None = None, chroma_url: str = "") -> None:
         import chromadb
+        from chromadb.config import Settings as ChromaSettings
 
-        chroma_settings = chromadb.Settings(anonymized_telemetry=False)
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
         if chroma_url:
             u = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
             self._client: Any = chromadb.HttpClient(host=u.hostname or "127.0.0.1",
