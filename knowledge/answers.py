@@ -32,7 +32,8 @@ MAX_BODY_CHARS = 280
 # concrete content residents ask for: amounts, places, phone numbers, times, materials
 _CONCRETE = re.compile(r"\d|材料|证明|地点|地址|窗口|电话|热线|时间|工作日|期限|元|带上|携带|办理")
 GAP_TEXT = "\n提示：上面没有写到具体的{what}；需要准确答复，请回复“转人工”。"
-OTHER_PLACE_TEXT = "提醒：知识库收录的是本市的规定，没有{place}的内容，以下仅供参考；{place}的规定请向当地有关部门咨询。\n"
+OTHER_PLACE_TEXT = ("提醒：知识库收录的是本市的规定，没有{place}的内容，以下仅供参考；"
+                    "{place}的规定请向当地有关部门咨询。\n")
 NO_ANSWER_TEXT = ("抱歉，知识库里没有找到能回答这个问题的内容，我不想给您不准确的说法。"
                   "您可以换个说法再问，或者回复“转人工”，由工作人员为您解答。")
 

@@ -181,9 +181,10 @@ Both are fitted only on the scope examples ``knowledge/scope_examples.jsonl`` (4
 written for this: 352 answerable over all 45 documents, 109 not answerable, far off-topic and near-topic such as
 公积金/驾照/社保卡; 37 more "fact" rows are left out, see `knowledge.scope`) by ``evals/suites/retrieval.py``
 ``fit_no_answer`` (L2-regularised logistic regression, C=1, standardised features; for the scope features each
-example is compared with the others, never with itself or a rewording of itself, which the rewording rule decides). Each cut-off (``max_no_answer_p`` /
-``scope_max_no_answer_p`` below) was chosen on the same examples by no-answer F1, smoothed over neighbouring
-cut-offs, with the unanswerable ones weighted down to an assumed 15% share (``EXPECTED_NO_ANSWER_SHARE``).
+example is compared with the others, never with itself or a rewording of itself, which the rewording rule
+decides). Each cut-off (``max_no_answer_p`` / ``scope_max_no_answer_p`` below) was chosen on the same examples
+by no-answer F1, smoothed over neighbouring cut-offs, with the unanswerable ones weighted down to an assumed 15%
+share (``EXPECTED_NO_ANSWER_SHARE``).
 Refit with ``python -m evals.suites.retrieval``; the full eval reports in ``no_answer_tuning`` whether these
 numbers are still what the examples give.
 The eval files retrieval_a/b are held out (302 questions, 36 not answerable); ``quanbot eval retrieval --json``:

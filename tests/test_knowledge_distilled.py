@@ -35,10 +35,12 @@ def test_vocabulary_is_chinese_with_every_character_as_fallback() -> None:
 def test_table_is_built_once_and_reloaded(models_dir: Path) -> None:
     calls: list[int] = []
     assert not distilled.table_ready(models_dir, words=WORDS, chars=CHARS)
-    first = distilled.DistilledEmbedder(models_dir, words=WORDS, chars=CHARS, progress=lambda done, total: calls.append(done))
+    first = distilled.DistilledEmbedder(models_dir, words=WORDS, chars=CHARS,
+                                        progress=lambda done, total: calls.append(done))
     assert calls and calls[-1] == WORDS + CHARS
     assert distilled.table_ready(models_dir, words=WORDS, chars=CHARS)
-    again = distilled.DistilledEmbedder(models_dir, words=WORDS, chars=CHARS, progress=lambda done, total: calls.append(-1))
+    again = distilled.DistilledEmbedder(models_dir, words=WORDS, chars=CHARS,
+                                        progress=lambda done, total: calls.append(-1))
     assert -1 not in calls  # loaded from disk, not rebuilt
     text = "居住证需要每年签注一次"
     assert np.allclose(first.embed_documents([text]), again.embed_documents([text]), atol=1e-6)
