@@ -1,22 +1,25 @@
 """`quanbot chat`: talk to the dialogue engine in the terminal, as a resident or as a grid worker.
 
-Prepares what a fresh install lacks (migrations + org sync, the knowledge index when it is empty, the classifier
-when it is not trained yet) with progress bars on stderr, then shows the prompt and reads one input per line from
-stdin until EOF. Documents changed since the last ingest are picked up by `quanbot ingest`, as for `quanbot run`.
+Prepares what a fresh install lacks (migrations + org sync, knowledge ingestion (incremental: unchanged documents
+are skipped), classifier training) with progress bars on stderr, all inside the one `Services` the chat then
+runs on, so nothing is loaded twice; then shows the prompt and reads one input per line from stdin until EOF.
 Scriptable: `printf '/start\\n1\\n' | quanbot chat`.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from bot.cli.common import config_errors, err_console, settings_or_exit
+from bot.cli.common import config_errors, err_console, fail, settings_or_exit
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 app = typer.Typer()
 
@@ -24,13 +27,13 @@ DEFAULT_RESIDENT_ID = 1000001
 PROMPT = "您："
 
 
-def prepare(settings: Settings, console: Console) -> tuple[Any, Any]:
-    """Migrate and sync the organisation, build the knowledge service (indexing an empty store), load the
-    classifier (training it when there is no cached model)."""
+def prepare(settings: Settings, console: Console) -> Services:
+    """Services with the database migrated and the organisation synced, the knowledge base ingested and loaded,
+    and the classifier trained or loaded: the first message is not kept waiting."""
     from bot.runtime import prepare_database
-    from bot.understanding import load_classifier
-    from knowledge.service import build_knowledge_service
+    from bot.services import Services
 
+    services = Services(settings)
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=console,
                   transient=False) as bar:
         db = bar.add_task("数据库与网格人员", total=1)
@@ -42,14 +45,15 @@ def prepare(settings: Settings, console: Console) -> tuple[Any, Any]:
         def on_file(done: int, total: int, _name: str) -> None:
             bar.update(kb, completed=done, total=total)
 
-        knowledge = build_knowledge_service(settings, progress=on_file)
+        services.knowledge_runtime.ingest(progress=on_file)
+        _ = services.knowledge
         total = bar.tasks[kb].total or 1
         bar.update(kb, completed=total, total=total)
 
         cls = bar.add_task("分类模型", total=1)
-        classifier = load_classifier(settings)
+        _ = services.classifier
         bar.update(cls, completed=1)
-    return classifier, knowledge
+    return services
 
 
 def _default_worker_id(settings: Settings) -> int:
@@ -67,18 +71,20 @@ def chat(
 ) -> None:
     """在终端里与泉小智对话（与 Telegram 相同的对话引擎）；每行一条输入，Ctrl-D 结束。"""
     from bot.channels.terminal import TerminalChat
-    from bot.services import Services
 
     if as_ not in ("resident", "worker"):
         raise typer.BadParameter("--as 只能是 resident 或 worker")
     settings = settings_or_exit()
     err = err_console
     with config_errors("准备失败"):
-        classifier, knowledge = prepare(settings, err)
+        services = prepare(settings, err)
     user_id = user if user is not None else (_default_worker_id(settings) if as_ == "worker" else DEFAULT_RESIDENT_ID)
-    services = Services(settings, classifier=classifier, knowledge=knowledge)
-    session = TerminalChat(services, user_id=user_id, out=sys.stdout,
-                           display_name="网格员" if as_ == "worker" else "居民")
+    try:
+        session = TerminalChat(services, user_id=user_id, out=sys.stdout, as_worker=as_ == "worker",
+                               display_name="网格员" if as_ == "worker" else "居民")
+    except LookupError:
+        services.close()
+        fail(f"没有在岗的网格员使用 ID {user_id}：--user 请填 grids.yaml 中网格员的 telegram_id。", code=2)
     interactive = sys.stdin.isatty()
     if interactive:
         who = "网格员" if as_ == "worker" else "居民"
