@@ -43,7 +43,8 @@ def get_worker_by_account(*, session: Session, channel: str, external_id: int | 
 
 def find_worker_by_external_id(*, session: Session, external_id: int | str) -> Worker | None:
     """The worker holding an account with this id on any channel (the terminal plays "the worker 900100")."""
-    stmt = (select(Account).where(col(Account.external_id) == _external(external_id), col(Account.worker_id).is_not(None))
+    stmt = (select(Account)
+            .where(col(Account.external_id) == _external(external_id), col(Account.worker_id).is_not(None))
             .order_by(col(Account.id)))
     account = session.exec(stmt).first()
     return session.get(Worker, account.worker_id) if account is not None and account.worker_id else None

@@ -20,6 +20,7 @@ from casestore.errors import ConcurrentUpdate, NotFound
 from casestore.models import Case, CaseCounter, CaseCreate, CaseEvent
 from casestore.states import OPEN, next_status
 
+
 def next_case_code(*, session: Session, local_day: str, prefix: str) -> str:
     """Atomically take the next number of the day: JN20261122-0042. Safe with concurrent writers."""
     dialect = session.get_bind().dialect.name
@@ -44,7 +45,8 @@ def create_case(
     note: str | None = None,
 ) -> Case:
     """Insert a new case and its `created` event in the caller's transaction."""
-    case = Case.model_validate(case_in, update={"code": code, "created_at": now, "clock_started_at": now, **(extra or {})})
+    case = Case.model_validate(case_in, update={"code": code, "created_at": now, "clock_started_at": now,
+                                                **(extra or {})})
     session.add(case)
     session.flush()
     assert case.id is not None  # flushed: the database has assigned it
@@ -53,7 +55,8 @@ def create_case(
     return case
 
 
-def get_case(*, session: Session, case_id: int | None = None, code: str | None = None, for_update: bool = False) -> Case:
+def get_case(*, session: Session, case_id: int | None = None, code: str | None = None,
+             for_update: bool = False) -> Case:
     stmt = select(Case)
     stmt = stmt.where(col(Case.id) == case_id) if case_id is not None else stmt.where(col(Case.code) == code)
     if for_update:

@@ -150,7 +150,8 @@ class SlaPolicy:
         window = clock.running_minutes(start, due)
         return [clock.add(start, window * f) for f in self.sla.urgencies[Urgency(urgency)].reminders]
 
-    def next_escalation_after(self, urgency: Urgency | str, start: datetime, due: datetime, breach: datetime) -> datetime:
+    def next_escalation_after(self, urgency: Urgency | str, start: datetime, due: datetime,
+                              breach: datetime) -> datetime:
         """When the next ladder level follows, if the case is still not handled after a breach."""
         clock = self.clock_for(urgency)
         window = clock.running_minutes(start, due)

@@ -165,7 +165,8 @@ class Case(CaseBase, table=True):
     cc_roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
     status: str = Field(default=CaseStatus.new, index=True)
     needs_address_confirmation: bool = False
-    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    attachments: list[dict[str, Any]] = Field(default_factory=list,
+                                              sa_column=Column(JSON, nullable=False, default=list))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     clock_started_at: datetime | None = _ts()
     response_due_at: datetime | None = _ts()

@@ -64,7 +64,8 @@ def task_push(case: Case, *, taxonomy: Taxonomy, reopened: bool = False, transfe
 
 
 def cc_copy(case: Case, role: str, *, taxonomy: Taxonomy) -> OutboundMessage:
-    return OutboundMessage(text=f"📎 抄送（{POSITION_ZH.get(role, role)}）\n{_summary(case, taxonomy)}\n请配合责任网格员处理。")
+    return OutboundMessage(
+        text=f"📎 抄送（{POSITION_ZH.get(role, role)}）\n{_summary(case, taxonomy)}\n请配合责任网格员处理。")
 
 
 def reminder(case: CaseHeadline, *, what: str, minutes_left: int, tz: ZoneInfo = SHANGHAI) -> OutboundMessage:
@@ -128,7 +129,8 @@ def rating_request(case: Case) -> OutboundMessage:
     return OutboundMessage(
         text=(f"您反映的问题（工单 {case.code}「{case.title}」）已处理完毕。\n问题解决了吗？请为这次服务打分"
               "（1 分最不满意，5 分最满意）。"),
-        buttons=[[Button("已解决", "rate", case.code, "fixed")], stars, [Button("没解决", "rate", case.code, "not_fixed")]],
+        buttons=[[Button("已解决", "rate", case.code, "fixed")], stars,
+                 [Button("没解决", "rate", case.code, "not_fixed")]],
     )
 
 

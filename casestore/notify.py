@@ -30,7 +30,7 @@ class OutboundMessage:
         return asdict(self)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> "OutboundMessage":
+    def from_payload(cls, payload: dict[str, Any]) -> OutboundMessage:
         rows = [[Button(**b) for b in row] for row in payload.get("buttons", [])]
         return cls(text=payload.get("text", ""), buttons=rows, photo=payload.get("photo"))
 

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def _staff_rows(grids: Grids) -> list[tuple[StaffEntry, Role, str | None, str | None]]:
-    rows: list[tuple[StaffEntry, Role, str | None, str | None]] = [(grids.street_command, Role.street_command, None, None)]
+    rows: list[tuple[StaffEntry, Role, str | None, str | None]] = [
+        (grids.street_command, Role.street_command, None, None)]
     for c in grids.communities:
         rows += [
             (c.staff.supervisor, Role.supervisor, None, c.id),

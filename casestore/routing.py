@@ -59,7 +59,8 @@ def find_holder(*, session: Session, role: str, grid_id: str | None, community_i
     """The person holding `role` (a routing target) for this grid/community, available or not."""
     stmt = select(Worker)
     if role == "deputy":
-        stmt = stmt.where(Worker.grid_id == grid_id, Worker.role == Role.part_time.value, col(Worker.is_deputy).is_(True))
+        stmt = stmt.where(Worker.grid_id == grid_id, Worker.role == Role.part_time.value,
+                          col(Worker.is_deputy).is_(True))
     elif role == "volunteer_lead":
         stmt = stmt.where(Worker.grid_id == grid_id, Worker.role == Role.volunteer.value, col(Worker.is_lead).is_(True))
     elif role == Role.street_command.value:

@@ -41,11 +41,11 @@ from sqlmodel import Session
 from sqlmodel import select as select_model
 
 from casestore import notices
+from casestore.accounts import Address, worker_addresses
 from casestore.cases import PlannedAction, apply_actions_bulk
 from casestore.clock import Clock
 from casestore.db import session_scope
 from casestore.deadlines import SlaPolicy
-from casestore.accounts import Address, worker_addresses
 from casestore.dispatch import notification_row, record_many
 from casestore.errors import ConcurrentUpdate
 from casestore.models import Case, CaseStatus, CloseReason, Worker

@@ -16,7 +16,8 @@ _CHECK = "10X98765432"
 # digits may be separated by spaces or dashes as people type them ("138 1234 5678", "138-1234-5678"),
 # half- or full-width ("１３８－１２３４－５６７８"); an area code may sit in brackets ("(0531)88886666")
 _SEP = r"[ \-－]"
-_ID_RE = re.compile(r"(?<![0-9０-９])([1-9１-９](?:" + _SEP + r"?[0-9０-９]){16}" + _SEP + r"?[0-9０-９XxＸｘ])(?![0-9０-９])")
+_ID_RE = re.compile(r"(?<![0-9０-９])([1-9１-９](?:" + _SEP + r"?[0-9０-９]){16}" + _SEP
+                    + r"?[0-9０-９XxＸｘ])(?![0-9０-９])")
 _MOBILE_RE = re.compile(r"(?<![0-9０-９])((?:[+＋]?[8８][6６]" + _SEP + r"?)?[1１][3-9３-９](?:" + _SEP
                         + r"?[0-9０-９]){9})(?![0-9０-９])")
 _LANDLINE_RE = re.compile(r"(?<![0-9０-９])((?:[(（][0０][0-9０-９]{2,3}[)）]|[0０][0-9０-９]{2,3})" + _SEP

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from policies.taxonomy import ROUTING_TARGETS, Category, Intent, Role, Urgency
+from policies.taxonomy import ROUTING_TARGETS, Category, Intent, Urgency
 
 
 class _Strict(BaseModel):
@@ -30,7 +30,7 @@ class Taxonomy(_Strict):
     place_categories: frozenset[Category] = Field(default_factory=frozenset)
 
     @model_validator(mode="after")
-    def _complete(self) -> "Taxonomy":
+    def _complete(self) -> Taxonomy:
         for field, enum in (("intents", Intent), ("categories", Category), ("urgencies", Urgency)):
             missing = {e.value for e in enum} - {k.value for k in getattr(self, field)}
             if missing:
@@ -79,7 +79,7 @@ class Clock(_Strict):
     extra_workdays: dict[int, list[date]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _hours(self) -> "Clock":
+    def _hours(self) -> Clock:
         if self.kind == "service_hours" and self.start >= self.end:
             raise ValueError("start must be before end")
         return self
@@ -154,7 +154,7 @@ class Sla(_Strict):
     hotspots: HotspotRule = HotspotRule()
 
     @model_validator(mode="after")
-    def _refs(self) -> "Sla":
+    def _refs(self) -> Sla:
         missing = {u.value for u in Urgency} - {k.value for k in self.urgencies}
         if missing:
             raise ValueError(f"urgencies: missing {sorted(missing)}")
@@ -312,7 +312,7 @@ class Grids(_Strict):
     communities: list[Community] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Grids":
+    def _consistent(self) -> Grids:
         seen_grids: set[str] = set()
         seen_ids: set[int] = set()
         for c in self.communities:

@@ -43,7 +43,8 @@ class PurgeReport:
     deleted: int
 
 
-def purge_inbox(engine: Engine, *, now: datetime, retention: timedelta, keep_keys: timedelta = KEEP_KEYS) -> PurgeReport:
+def purge_inbox(engine: Engine, *, now: datetime, retention: timedelta,
+                keep_keys: timedelta = KEEP_KEYS) -> PurgeReport:
     """Erase the content of updates handled (or failed) more than `retention` ago, and delete rows erased more
     than `keep_keys` ago; every channel, two statements, one transaction."""
     finished = col(InboundUpdate.state).in_([InboundState.done.value, InboundState.failed.value])
@@ -118,7 +119,8 @@ class Inbox:
 
     def get(self, *, update_id: int) -> InboxEntry | None:
         with session_scope(self.engine) as session:
-            row: InboundUpdate | None = session.execute(select(InboundUpdate).where(self._where(update_id))).scalar_one_or_none()
+            stmt = select(InboundUpdate).where(self._where(update_id))
+            row: InboundUpdate | None = session.execute(stmt).scalar_one_or_none()
             return _entry(row) if row else None
 
     def save_reply(self, *, update_id: int, reply: list[dict[str, Any]],

@@ -112,11 +112,8 @@ class ChatRateLimiter(BaseRateLimiter[RetryBudget]):
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
         retries = self._max_retries if rate_limit_args is None else rate_limit_args.retries
         chat_id = data.get("chat_id")
-        if isinstance(chat_id, str):
-            try:
-                chat_id = int(chat_id)
-            except ValueError:
-                pass
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
         attempt = 0
         while True:
             wait = self._resume_at - time.monotonic()

@@ -29,6 +29,7 @@ Must not: hold business rules (the handler does) or read the environment (Settin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
@@ -55,9 +56,9 @@ from bot.channels.telegram_render import TelegramRenderer
 from bot.dialogue import COMMANDS_ADMIN, COMMANDS_RESIDENT, COMMANDS_WORKER
 from bot.dialogue.types import Incoming, Reply
 from bot.settings import Settings
+from casestore.accounts import list_worker_external_ids
 from casestore.clock import Clock, SystemClock
 from casestore.db import session_scope
-from casestore.accounts import list_worker_external_ids
 from casestore.dispatch import dispatch_pending
 from casestore.notify import OutboundMessage
 
@@ -410,10 +411,8 @@ class TelegramChannel:
                 raise
             except (NetworkError, Conflict) as exc:
                 log.warning("getUpdates failed (%s); retrying in %.0fs", type(exc).__name__, backoff)
-                try:
+                with contextlib.suppress(TimeoutError):  # the backoff ran out: poll again
                     await asyncio.wait_for(stop.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
                 backoff = min(backoff * 2, 30.0)
                 continue
             if updates:  # the whole batch is stored (one transaction) before its offset is confirmed
@@ -421,10 +420,8 @@ class TelegramChannel:
                 offset = max(u.update_id for u in updates) + 1
         stopped.cancel()
         if offset is not None:  # confirm the last batch so it is not delivered again
-            try:
+            with contextlib.suppress(TelegramError):  # best effort: at worst the batch is delivered again
                 await bot.get_updates(offset=offset, timeout=0)
-            except TelegramError:
-                pass
 
     async def start_webhook(self) -> int:
         """Serve POST <webhook path> on webhook_listen:webhook_port and register the URL with Telegram.

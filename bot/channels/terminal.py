@@ -14,11 +14,10 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
-
 from bot.dialogue.types import Incoming, Reply
+from casestore.accounts import find_worker_by_external_id, link_worker_account, name_of_account
 from casestore.db import session_scope
 from casestore.dispatch import dispatch_pending
-from casestore.accounts import find_worker_by_external_id, link_worker_account, name_of_account
 from casestore.notify import Button, OutboundMessage
 
 if TYPE_CHECKING:

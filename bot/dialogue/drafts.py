@@ -57,12 +57,10 @@ class ReportDraft(Place):
 class AddressPick(_Data):
     """The address buttons pressed so far, and how many typed addresses could not be read."""
 
-    community: str | None = Field(default=None, alias="c")
-    estate: str | None = Field(default=None, alias="e")
-    building: int | None = Field(default=None, alias="b")
+    community: str | None = None
+    estate: str | None = None
+    building: int | None = None
     failures: int = 0
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 class LastQuestion(_Data):
@@ -108,6 +106,10 @@ class DialogueData(_Data):
         raw = dict(raw or {})
         if isinstance(raw.get("clarify"), dict):  # older rows kept {"text": ...}
             raw["clarify"] = raw["clarify"].get("text")
+        if isinstance(raw.get("addr"), dict):  # older rows kept {"c": ..., "e": ..., "b": ...}
+            old = raw["addr"]
+            raw["addr"] = {"community": old.get("community", old.get("c")), "estate": old.get("estate", old.get("e")),
+                           "building": old.get("building", old.get("b")), "failures": old.get("failures", 0)}
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
@@ -115,4 +117,4 @@ class DialogueData(_Data):
             return cls.model_validate({k: v for k, v in raw.items() if k not in broken})
 
     def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        return self.model_dump(mode="json", exclude_defaults=True)

@@ -231,9 +231,9 @@ def on_edit(turn: Turn, text: str) -> None:
     says_place = masked.startswith(("地点", "在"))
     only_place = parsed is not None and content_chars(masked) <= 14 and not taxonomy.opens_case(u.intent.label)
     if parsed or says_place:
-        place = parsed or Place()
-        place.where = re.sub(r"^(地点|位置)?(是|在)?[:：]?", "", masked) or masked
-        draft.set_place(place)
+        corrected = parsed or Place()
+        corrected.where = re.sub(r"^(地点|位置)?(是|在)?[:：]?", "", masked) or masked
+        draft.set_place(corrected)
     if not only_place and not says_place:
         draft.items = _items(turn, u, default_intent=draft.items[0].intent)
         if not parsed:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from casestore.models import Conversation
 
@@ -34,7 +34,7 @@ class State(StrEnum):
 
 def get_conversation(*, session: Session, channel: str, user_id: int, now: datetime) -> Conversation:
     """The person's conversation row, created in state `start` on first contact."""
-    stmt = select(Conversation).where(Conversation.channel == channel, Conversation.user_id == user_id)
+    stmt = select(Conversation).where(col(Conversation.channel) == channel, col(Conversation.user_id) == user_id)
     conv = session.execute(stmt).scalars().first()
     if conv is None:
         conv = Conversation(channel=channel, user_id=user_id, state=State.start.value, data={}, updated_at=now)

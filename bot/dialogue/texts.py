@@ -228,7 +228,9 @@ ACCEPTED = "已接单：{code}。联系居民后点「已联系」，办好后�
 ASK_RESPOND_NOTE = "工单 {code}：请简单写一句联系情况（例如「已电话联系，明天上午上门」），或点「不用说明」。"
 DEFAULT_RESPOND_NOTE = "网格员已联系居民"
 RESPONDED = "已记录：{code} 已联系居民。办好后点「办结」。"
-ASK_RESOLVE_NOTE = "工单 {code}：请写一句办理结果（例如「已更换灯泡」），也可以直接发现场照片；没什么要说的就点「直接办结」。"
+ASK_RESOLVE_NOTE = (
+    "工单 {code}：请写一句办理结果（例如「已更换灯泡」），也可以直接发现场照片；没什么要说的就点「直接办结」。"
+)
 BTN_RESOLVE_NOW = "直接办结"
 DEFAULT_RESOLVE_NOTE = "已办结"
 ASK_RESOLVE_PHOTO = "可以发一张现场照片作为办结凭证，没有就点「跳过」。"

@@ -337,7 +337,8 @@ def _with_note(turn: Turn, task: WorkerTask, text: str | None) -> None:
         task.note = note or texts.DEFAULT_RESOLVE_NOTE
         task.step = "photo"
         turn.go(State.worker_photo)
-        turn.say(texts.ASK_RESOLVE_PHOTO, [[Button(texts.BTN_SKIP, "wphoto_skip"), Button(texts.BTN_CANCEL, "wcancel")]])
+        turn.say(texts.ASK_RESOLVE_PHOTO,
+                 [[Button(texts.BTN_SKIP, "wphoto_skip"), Button(texts.BTN_CANCEL, "wcancel")]])
     elif task.action == "transfer" and task.step == "reason":
         _idle(turn)
         moved = _act(turn, case, lambda: actions.transfer(
