@@ -41,7 +41,8 @@ class SuiteResult:
     extra: dict[str, Any] = field(default_factory=dict)  # charts' data for the HTML report
 
 
-def read_jsonl(path: Path, required: tuple[str, ...], problems: list[DataProblem]) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path, required: tuple[str, ...],
+               problems: list[DataProblem]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each good line; a malformed one is recorded and skipped."""
     with path.open(encoding="utf-8") as fh:
         for number, raw in enumerate(fh, start=1):

@@ -113,7 +113,8 @@ def read_yaml_cases(path: Path, key: str, required: tuple[str, ...],
     return out
 
 
-def read_cases(path: Path, key: str, required: tuple[str, ...], problems: list[DataProblem]) -> list[tuple[int, dict[str, Any]]]:
+def read_cases(path: Path, key: str, required: tuple[str, ...],
+               problems: list[DataProblem]) -> list[tuple[int, dict[str, Any]]]:
     """YAML (`key:` list) or JSON Lines, by file extension."""
     if path.suffix in (".jsonl", ".json"):
         return list(read_jsonl(path, required, problems))

@@ -35,7 +35,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}
 .card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:8px 12px;min-width:150px}
 .card .v{font-size:22px;font-weight:700}.card .t{font-size:12px;color:#6b7280}
-.card.pass{border-left:6px solid #16a34a}.card.fail{border-left:6px solid #dc2626}.card.na{border-left:6px solid #9ca3af}
+.card.pass{border-left:6px solid #16a34a}.card.fail{border-left:6px solid #dc2626}
+.card.na{border-left:6px solid #9ca3af}
 .charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .chart{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:8px}
 pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:12px}
@@ -269,10 +270,7 @@ def per_class_of(axis: dict[str, Any]) -> dict[str, float] | None:
         return None
     out: dict[str, float] = {}
     for label, value in pc.items():
-        if isinstance(value, dict):
-            v = value.get("f1", value.get("f1_score", value.get("recall")))
-        else:
-            v = value
+        v = value.get("f1", value.get("f1_score", value.get("recall"))) if isinstance(value, dict) else value
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[str(label)] = float(v)
     return out or None
@@ -384,7 +382,8 @@ def svg_curve(svg_id: str, title: str, points: list[tuple[int, float]]) -> str:
     parts.append(f"<path d='{path}' fill='none' stroke='#2563eb' stroke-width='2.5'/>")
     for k, v in points:
         x, y = xy(k, v)
-        parts.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='4' fill='#2563eb'><title>hit@{k} = {v:.3f}</title></circle>")
+        parts.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='4' fill='#2563eb'>"
+                     f"<title>hit@{k} = {v:.3f}</title></circle>")
         parts.append(_t(x, top + plot_h + 16, f"k={k}", size=10, anchor="middle"))
         parts.append(_t(x + 4, y - 10, f"{v:.2f}", size=10, anchor="middle"))
     parts.append("</svg>")

@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def tg() -> BotApiServer:
+def tg() -> Iterator[BotApiServer]:
     with BotApiServer(DEFAULT_TOKEN) as server:
         yield server
 

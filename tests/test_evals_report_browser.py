@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 def _doc() -> dict:  # type: ignore[type-arg]
     labels = ["emergency", "normal", "urgent"]
     axis = {"accuracy": 0.9, "macro_f1": 0.88,
-            "per_class": {k: {"precision": 0.9, "recall": 0.85, "f1": f} for k, f in zip(labels, (1.0, 0.93, 0.7), strict=True)},
+            "per_class": {k: {"precision": 0.9, "recall": 0.85, "f1": f}
+                          for k, f in zip(labels, (1.0, 0.93, 0.7), strict=True)},
             "confusion": {"labels": labels, "matrix": [[20, 0, 0], [1, 300, 12], [0, 15, 80]]}}
     events = [{"kind": "opened", "minute": 0}, {"kind": "reminder", "minute": 30}, {"kind": "reminder", "minute": 48},
               {"kind": "escalation", "minute": 60}, {"kind": "first_response", "minute": 75},
@@ -37,8 +38,10 @@ def _doc() -> dict:  # type: ignore[type-arg]
                 "classification": ok("classification", {"intent": axis, "category": axis, "urgency": axis}, {},
                                      [{"figure": "urgency_macro_f1", "value": 0.88, "op": ">=", "threshold": 0.85,
                                        "passed": True}]),
-                "retrieval": ok("retrieval", {"hit_at_5": 0.93}, {"hit_at_k": {"1": 0.7, "3": 0.88, "5": 0.93, "10": 0.97}},
-                                [{"figure": "hit_at_5", "value": 0.93, "op": ">=", "threshold": 0.95, "passed": False}]),
+                "retrieval": ok("retrieval", {"hit_at_5": 0.93},
+                                {"hit_at_k": {"1": 0.7, "3": 0.88, "5": 0.93, "10": 0.97}},
+                                [{"figure": "hit_at_5", "value": 0.93, "op": ">=", "threshold": 0.95,
+                                  "passed": False}]),
                 "dialogue": ok("dialogue", {"pass_rate": 1.0},
                                {"timeline": [{"scenario": f"scenario-{i}", "passed": i != 2, "events": events}
                                              for i in range(5)]},
@@ -49,7 +52,8 @@ def test_report_renders_offline_in_headless_chromium(tmp_path: Path) -> None:
     _, html = write_report(_doc(), tmp_path / "report")
     profile = tmp_path / "profile"
     common = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}"]
-    dom = subprocess.run([*common, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    dom = subprocess.run([*common, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert dom.returncode == 0, dom.stderr[-2000:]
     for svg_id in ("confusion-intent", "confusion-category", "confusion-urgency", "per-class-urgency", "hit-at-k",
                    "sla-timeline", "headline"):

@@ -45,7 +45,8 @@ def test_safety_expectations() -> None:
 
 def test_shipped_scenario_and_case_files_parse_cleanly() -> None:
     problems: list[DataProblem] = []
-    scenarios = [s for f in sorted(SCENARIO_DIR.glob("*.yaml")) for s in read_yaml_cases(f, "scenarios", ("id", "steps"), problems)]
+    scenarios = [s for f in sorted(SCENARIO_DIR.glob("*.yaml"))
+                 for s in read_yaml_cases(f, "scenarios", ("id", "steps"), problems)]
     safety = read_yaml_cases(DATA_DIR / "safety.yaml", "cases", ("id", "expect"), problems)
     routing = read_yaml_cases(DATA_DIR / "routing.yaml", "cases", ("id", "text", "estate", "building", "now", "expect"),
                               problems)

@@ -22,6 +22,7 @@ from casestore.clock import Clock
 from casestore.notify import Notifier, OutboundMessage
 
 log = logging.getLogger(__name__)
+TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
 
 
 class ManagedNotifier(Notifier, Protocol):
@@ -75,6 +76,5 @@ def make_notifier(settings: Settings, *, clock: Clock | None = None) -> ManagedN
     limiter = ChatRateLimiter(overall_rate=settings.telegram_rate_overall,
                               per_chat_rate=settings.telegram_rate_per_chat,
                               max_retries=settings.telegram_send_retries)
-    urls = ({"base_url": settings.telegram_base_url, "base_file_url": base_file_url(settings.telegram_base_url)}
-            if settings.telegram_base_url else {})
-    return BotNotifier(ExtBot(token, rate_limiter=limiter, **urls), renderer)
+    base = settings.telegram_base_url or TELEGRAM_BASE_URL
+    return BotNotifier(ExtBot(token, base_url=base, base_file_url=base_file_url(base), rate_limiter=limiter), renderer)

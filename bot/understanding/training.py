@@ -140,7 +140,8 @@ class EmbeddingCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.stem + ".tmp.npz")
-        np.savez(tmp, **self._vectors)
+        arrays: dict[str, Any] = self._vectors  # savez's stubs would read a key as its allow_pickle flag
+        np.savez(tmp, **arrays)
         tmp.replace(self.path)
         self._dirty = False
 

@@ -196,8 +196,8 @@ def _judge(settings: Any) -> Any:
     def judge(claims: list[str], cited_texts: list[str]) -> list[str]:
         context = "\n".join(f"<doc>{mask_text(t)}</doc>" for t in cited_texts)
         answer = "\n".join(mask_text(c) for c in claims)
-        raw = llm.complete([{"role": "system", "content": JUDGE_PROMPT},
-                            {"role": "user", "content": f"<context>\n{context}\n</context>\n<answer>\n{answer}\n</answer>"}])
+        prompt = f"<context>\n{context}\n</context>\n<answer>\n{answer}\n</answer>"
+        raw = llm.complete([{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": prompt}])
         start, end = raw.find("{"), raw.rfind("}")
         data = json.loads(raw[start:end + 1])
         bad = data.get("unsupported", [])

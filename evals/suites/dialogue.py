@@ -114,8 +114,9 @@ class Sim:
 
     def add_resident(self, spec: dict[str, Any]) -> None:
         with session_scope(self.engine) as session:
-            r = get_or_create_resident(session=session, channel=CHANNEL, external_id=self.user_id(spec.get("as", "resident")),
-                                       now=self.clock.now(), display_name=str(spec.get("name", "")))
+            r = get_or_create_resident(session=session, channel=CHANNEL,
+                                       external_id=self.user_id(spec.get("as", "resident")), now=self.clock.now(),
+                                       display_name=str(spec.get("name", "")))
             if spec.get("consent", True):
                 record_consent(session=session, resident=r, now=self.clock.now())
             if spec.get("estate"):
@@ -195,7 +196,8 @@ def latest_case(sim: Sim, alias: Any) -> Any:
         r = get_resident_by_account(session=s, channel=CHANNEL, external_id=sim.user_id(alias))
         if r is None:
             return None
-        return s.execute(select(Case).where(col(Case.resident_id) == r.id).order_by(col(Case.id).desc())).scalars().first()
+        latest = select(Case).where(col(Case.resident_id) == r.id).order_by(col(Case.id).desc())
+        return s.execute(latest).scalars().first()
 
 
 def cases_of(sim: Sim, alias: Any | None) -> list[Any]:
@@ -311,7 +313,8 @@ def check_notified(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
 
 def check_not_notified(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
     found = _notifications(sim, spec)
-    return [f"unexpected notification(s) {spec}: {[(n.kind, sim.minute(n.created_at)) for n in found][:5]}"] if found else []
+    seen = [(n.kind, sim.minute(n.created_at)) for n in found][:5]
+    return [f"unexpected notification(s) {spec}: {seen}"] if found else []
 
 
 def check_event(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
@@ -319,13 +322,16 @@ def check_event(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
     if case is None:
         return [f"no case for {spec.get('of', 'resident')}"]
     with session_scope(sim.engine) as s:
-        events: list[CaseEvent] = list(s.execute(select(CaseEvent).where(col(CaseEvent.case_id) == case.id).order_by(col(CaseEvent.id))).scalars())
+        of_case = select(CaseEvent).where(col(CaseEvent.case_id) == case.id).order_by(col(CaseEvent.id))
+        events: list[CaseEvent] = list(s.execute(of_case).scalars())
     hits = [e for e in events if e.action == spec["action"]
             and ("by_minute" not in spec or (sim.minute(e.at) or 0) <= float(spec["by_minute"]) + 1e-6)
             and ("after_minute" not in spec or (sim.minute(e.at) or 0) >= float(spec["after_minute"]) - 1e-6)]
     if "count" in spec:
-        return [] if len(hits) == spec["count"] else [(f"expected {spec['count']} {spec['action']} events, got {len(hits)} "
-                                                     f"(at {[sim.minute(e.at) for e in hits]})")]
+        if len(hits) == spec["count"]:
+            return []
+        return [f"expected {spec['count']} {spec['action']} events, got {len(hits)} "
+                f"(at {[sim.minute(e.at) for e in hits]})"]
     if not hits:
         seen = [(e.action, sim.minute(e.at)) for e in events]
         return [f"no {spec['action']} event {spec} (events: {seen})"]
@@ -402,7 +408,8 @@ def timeline(sim: Sim) -> list[dict[str, Any]]:
                 continue
             out.append({"kind": "opened", "minute": sim.minute(c.created_at), "detail": f"{c.code} {c.urgency}"})
             e: CaseEvent
-            for e in s.execute(select(CaseEvent).where(col(CaseEvent.case_id) == c.id).order_by(col(CaseEvent.id))).scalars():
+            of_case = select(CaseEvent).where(col(CaseEvent.case_id) == c.id).order_by(col(CaseEvent.id))
+            for e in s.execute(of_case).scalars():
                 kind = {"escalate": "escalation", "resolve": "resolved", "confirm": "closed", "auto_close": "closed",
                         "reopen": "reopened"}.get(e.action)
                 if e.action in ("accept", "respond") and not any(x["kind"] == "first_response" and x["detail"] == c.code
@@ -478,7 +485,8 @@ def run(ctx: EvalContext) -> SuiteResult:
         results.append({"id": sc["id"], "passed": passed, "failed": failed})
         lines.append({"scenario": sc["id"], "passed": passed, "events": events})
         if not passed:
-            said = [s for step in sc["steps"] if isinstance(step, dict) for k, s in step.items() if k in ("say", "press")]
+            said = [s for step in sc["steps"] if isinstance(step, dict)
+                    for k, s in step.items() if k in ("say", "press")]
             failures.append({"scenario": sc["id"], "file": f"{fname}:{line}", "title": sc.get("title", ""),
                              "inputs": said, "failed": failed[:6],
                              "last_replies": [t[:200] for _, t in replies[-3:]]})

@@ -123,9 +123,9 @@ def _fit_one(evidence: list[Evidence], no_answer: list[bool], fact: list[Evidenc
 
 def fit_no_answer(retriever: HybridRetriever, *, path: Path = TUNE_FILE, c: float = 1.0) -> NoAnswerFits:
     """Fit the shipped no-answer models from the scope examples: run every example through `retriever` (with the
-    example and its rewordings left out of the scope library), fit `fit_logistic` on the evidence and pick each cut-off by F1
-    on the same examples. The eval files (retrieval_a/b) are never read here, so the suite's figures on them are
-    held-out figures."""
+    example and its rewordings left out of the scope library), fit `fit_logistic` on the evidence and pick each
+    cut-off by F1 on the same examples. The eval files (retrieval_a/b) are never read here, so the suite's figures on
+    them are held-out figures."""
     evidence: list[Evidence] = []
     no_answer: list[bool] = []
     fact: list[Evidence] = []

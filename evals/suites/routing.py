@@ -34,7 +34,7 @@ def run(ctx: EvalContext) -> SuiteResult:
     problems: list[DataProblem] = []
     path = Path(ctx.data) if ctx.data else DEFAULT_DATA
     cases = read_cases(path, "cases", ("id", "text", "estate", "building", "now", "expect"), problems)
-    right = {f: 0 for f in FIELDS}
+    right = dict.fromkeys(FIELDS, 0)
     all_right = 0
     urgency_right = deadlines_right = 0  # the SLA arithmetic, judged only where the urgency came out right
     failures: list[dict[str, Any]] = []
@@ -58,7 +58,8 @@ def run(ctx: EvalContext) -> SuiteResult:
             engine = make_engine(url)
             try:
                 with session_scope(engine) as session:
-                    resident = get_or_create_resident(session=session, channel="telegram", external_id=700000 + i, now=now)
+                    resident = get_or_create_resident(session=session, channel="telegram", external_id=700000 + i,
+                                                      now=now)
                     bind_address(session=session, resident=resident, grids=policies.grids,
                                  estate=str(case["estate"]), building=int(case["building"]), now=now)
                     report = Report(intent=u.intent.label, category=u.category.label, urgency=u.urgency.label,
@@ -79,11 +80,13 @@ def run(ctx: EvalContext) -> SuiteResult:
         if ok["urgency"]:
             urgency_right += 1
             deadlines_right += ok["response_due"] and ok["resolve_due"]
-        row = {"id": case["id"], "passed": all(ok.values()), "labels": u.labels(), **{f"got_{k}": v for k, v in got.items()}}
+        row = {"id": case["id"], "passed": all(ok.values()), "labels": u.labels(),
+               **{f"got_{k}": v for k, v in got.items()}}
         rows.append(row)
         if not all(ok.values()):
-            failures.append({"id": case["id"], "input": case["text"], "address": f"{case['estate']}{case['building']}号楼",
-                             "now": case["now"], "labels": u.labels(),
+            failures.append({"id": case["id"], "input": case["text"],
+                             "address": f"{case['estate']}{case['building']}号楼", "now": case["now"],
+                             "labels": u.labels(),
                              "wrong": {f: {"expected": expect[f], "got": got[f]} for f in FIELDS if not ok[f]}})
     n = len(rows)
     figures: dict[str, Any] = {"n": n, "accuracy": _share(all_right, n)}
