@@ -67,14 +67,15 @@ class DialogueEngine:
         if inc.kind == "command" and inc.command in admin.ADMIN_ONLY:
             turn.say(texts.NOT_ADMIN)
             return
-        account = get_account(session=turn.session, channel=turn.channel, external_id=turn.external_id)
-        if account is not None:
-            touch_account(session=turn.session, account=account, now=turn.now)
         person = get_worker_by_account(session=turn.session, channel=turn.channel, external_id=turn.external_id)
         if person is not None and person.active:
             worker.handle(turn, person)
-            return
-        resident.handle(turn)
+        else:
+            resident.handle(turn)
+        # written last: a write takes SQLite's lock, which must not be held while a handler waits for the LLM
+        account = get_account(session=turn.session, channel=turn.channel, external_id=turn.external_id)
+        if account is not None:
+            touch_account(session=turn.session, account=account, now=turn.now)
 
 
 def _normalise(incoming: Incoming) -> tuple[Incoming, list[str]]:
