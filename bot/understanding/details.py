@@ -16,7 +16,8 @@ from bot.understanding.types import Details
 from policies.masking import find_personal_data, mask_value
 from policies.models import Grids
 
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+              "九": 9}
 _NUM = r"(\d{1,3}|[零〇一二两三四五六七八九十百]{1,4})"
 
 
@@ -132,9 +133,12 @@ class DetailsExtractor:
 
 
 # ---------- splitting a run-on message into separate problems ----------
-_CONNECTOR = re.compile(r"[；;]|(?:[，,。！!？?\s]+)(?=还有|另外|此外|再就是|再有就是|再有|顺便(?:说|问|反映)?|以及|第二|二是|其次)"
-                        r"|(?:^|[，,。\s])(?:还有|另外|此外|再就是|再有就是|再有|顺便说一下|顺便反映|顺便)(?:[，,：:\s]*)")
-_LEADING = re.compile(r"^(?:还有|另外|此外|再就是|再有就是|再有|顺便说一下|顺便反映|顺便|以及|第二|二是|其次)[，,：:\s]*")
+_CONNECTOR = re.compile(
+    r"[；;]"
+    r"|(?:[，,。！!？?\s]+)(?=还有|另外|此外|再就是|再有就是|再有|顺便(?:说|问|反映)?|以及|第二|二是|其次)"
+    r"|(?:^|[，,。\s])(?:还有|另外|此外|再就是|再有就是|再有|顺便说一下|顺便反映|顺便)(?:[，,：:\s]*)")
+_LEADING = re.compile(
+    r"^(?:还有|另外|此外|再就是|再有就是|再有|顺便说一下|顺便反映|顺便|以及|第二|二是|其次)[，,：:\s]*")
 
 
 def split_candidates(text: str) -> list[str]:
