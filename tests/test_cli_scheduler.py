@@ -88,10 +88,12 @@ def test_scheduler_on_a_database_that_was_never_migrated_is_one_line(tmp_path: P
     assert result.exit_code == 2 and "quanbot db upgrade" in result.output and "Traceback" not in result.output
 
 
-async def test_apscheduler_logs_nothing_per_run_after_the_cli_set_up_logging(
+async def test_apscheduler_and_alembic_log_nothing_per_run_after_the_cli_set_up_logging(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(logging.getLogger("apscheduler"), "level", logging.NOTSET)  # restored afterwards
+    for name in ("apscheduler", "alembic"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)  # restored afterwards
     quiet_libraries()
+    assert not logging.getLogger("alembic.runtime.migration").isEnabledFor(logging.INFO)  # "Context impl …"
     caplog.set_level(logging.DEBUG)
     runs: list[int] = []
     scheduler = AsyncIOScheduler(timezone="UTC")

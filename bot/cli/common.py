@@ -21,9 +21,10 @@ from bot.settings import Settings, SettingsError, load_settings
 console = Console()
 err_console = Console(stderr=True)
 
-# Libraries whose INFO lines are noise at a terminal: APScheduler logs two per sweep ("Running job", "executed
-# successfully"); jieba prints "Building prefix dict…" on its first cut.
-QUIET_LOGGERS = ("apscheduler",)
+# Libraries whose INFO lines are noise in our log: APScheduler writes two per sweep ("Running job", "executed
+# successfully"), Alembic two per start even with nothing to migrate ("Context impl", "Will assume"). jieba's
+# "Building prefix dict…" notes are handled in quiet_libraries.
+QUIET_LOGGERS = ("apscheduler", "alembic")
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
