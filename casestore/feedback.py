@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from casestore import notices
 from casestore.audit import record_audit
@@ -37,9 +37,13 @@ def request_rating(*, session: Session, case: Case, now: datetime, photo: str | 
             msg = type(msg)(text=msg.text, buttons=msg.buttons, photo=photo)
         record_notification(session=session, case_id=case.id, kind="rating_request", level=case.reopen_count,
                             recipient=f"resident:{case.resident_id}", message=msg, now=now)
+    merged = {c.resident_id: c for c in session.exec(select(Case).where(col(Case.duplicate_of_id) == case.id))}
     for resident_id in list_subscribers(session=session, case_id=case.id):
+        own = merged.get(resident_id)
+        if own is None:  # a follower must hear of their own report only; without one there is nothing to say
+            continue
         record_notification(session=session, case_id=case.id, kind="subscriber_update", level=case.reopen_count,
-                            recipient=f"resident:{resident_id}", message=notices.subscriber_update(case), now=now)
+                            recipient=f"resident:{resident_id}", message=notices.subscriber_update(own), now=now)
 
 
 def get_case_for_resident(*, session: Session, resident_id: int, code: str) -> Case:

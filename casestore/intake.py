@@ -53,10 +53,6 @@ class IntakeResult:
     assignment: Assignment | None = None
     hotspot_raised: bool = False
 
-    @property
-    def reply_hint(self) -> str | None:
-        """What the dialogue may tell the resident about a duplicate."""
-        return notices.duplicate_reply(self.duplicate_of) if self.duplicate_of is not None else None
 
 
 def locate(*, session: Session, policies: Policies, resident: Resident | None,

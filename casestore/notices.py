@@ -134,14 +134,11 @@ def rating_request(case: Case) -> OutboundMessage:
     )
 
 
-def subscriber_update(case: Case) -> OutboundMessage:
-    return OutboundMessage(text=f"您关注的工单 {case.code}「{case.title}」已处理完毕。如问题仍在，请再次告诉我。")
-
-
-def duplicate_reply(original: Case) -> str:
-    """What the dialogue tells a resident whose report joined an open case."""
-    return (f"这个问题已经有居民反映过了（工单 {original.code}），网格员正在处理。"
-            "我们已把您加入关注，处理结果会同时通知您。")
+def subscriber_update(own: Case, *, note: str | None = None) -> OutboundMessage:
+    """To a resident whose report was merged into another's case: their OWN code and words, never the other's."""
+    done = f"（{note}）" if note else ""
+    return OutboundMessage(text=f"您反映的问题（工单 {own.code}「{own.title}」）已合并处理完毕{done}。"
+                                "如问题仍在，请再次告诉我。")
 
 
 def reopened_notice(case: Case) -> str:

@@ -40,7 +40,6 @@ def test_a_repeat_report_joins_the_open_case_and_pages_nobody(engine, policies, 
     clock.advance(hours=2)
     r = open_(engine, policies, sla, clock, second_reporter, **LEAK_AGAIN)
     assert r.duplicate_of is not None and r.duplicate_of.code == original.code
-    assert original.code in r.reply_hint and "正在处理" in r.reply_hint
     dup = case_by_code(engine, r.case.code)
     assert (dup.status, dup.close_reason, dup.duplicate_of_id) == (CaseStatus.closed, CloseReason.duplicate, original.id)
     assert dup.assignee_id is None and dup.next_reminder_at is None
@@ -51,7 +50,10 @@ def test_a_repeat_report_joins_the_open_case_and_pages_nobody(engine, policies, 
     with session_scope(engine) as s:
         actions.resolve(session=s, sla=sla, code=original.code, actor=actor(s, FU01_FULL), clock=clock,
                         note="已修好")
-    assert [n.chat_id for n in notes(engine, original.code, "subscriber_update")] == [5002]
+    [follow] = notes(engine, original.code, "subscriber_update")
+    assert follow.chat_id == 5002 and dup.code in follow.payload["text"]
+    # the follower never sees the first reporter's case code or words
+    assert original.code not in follow.payload["text"] and "天花板" not in follow.payload["text"]
     assert [n.chat_id for n in notes(engine, original.code, "rating_request")] == [5001]
 
 
