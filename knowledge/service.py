@@ -107,7 +107,3 @@ def ingest_from_settings(settings: Any, path: Path | None = None, *,
 def components(settings: Any) -> tuple[Embedder, ChromaStore]:
     """A new embedder and store for `settings` (prefer `KnowledgeRuntime.components`)."""
     return KnowledgeRuntime(settings).components()
-
-
-def reset_cache() -> None:
-    """Nothing is cached any more; kept until tests/test_demo.py stops calling it."""

