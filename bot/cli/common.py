@@ -17,9 +17,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from bot.settings import Settings, SettingsError, load_settings
+from policies.masking import mask_text
 
 console = Console()
 err_console = Console(stderr=True)
+log = logging.getLogger("quanbot.cli")
 
 # Libraries whose INFO lines are noise in our log: APScheduler writes two per sweep ("Running job", "executed
 # successfully"), Alembic two per start even with nothing to migrate ("Context impl", "Will assume"). jieba's
@@ -48,7 +50,8 @@ def one_line_errors(failure: str) -> Iterator[None]:
         yield
     except (typer.Exit, typer.Abort):
         raise
-    except Exception as exc:  # noqa: BLE001 - a person reads one line; a traceback is not for them
+    except Exception as exc:  # a person reads one line; the traceback goes to the log (at DEBUG)
+        log.debug("%s", failure, exc_info=True)
         fail(f"{failure}：{type(exc).__name__}: {exc}")
 
 
@@ -66,12 +69,12 @@ def config_errors(failure: str | None = None) -> Iterator[None]:
             fail(str(exc), code=2)
 
 
-class _BelowWarning(logging.Filter):
+class _WarningsAndAbove(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
 
 
-_below_warning = _BelowWarning()
+_warnings_and_above = _WarningsAndAbove()
 
 
 def quiet_libraries() -> None:
@@ -81,8 +84,8 @@ def quiet_libraries() -> None:
     overwritten: a filter on its logger survives that, and jieba need not be imported here.
     """
     jieba_log = logging.getLogger("jieba")
-    if _below_warning not in jieba_log.filters:
-        jieba_log.addFilter(_below_warning)
+    if _warnings_and_above not in jieba_log.filters:
+        jieba_log.addFilter(_warnings_and_above)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -96,8 +99,6 @@ class MaskingFilter(logging.Filter):
         self._fmt = logging.Formatter()
 
     def _clean(self, text: str) -> str:
-        from policies.masking import mask_text
-
         for secret in self.secrets:
             text = text.replace(secret, "<secret>")
         return mask_text(text)
