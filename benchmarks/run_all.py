@@ -24,6 +24,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench_sweep", ["--sizes", "10000,100000,1000000", "--runs", "3"], ["--sizes", "10000", "--runs", "2"]),
     ("bench_telegram", ["--handler", "engine"], ["--handler", "engine", "--residents", "60"]),
     ("bench_memory", [], []),
+    ("bench_startup", ["--runs", "5"], ["--runs", "3"]),
 ]
 
 

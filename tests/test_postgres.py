@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, func, select
 
 from casestore.cases import apply_action, create_case, get_case, next_case_code
-from casestore.db import current_revision, session_scope
+from casestore.db import current_revision, head_revision, session_scope
 from casestore.errors import ConcurrentUpdate
 from casestore.models import Case, CaseCreate, CaseEvent, Worker
 
@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
 def test_migrated_schema_and_org(pg_engine) -> None:
-    assert current_revision(pg_engine) == "0002"
+    assert current_revision(pg_engine) == head_revision() == "0003"
     tables = set(inspect(pg_engine).get_table_names())
     assert {"case", "caseevent", "notification", "inboundupdate", "grid", "worker", "resident"} <= tables
     indexes = {i["name"] for i in inspect(pg_engine).get_indexes("case")}

@@ -6,7 +6,7 @@ Resident 555777: /start, consent, address by buttons, a cited policy answer, a r
 (asked where), confirmation, the case code with a local due time, the rating, and a gas emergency.
 Worker 900100 (芙蓉社区第一网格专职网格员, grids.yaml): the task push, 接单, 办结 with a note, skip photo.
 Pushes (Notification rows) are delivered by the channel right after the update that queued them (and by the
-scheduler's sweep for anything that missed). `quanbot run` itself (bot.cli_run.serve: migrate, warm the models, channel + scheduler) is
+scheduler's sweep for anything that missed). `quanbot run` itself (bot.cli.run.serve: migrate, warm the models, channel + scheduler) is
 run once against the test server.
 """
 
@@ -267,7 +267,7 @@ async def test_emergency_page_reaches_the_worker_without_waiting_for_a_sweep(
 
 # ---------------------------------------------------------------- `quanbot run`
 async def test_quanbot_run_serves_start_and_the_scheduler_then_stops_cleanly(tg: BotApiServer, tmp_path: Path):  # noqa: F811
-    from bot.cli_run import serve
+    from bot.cli.run import serve
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

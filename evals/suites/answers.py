@@ -20,7 +20,7 @@ from typing import Any
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jsonl
 from evals.fixtures import settings_for
 from knowledge.llm import llm_from_settings
-from knowledge.service import build_knowledge_service, ingest_from_settings
+from knowledge.service import KnowledgeRuntime
 from policies.masking import mask_text
 
 ANSWER_FILES = ("answers_a.jsonl", "answers_b.jsonl")
@@ -41,8 +41,9 @@ def run(ctx: EvalContext) -> SuiteResult:
     settings = settings_for(ctx.settings, ctx.mode, chroma_dir=Path(ctx.settings.var_dir) / "eval" / "answers-chroma")
     problems: list[DataProblem] = []
     answerable, unanswerable = _load(ctx, problems)
-    ingest_from_settings(settings)  # incremental: unchanged documents are skipped
-    service = build_knowledge_service(settings)
+    runtime = KnowledgeRuntime(settings)
+    runtime.ingest()  # incremental: unchanged documents are skipped
+    service = runtime.service()
     judge = _judge(settings) if ctx.mode == "llm" else None
     method = "judge" if judge is not None else "lexical"
 

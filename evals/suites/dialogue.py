@@ -40,7 +40,7 @@ from casestore.residents import bind_address, record_consent
 from casestore.sweep import sweep
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult
 from evals.fixtures import classifier_for, fresh_database, read_cases, settings_for
-from knowledge.service import build_knowledge_service, ingest_from_settings
+from knowledge.service import KnowledgeRuntime
 from policies.loader import load_policies
 
 SCENARIO_DIR = DATA_DIR / "dialogue"
@@ -428,8 +428,9 @@ def timeline(sim: Sim) -> list[dict[str, Any]]:
 def knowledge_for(settings: Any) -> Any:
     """The real knowledge service on the eval index (shared with the answers suite)."""
     ks = settings.model_copy(update={"chroma_dir": Path(settings.var_dir) / "eval" / "answers-chroma"})
-    ingest_from_settings(ks)
-    return build_knowledge_service(ks)
+    runtime = KnowledgeRuntime(ks)
+    runtime.ingest()
+    return runtime.service()
 
 
 def load_scenarios(ctx: EvalContext, problems: list[DataProblem]) -> list[tuple[str, int, dict[str, Any]]]:
