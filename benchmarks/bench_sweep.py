@@ -105,7 +105,7 @@ def load_sqlite(engine: Engine, n: int, due: int) -> float:
             cur.execute(f'DROP INDEX "{name}"')
         sql = f'INSERT INTO "case" ({", ".join(COLS)}) VALUES ({", ".join("?" for _ in COLS)})'
         rows = _rows(n, due, assignees, _sqlite_ts)
-        while chunk := [row for _, row in zip(range(100_000), rows)]:
+        while chunk := [row for _, row in zip(range(100_000), rows, strict=False)]:
             cur.executemany(sql, chunk)
         for ddl in indexes:  # bulk index builds instead of n incremental inserts per index
             cur.execute(ddl)
@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         ok = "OK" if float(r["sweep_ms"]) <= 200 else "OVER"
         print(f"  {r['db']:8} {r['cases']:>9,}  {r['due_query_ms']:>9}  {r['cold_query_ms']:>10}  "
-              f"{r['cold_sweep_ms']:>10}  {r['query_ms']:>10}  {r['sweep_ms']:>10}  {r['cpu_ms']:>10}  {r['load']}  [{ok}]")
+              f"{r['cold_sweep_ms']:>10}  {r['query_ms']:>10}  {r['sweep_ms']:>10}  {r['cpu_ms']:>10}  "
+              f"{r['load']}  [{ok}]")
     return 0
 
 

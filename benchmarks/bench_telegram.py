@@ -3,8 +3,8 @@
 N simulated residents talk at the same time, each a short script (/start, press the consent button or
 say hello, ask about a broken light). Every step is an update pushed into the test server's getUpdates
 queue; the step's latency is from the push to the last reply message the server received for it. The
-bot runs three times: burst and sustained with the outbound limits off (the bot's own capacity) and with Telegram's limits
-(30 msg/s overall, 1 msg/s per chat after a burst of 3), which cap the reply rate by design.
+bot runs three times: burst and sustained with the outbound limits off (the bot's own capacity) and with Telegram's
+limits (30 msg/s overall, 1 msg/s per chat after a burst of 3), which cap the reply rate by design.
 
 "messages/s" in the targets means resident messages handled per second, i.e. updates/s (one update =
 one resident message or button press, stored, handled, answered and marked done). Each update here is
@@ -284,10 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         r = asyncio.run(_run(args.residents, args.handler, overall, per_chat, pace, args.handler_threads,
                              args.postgres))
         print(f"  handler: {r['handler']}")
-        print(f"  {r['updates']} updates (resident messages) in {r['wall']:.2f}s = {r['updates_per_s']:.1f} updates/s; "
+        print(f"  {r['updates']} updates (resident messages) in {r['wall']:.2f}s = "
+              f"{r['updates_per_s']:.1f} updates/s; "
               f"{r['sends']} reply messages sent = {r['sends_per_s']:.1f} reply msg/s")
-        print(f"  bot process CPU: {r['cpu_ms_per_update']:.1f} ms per update ({100 * r['cpu_share']:.0f}% of one core)")
-        print(f"  latency push->last reply: p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, max {r['max_ms']:.0f} ms")
+        print(f"  bot process CPU: {r['cpu_ms_per_update']:.1f} ms per update "
+              f"({100 * r['cpu_share']:.0f}% of one core)")
+        print(f"  latency push->last reply: p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
+              f"max {r['max_ms']:.0f} ms")
         print(f"  lost replies {r['lost']}, duplicated replies {r['duplicated']}, handler errors {r['errors']}, "
               f"429 retries {r['retries_429']}")
         if overall == 0 and pace == 0:
@@ -297,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and passed
         elif overall == 0:
             passed = r["p95_ms"] <= 150 and r["lost"] == 0 and r["duplicated"] == 0
-            print(f"  latency target at this load (p95 <= 150 ms, 0 lost, 0 duplicated): {'MET' if passed else 'NOT MET'}")
+            print("  latency target at this load (p95 <= 150 ms, 0 lost, 0 duplicated): "
+                  f"{'MET' if passed else 'NOT MET'}")
             ok = ok and passed
         else:
             print(f"  (expected cap: {overall:.0f} msg/s overall; 0 lost / 0 duplicated still required: "

@@ -41,10 +41,9 @@ def test_create_writes_case_and_event_together(engine) -> None:
 
 
 def test_failed_transaction_leaves_neither_case_nor_event(engine) -> None:
-    with pytest.raises(RuntimeError):
-        with session_scope(engine) as s:
-            _new(s)
-            raise RuntimeError("crash before commit")
+    with pytest.raises(RuntimeError), session_scope(engine) as s:
+        _new(s)
+        raise RuntimeError("crash before commit")
     with Session(engine) as s:
         assert s.exec(select(Case)).all() == []
         assert s.exec(select(CaseEvent)).all() == []
@@ -53,11 +52,10 @@ def test_failed_transaction_leaves_neither_case_nor_event(engine) -> None:
 def test_transition_and_event_are_atomic(engine) -> None:
     with session_scope(engine) as s:
         case = _new(s)
-    with pytest.raises(RuntimeError):
-        with session_scope(engine) as s:
-            c = get_case(session=s, case_id=case.id)
-            apply_action(session=s, case=c, action="assign", actor="system", now=NOW, changes={"assignee_id": 1})
-            raise RuntimeError("crash after the update")
+    with pytest.raises(RuntimeError), session_scope(engine) as s:
+        c = get_case(session=s, case_id=case.id)
+        apply_action(session=s, case=c, action="assign", actor="system", now=NOW, changes={"assignee_id": 1})
+        raise RuntimeError("crash after the update")
     with Session(engine) as s:
         c = get_case(session=s, case_id=case.id)
         assert c.status == "new" and c.assignee_id is None
@@ -80,9 +78,8 @@ def test_every_change_is_audited_with_actor_and_note(engine) -> None:
 def test_illegal_transition_changes_nothing(engine) -> None:
     with session_scope(engine) as s:
         case = _new(s)
-    with pytest.raises(IllegalTransition):
-        with session_scope(engine) as s:
-            apply_action(session=s, case=get_case(session=s, case_id=case.id), action="resolve", actor="x", now=NOW)
+    with pytest.raises(IllegalTransition), session_scope(engine) as s:
+        apply_action(session=s, case=get_case(session=s, case_id=case.id), action="resolve", actor="x", now=NOW)
     with Session(engine) as s:
         assert len(list_events(session=s, case_id=case.id)) == 1
 

@@ -1,7 +1,7 @@
 """`quanbot demo` end to end on a small scenario: the real engine, case store, sweep and dispatch on a fake clock.
 
-The knowledge base uses the tests' hash embedder (tests/embedders.py, no model load); the classifier is the real one, loaded
-from the shared model cache under var/models (trained once if missing).
+The knowledge base uses the tests' hash embedder (tests/embedders.py, no model load); the classifier is the real one,
+loaded from the shared model cache under var/models (trained once if missing).
 """
 
 from __future__ import annotations

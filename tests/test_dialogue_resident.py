@@ -100,7 +100,8 @@ def test_start_shows_privacy_and_asks_consent_then_binds_address_by_buttons(dlg,
     assert "芙蓉小区3号楼2单元" in all_text(r) and "芙蓉社区第一网格" in all_text(r)
     with session_scope(engine) as s:
         res = resident_of(s, RESIDENT_ID)
-        assert res.consent_at is not None and (res.estate, res.building, res.unit, res.grid_id) == ("芙蓉小区", 3, 2, "FU01")
+        assert res.consent_at is not None
+        assert (res.estate, res.building, res.unit, res.grid_id) == ("芙蓉小区", 3, 2, "FU01")
 
 
 def test_typed_address_and_address_command_change_it(dlg, engine):
@@ -321,7 +322,8 @@ def test_prompt_injection_changes_nothing_and_leaks_nothing(dlg, engine, clock, 
     assert not contains_unmasked(said) and "5678" not in said and theirs.code not in said
     assert cases_of(engine) == []
     with session_scope(engine) as s:
-        assert s.execute(select(Conversation.state).where(Conversation.user_id == RESIDENT_ID)).scalar() in (before, "idle")
+        state = s.execute(select(Conversation.state).where(Conversation.user_id == RESIDENT_ID)).scalar()
+        assert state in (before, "idle")
 
 
 def test_empty_huge_and_unsupported_input_get_polite_replies(dlg, engine, clock, policies):

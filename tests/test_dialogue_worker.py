@@ -75,7 +75,8 @@ def case(engine, code: str) -> Case:  # type: ignore[no-untyped-def]
 def events(engine, code: str) -> list[str]:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         c = s.execute(select(Case).where(Case.code == code)).scalars().one()
-        return [e.action for e in s.execute(select(CaseEvent).where(CaseEvent.case_id == c.id).order_by(CaseEvent.id)).scalars()]
+        rows = s.execute(select(CaseEvent).where(CaseEvent.case_id == c.id).order_by(CaseEvent.id)).scalars()
+        return [e.action for e in rows]
 
 
 def test_worker_accepts_responds_and_resolves_with_notes_through_buttons(dlg, engine, clock, case_code):
@@ -211,9 +212,9 @@ def test_admin_commands(dlg, engine, clock, policies, case_code):
 
     said = all_text(dlg.handle(command("register_worker", "777001 FU02 part_time", user=ADMIN_ID)))
     assert "777001" in said
-    assert texts.WORKER_UNKNOWN == all_text(dlg.handle(text("在吗", user=777001)))  # now a worker
+    assert all_text(dlg.handle(text("在吗", user=777001))) == texts.WORKER_UNKNOWN  # now a worker
     assert "岗位只能是" in all_text(dlg.handle(command("register_worker", "777002 FU02 boss", user=ADMIN_ID)))
-    assert texts.NOT_ADMIN == all_text(dlg.handle(command("register_worker", "1 FU01 full_time", user=RESIDENT_ID)))
+    assert all_text(dlg.handle(command("register_worker", "1 FU01 full_time", user=RESIDENT_ID))) == texts.NOT_ADMIN
 
 
 # ---------------------------------------------------------------- terminal chat

@@ -29,8 +29,8 @@ from tests.test_loop_support import (
 
 __all__ = ["sla"]
 
-LEAK = dict(category="building", title="楼道漏水", description="3号楼2单元楼道天花板漏水")
-LEAK_AGAIN = dict(category="building", title="楼道漏水了", description="3号楼2单元楼道漏水，一直在滴水")
+LEAK = {"category": "building", "title": "楼道漏水", "description": "3号楼2单元楼道天花板漏水"}
+LEAK_AGAIN = {"category": "building", "title": "楼道漏水了", "description": "3号楼2单元楼道漏水，一直在滴水"}
 
 
 def test_a_repeat_report_joins_the_open_case_and_pages_nobody(engine, policies, sla, clock) -> None:
@@ -41,7 +41,8 @@ def test_a_repeat_report_joins_the_open_case_and_pages_nobody(engine, policies, 
     r = open_(engine, policies, sla, clock, second_reporter, **LEAK_AGAIN)
     assert r.duplicate_of is not None and r.duplicate_of.code == original.code
     dup = case_by_code(engine, r.case.code)
-    assert (dup.status, dup.close_reason, dup.duplicate_of_id) == (CaseStatus.closed, CloseReason.duplicate, original.id)
+    assert (dup.status, dup.close_reason, dup.duplicate_of_id) == (
+        CaseStatus.closed, CloseReason.duplicate, original.id)
     assert dup.assignee_id is None and dup.next_reminder_at is None
     assert [n.chat_id for n in notes(engine, kind="task")] == [FU01_FULL]  # paged once, for the original
     with Session(engine) as s:
@@ -116,8 +117,8 @@ def test_reports_spread_over_a_community_or_too_slow_do_not_alert_wrongly(engine
     # five outages across grids of one community: a community hotspot
     for building in (1, 8, 14):
         _outage(engine, policies, sla, clock, building)
-    open_(engine, policies, sla, clock, category="utilities", title="停水", description="东苑2号楼停水", estate="芙蓉东苑",
-          building=2)
+    open_(engine, policies, sla, clock, category="utilities", title="停水", description="东苑2号楼停水",
+          estate="芙蓉东苑", building=2)
     r = open_(engine, policies, sla, clock, category="utilities", title="停水", description="东苑6号楼停水",
               estate="芙蓉东苑", building=6)
     assert r.hotspot_raised and r.hotspot.scope == "community:furong"
@@ -133,8 +134,10 @@ def test_stats_count_promises_and_silence_is_not_satisfaction(engine, policies, 
     who = resident(engine, clock, policies, user=5001)
     start = clock.now()
     a = open_(engine, policies, sla, clock, who).case.code  # answered in 20 min, resolved, rated 4
-    b = open_(engine, policies, sla, clock, who, title="井盖松动", description="门口井盖松动").case.code  # answered late
-    c = open_(engine, policies, sla, clock, who, title="路灯不亮", description="东门路灯坏了").case.code  # never answered
+    b = open_(engine, policies, sla, clock, who,
+              title="井盖松动", description="门口井盖松动").case.code  # answered late
+    c = open_(engine, policies, sla, clock, who,
+              title="路灯不亮", description="东门路灯坏了").case.code  # never answered
     clock.advance(minutes=20)
     with session_scope(engine) as s:
         actions.resolve(session=s, sla=sla, code=a, actor=actor(s, FU01_FULL), clock=clock, note="好了")

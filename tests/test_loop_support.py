@@ -37,9 +37,9 @@ def sla(policies: Policies) -> SlaPolicy:
 
 
 def report(**overrides: Any) -> Report:
-    base: dict[str, Any] = dict(intent="help", category="building", urgency="urgent", title="楼道灯不亮",
-                                description="3号楼2单元楼道灯坏了，晚上很黑", location_text="芙蓉小区3号楼2单元",
-                                estate="芙蓉小区", building=3, unit=2)
+    base: dict[str, Any] = {"intent": "help", "category": "building", "urgency": "urgent", "title": "楼道灯不亮",
+                            "description": "3号楼2单元楼道灯坏了，晚上很黑", "location_text": "芙蓉小区3号楼2单元",
+                            "estate": "芙蓉小区", "building": 3, "unit": 2}
     base.update(overrides)
     return Report(**base)
 

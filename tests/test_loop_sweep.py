@@ -93,7 +93,8 @@ def test_downtime_catch_up_sends_one_not_a_burst(engine, policies, sla, clock) -
     clock.advance(hours=3)  # the scheduler was down past both reminders, the breach and level 2's time
     r = _sweep(engine, policies, sla, clock)
     assert (r.due, r.reminders, r.escalations) == (1, 0, 1)
-    assert _timeline(engine, code, start) == [(180, "escalation", 1, FURONG_SUPERVISOR), (180, "escalation", 1, FU01_FULL)]
+    assert _timeline(engine, code, start) == [
+        (180, "escalation", 1, FURONG_SUPERVISOR), (180, "escalation", 1, FU01_FULL)]
     assert _sweep(engine, policies, sla, clock).due == 0  # nothing more right now
     clock.advance(minutes=29)
     assert _sweep(engine, policies, sla, clock).due == 0

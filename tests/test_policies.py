@@ -72,7 +72,7 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     folder = _copy(tmp_path)
     (folder / "grids.yaml").unlink()
-    with pytest.raises(PolicyError, match="grids.yaml: file is missing"):
+    with pytest.raises(PolicyError, match=r"grids\.yaml: file is missing"):
         load_policies(folder)
 
 
