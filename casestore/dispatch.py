@@ -22,6 +22,12 @@ expires a dispatcher sends it again: delivery is AT-LEAST-ONCE in that single wi
 lost reminder breaks the city's promise while a repeated one only annoys (Telegram offers no idempotency
 key to do better). Everywhere else it is exactly once. Nothing is ever sent before its row is committed.
 
+The reply outbox (`OutboundReply` rows) follows the same four steps for the answers to inbound updates, with
+two differences. Recording happens in the transaction that marks the update handled (bot.channels.inbox), so
+a handled update always has its reply and an unhandled one none. And a chat's rows go out in id order: only a
+chat's oldest unsent row (its head) can be claimed, so a reply waiting out a 429 holds back the later ones of
+that chat and of no other. Rows stay until sent: flood control and network errors only move `next_attempt_at`.
+
 Must not: decide what to send (services do) or know a channel's API (Notifiers do).
 """
 
@@ -29,19 +35,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col
 
 from casestore.accounts import Address, address_of
 from casestore.clock import Clock
 from casestore.db import session_scope
-from casestore.models import Notification, NotificationState
+from casestore.models import Notification, NotificationState, OutboundReply
 from casestore.notify import DeliveryError, Notifier, OutboundMessage, RetryLater
 
 log = logging.getLogger(__name__)
@@ -187,3 +194,141 @@ def list_notifications(*, session: Session, case_id: int | None = None, kind: st
     if kind is not None:
         stmt = stmt.where(col(Notification.kind) == kind)
     return list(session.execute(stmt.order_by(col(Notification.id))).scalars())
+
+
+# ---------------------------------------------------------------- the reply outbox
+# a claimed reply is claimable again after this: longer than a send that waits out its inline 429 retries; a
+# sender that is the channel's only one (long polling) takes back a stopped process's claims at once instead
+REPLY_LEASE = timedelta(minutes=5)
+REPLY_MAX_ERRORS = 5  # unexplained send errors before a reply is given up (flood control never counts)
+REPLY_MAX_AGE = timedelta(hours=24)  # network errors are retried this long, then the reply is given up
+_OPEN = (NotificationState.pending.value, NotificationState.sending.value)
+
+
+@dataclass(frozen=True)
+class ClaimedReply:
+    id: int
+    update_id: int
+    position: int
+    chat_id: int
+    payload: dict[str, Any]
+    attempts: int
+    parts_sent: int
+    created_at: datetime
+    reclaimed: bool  # its earlier claim ran out without a mark: the message may have been delivered already
+
+
+def _reply_insert(dialect: str) -> Any:
+    table: Table = OutboundReply.__table__  # type: ignore[attr-defined]  # SQLModel does not declare __table__
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def record_replies(*, connection: Connection, channel: str, update_id: int, chat_id: int,
+                   messages: Sequence[OutboundMessage], now: datetime, first_position: int = 0) -> None:
+    """Queue `messages` as the reply to one update, in the caller's transaction; a (channel, update id,
+    position) already queued is kept as it is."""
+    rows = [{"channel": channel, "update_id": update_id, "position": first_position + i, "chat_id": chat_id,
+             "payload": _payload(m), "state": NotificationState.pending.value, "attempts": 0, "parts_sent": 0,
+             "created_at": now, "next_attempt_at": now} for i, m in enumerate(messages)]
+    if rows:
+        connection.execute(_reply_insert(connection.dialect.name).on_conflict_do_nothing(
+            index_elements=["channel", "update_id", "position"]), rows)
+
+
+def _open_reply(channel: str) -> Any:
+    return (col(OutboundReply.channel) == channel) & col(OutboundReply.state).in_(_OPEN)
+
+
+def claim_replies(*, engine: Engine, channel: str, now: datetime, limit: int = 200, chat_id: int | None = None,
+                  exclude: set[int] | None = None) -> list[ClaimedReply]:
+    """Claim the due head (oldest unsent row) of up to `limit` chats (or of `chat_id` only; never of the chats
+    in `exclude`, which the caller is serving already) under a lease."""
+    heads = (select(func.min(col(OutboundReply.id))).where(_open_reply(channel))
+             .group_by(col(OutboundReply.chat_id)).order_by(func.min(col(OutboundReply.id))).limit(limit))
+    if chat_id is not None:
+        heads = heads.where(col(OutboundReply.chat_id) == chat_id)
+    if exclude:
+        heads = heads.where(col(OutboundReply.chat_id).not_in(sorted(exclude)))
+    claimed: list[ClaimedReply] = []
+    with engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(heads).all()]
+        if not ids:
+            return []
+        rows = conn.execute(select(OutboundReply.__table__).where(  # type: ignore[attr-defined]
+            col(OutboundReply.id).in_(ids), col(OutboundReply.next_attempt_at) <= now)
+            .order_by(col(OutboundReply.id))).all()
+        for row in rows:
+            result = conn.execute(update(OutboundReply).where(
+                col(OutboundReply.id) == row.id, col(OutboundReply.state) == row.state,
+                col(OutboundReply.attempts) == row.attempts,
+            ).values(state=NotificationState.sending.value, attempts=row.attempts + 1,
+                     next_attempt_at=now + REPLY_LEASE))
+            if result.rowcount == 1:
+                claimed.append(ClaimedReply(
+                    id=row.id, update_id=row.update_id, position=row.position, chat_id=row.chat_id,
+                    payload=row.payload, attempts=row.attempts + 1, parts_sent=row.parts_sent,
+                    created_at=row.created_at, reclaimed=row.state == NotificationState.sending.value))
+    return claimed
+
+
+def _mark_reply(conn: Connection, item: ClaimedReply, **values: Any) -> bool:
+    result = conn.execute(update(OutboundReply).where(
+        col(OutboundReply.id) == item.id, col(OutboundReply.state) == NotificationState.sending.value,
+        col(OutboundReply.attempts) == item.attempts).values(**values))
+    return bool(result.rowcount == 1)
+
+
+def mark_reply_sent(*, engine: Engine, item: ClaimedReply, parts: int, now: datetime) -> bool:
+    """The message left: `sent`, its text no longer kept; False if another claim owns the row now."""
+    with engine.begin() as conn:
+        return _mark_reply(conn, item, state=NotificationState.sent.value, sent_at=now, parts_sent=parts,
+                           payload={}, next_attempt_at=None, last_error=None)
+
+
+def retry_reply(*, engine: Engine, item: ClaimedReply, at: datetime, error: str, parts_sent: int,
+                counts: bool = True) -> None:
+    """Back to pending until `at`; `counts=False` (flood control) does not use up an attempt."""
+    attempts = item.attempts if counts else item.attempts - 1
+    with engine.begin() as conn:
+        _mark_reply(conn, item, state=NotificationState.pending.value, next_attempt_at=at, attempts=attempts,
+                    parts_sent=parts_sent, last_error=error[:500])
+
+
+def fail_reply(*, engine: Engine, item: ClaimedReply, error: str, parts_sent: int) -> None:
+    """The channel refused the message for good (blocked bot, unknown chat), or it kept failing."""
+    with engine.begin() as conn:
+        _mark_reply(conn, item, state=NotificationState.failed.value, next_attempt_at=None, parts_sent=parts_sent,
+                    last_error=error[:500])
+
+
+def release_replies(*, engine: Engine, channel: str, now: datetime) -> int:
+    """Make the claims of a stopped process claimable now (the only sender of `channel` is starting); returns
+    how many: each may already have been delivered, and will be sent again."""
+    with engine.begin() as conn:
+        result = conn.execute(update(OutboundReply).where(
+            col(OutboundReply.channel) == channel, col(OutboundReply.state) == NotificationState.sending.value,
+        ).values(next_attempt_at=now))
+        return int(result.rowcount or 0)
+
+
+def next_reply_due(*, engine: Engine, channel: str) -> datetime | None:
+    """When the earliest chat head of `channel` may be claimed (None: nothing is waiting)."""
+    heads = select(func.min(col(OutboundReply.id))).where(_open_reply(channel)).group_by(col(OutboundReply.chat_id))
+    with engine.connect() as conn:
+        value: datetime | None = conn.execute(select(func.min(col(OutboundReply.next_attempt_at)))
+                                              .where(col(OutboundReply.id).in_(heads))).scalar()
+    return value
+
+
+def count_replies(*, engine: Engine, channel: str, update_id: int | None = None, state: str | None = None,
+                  unsent: bool = False) -> int:
+    """Reply rows of `channel` (of one update, in one state, or still unsent)."""
+    stmt = select(func.count()).select_from(OutboundReply).where(col(OutboundReply.channel) == channel)
+    if update_id is not None:
+        stmt = stmt.where(col(OutboundReply.update_id) == update_id)
+    if state is not None:
+        stmt = stmt.where(col(OutboundReply.state) == state)
+    if unsent:
+        stmt = stmt.where(col(OutboundReply.state).in_(_OPEN))
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())

@@ -281,7 +281,12 @@ class InboundState(StrEnum):
 
 
 class InboundUpdate(SQLModel, table=True):
-    """Every incoming channel update, stored before it is handled (unique per channel and update id)."""
+    """Every incoming channel update, stored before it is handled (unique per channel and update id).
+
+    `payload` holds the update with its text masked (never raw phone or ID numbers) while it waits to be handled,
+    and nothing once it is done. `attempts` counts handler starts, `failures` the starts whose handler raised: a
+    start that neither finished nor failed was cut off by a stopped process (bot.channels.inbox explains the rules).
+    """
 
     __table_args__ = (UniqueConstraint("channel", "update_id", name="uq_inbound_update"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -290,10 +295,38 @@ class InboundUpdate(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
     state: str = Field(default=InboundState.received, index=True)
     attempts: int = 0
+    failures: int = 0
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     handled_at: datetime | None = _ts()
-    error: str | None = None
+    error: str | None = None  # masked
     erased_at: datetime | None = _ts(index=True)  # the update's content removed (retention); the key stays
+
+
+class OutboundReply(SQLModel, table=True):
+    """One message of the reply to one inbound update: the reply outbox.
+
+    Written in the transaction that marks the update handled, so a handled update always has its reply and an
+    unhandled one has none; a sender delivers the rows of each chat in id order (casestore.dispatch). Unique on
+    (channel, update id, position): a reply is recorded once. `payload` is emptied once the message is sent.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("channel", "update_id", "position", name="uq_outbound_reply"),
+        Index("ix_outboundreply_open", "channel", "state", "chat_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=20)
+    update_id: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    position: int = 0  # order within the reply; notices about the update itself sit at 1000 and up
+    chat_id: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    state: str = Field(default=NotificationState.pending)
+    attempts: int = 0
+    parts_sent: int = 0  # Bot API sends of this message already accepted (a long text is split into several)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    next_attempt_at: datetime | None = _ts()  # when pending: not before; when sending: the lease expiry
+    sent_at: datetime | None = _ts()
+    last_error: str | None = None
 
 
 class Conversation(SQLModel, table=True):

@@ -6,8 +6,8 @@ Resident 555777: /start, consent, address by buttons, a cited policy answer, a r
 (asked where), confirmation, the case code with a local due time, the rating, and a gas emergency.
 Worker 900100 (芙蓉社区第一网格专职网格员, grids.yaml): the task push, 接单, 办结 with a note, skip photo.
 Pushes (Notification rows) are delivered by the channel right after the update that queued them (and by the
-scheduler's sweep for anything that missed). `quanbot run` itself (bot.cli.run.serve: migrate, warm the models, channel + scheduler) is
-run once against the test server.
+scheduler's sweep for anything that missed). `quanbot run` itself (bot.cli.run.serve: migrate, warm the models,
+channel + scheduler) is run once against the test server.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bot.services import Services
 from bot.settings import Settings
 from casestore.clock import FakeClock
 from casestore.db import make_engine, session_scope
+from casestore.dispatch import count_replies
 from casestore.models import Case, CaseStatus, Notification, NotificationState
 from policies.models import Policies
 from tests.factories import AI_CACHE, FU01_FULL_TIME, SharedAI, make_resident, resident_of, shared_ai
@@ -68,7 +69,7 @@ def _labels(params: dict[str, Any]) -> dict[str, str]:
 
 class Chat:
     """One person talking to the bot: each step pushes an update, waits until the channel has finished it
-    (its inbox row is done, so every reply message is sent) and returns the calls sent to this chat."""
+    (its inbox row is done and every reply row of the outbox is sent) and returns the calls sent to this chat."""
 
     def __init__(self, server: BotApiServer, engine: Engine, user_id: int, name: str):
         self.tg, self.engine, self.user_id, self.name = server, engine, user_id, name
@@ -80,7 +81,8 @@ class Chat:
         deadline = time.monotonic() + timeout
         while True:
             entry = await asyncio.to_thread(inbox.get, update_id=uid)
-            if entry is not None and entry.state == "done":
+            if entry is not None and entry.state == "done" and not await asyncio.to_thread(
+                    count_replies, engine=self.engine, channel="telegram", update_id=uid, unsent=True):
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(f"update {uid} not handled in {timeout}s; state={entry and entry.state}; "

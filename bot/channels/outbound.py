@@ -1,5 +1,13 @@
-"""Outbound side of the Telegram channel: the rate limiter, the per-chat ordered send queue, and the
-Telegram `Notifier` used for pushes recorded as Notification rows.
+"""Outbound side of the Telegram channel: the rate limiter, the per-chat ordered send queue, the sender that
+delivers the reply outbox, and the Telegram `Notifier` used for pushes recorded as Notification rows.
+
+`ReplySender` (replies to residents' and workers' messages, `OutboundReply` rows): runs in the background from
+start to stop, so a reply leaves as soon as it is committed and keeps trying without waiting for a restart or
+the person's next message. Chats are served concurrently, each chat's rows in order. A 429 is waited out
+inline up to TELEGRAM_SEND_RETRIES times, then the row is put back until its retry_after has passed and tried
+again, as often as Telegram asks: flood control never drops a reply and never counts as a failure. Network
+errors retry with backoff (up to 30 s apart) for REPLY_MAX_AGE; a refusal for good (blocked bot, unknown chat)
+fails the row at once. A long message split into several sends resumes after the last part accepted.
 
 Why not PTB's `AIORateLimiter` as is: it throttles the whole bot and groups, but not private chats
 (Telegram asks for about one message a second per chat), and its `rate_limit_args=0` cannot mean "no
@@ -13,20 +21,36 @@ Must not: decide what to say (the engine does) or how it looks (telegram_render 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aiolimiter import AsyncLimiter
+from sqlalchemy.engine import Engine
 from telegram import Bot
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.ext import BaseRateLimiter
 
 from bot.channels.telegram_render import TelegramPart, TelegramRenderer
+from casestore.clock import Clock
+from casestore.dispatch import (
+    REPLY_MAX_AGE,
+    REPLY_MAX_ERRORS,
+    ClaimedReply,
+    claim_replies,
+    fail_reply,
+    mark_reply_sent,
+    next_reply_due,
+    retry_reply,
+)
 from casestore.notify import DeliveryError, OutboundMessage, RetryLater
+from policies.masking import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +144,8 @@ class ChatRateLimiter(BaseRateLimiter[RetryBudget]):
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                if chat_id is None:  # answerCallbackQuery, setMyCommands ...: not throttled
+                # answerCallbackQuery, setMyCommands ...: not throttled; "typing…" is not a message either
+                if chat_id is None or endpoint == "sendChatAction":
                     return await self._call(callback, args, kwargs)
                 chat_limiter = self._chat_limiter(chat_id)
                 if chat_limiter is not None:
@@ -167,6 +192,17 @@ class Outbound:
                 await self._send_part(chat_id, part, retries)
         return len(parts)
 
+    async def typing(self, chat_id: int) -> None:
+        """Show "typing…" in the chat (Telegram shows it for about five seconds)."""
+        await self.bot.send_chat_action(chat_id=chat_id, action=ChatAction.TYPING)
+
+    async def send_parts(self, chat_id: int, parts: list[TelegramPart], *, on_part: Callable[[], None]) -> None:
+        """Send rendered `parts` in order under the chat's lock, calling `on_part` after each accepted one."""
+        async with self._lock(chat_id):
+            for part in parts:
+                await self._send_part(chat_id, part, None)
+                on_part()
+
     async def _send_part(self, chat_id: int, part: TelegramPart, retries: int | None) -> None:
         extra: dict[str, Any] = {}
         if retries is not None:
@@ -199,3 +235,158 @@ class TelegramNotifier:
             raise DeliveryError(f"bad request: {exc.message}") from exc
         except (TimedOut, NetworkError) as exc:
             raise RetryLater(5.0) from exc
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(30, 2 ** max(0, attempts - 1)))
+
+
+class ReplySender:
+    """Delivers the reply outbox of one channel until stopped (see the module docstring).
+
+    `kick()` after committing new rows; without a kick it still looks every few seconds (rows of another
+    replica whose lease ran out, retries coming due). `on_sent(item)` observes each delivered row."""
+
+    IDLE_POLL_S = 5.0
+
+    def __init__(self, *, engine: Engine, outbound: Outbound, channel: str, clock: Clock,
+                 on_sent: Callable[[ClaimedReply], None] | None = None, max_chats: int = 64):
+        self.engine = engine
+        self.outbound = outbound
+        self.channel = channel
+        self.clock = clock
+        self.on_sent = on_sent
+        self.max_chats = max_chats
+        self._wake = asyncio.Event()
+        self._chats: dict[int, asyncio.Task[None]] = {}  # chat id -> the task delivering its rows
+        self._stopping = False
+        self.sent = 0  # rows delivered
+        self.resent = 0  # rows delivered again after a claim that ran out (a crash between send and mark)
+        self.flood_waits = 0  # rows put back by a 429 past the inline retries
+        self.errors = 0  # other failed sends (retried or given up)
+        self.failed = 0  # rows given up
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    await self._claim_round()
+                    wait = await self._idle_wait()
+                except Exception:  # the database may be away for a moment: look again soon
+                    log.exception("reply sender round failed; retrying")
+                    wait = 1.0
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({woken, stopped}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+        finally:
+            stopped.cancel()
+            self._stopping = True  # chat tasks finish the send in flight (and mark it), then stop
+            if self._chats:
+                _, late = await asyncio.wait(set(self._chats.values()), timeout=15)
+                for task in late:
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late, timeout=5)
+
+    async def _claim_round(self) -> None:
+        room = self.max_chats - len(self._chats)
+        if room <= 0:
+            return
+        claimed = await asyncio.to_thread(claim_replies, engine=self.engine, channel=self.channel,
+                                          now=self.clock.now(), limit=room, exclude=set(self._chats))
+        for item in claimed:
+            self._chats[item.chat_id] = asyncio.create_task(self._deliver_chat(item))
+
+    async def _idle_wait(self) -> float:
+        if len(self._chats) >= self.max_chats:
+            return self.IDLE_POLL_S
+        due = await asyncio.to_thread(next_reply_due, engine=self.engine, channel=self.channel)
+        if due is None:
+            return self.IDLE_POLL_S
+        return min(self.IDLE_POLL_S, max(0.02, (due - self.clock.now()).total_seconds()))
+
+    async def _deliver_chat(self, first: ClaimedReply) -> None:
+        """One chat's rows, one after another, while each is sent and the next is due."""
+        item: ClaimedReply | None = first
+        try:
+            while item is not None:
+                if not await self._send(item) or self._stopping:
+                    break
+                claimed = await asyncio.to_thread(claim_replies, engine=self.engine, channel=self.channel,
+                                                  now=self.clock.now(), limit=1, chat_id=first.chat_id)
+                item = claimed[0] if claimed else None
+        finally:
+            self._chats.pop(first.chat_id, None)
+            self.kick()  # a retry may be due later: let the main loop plan its wait
+
+    async def _send(self, item: ClaimedReply) -> bool:
+        """Send one row and record the outcome; True if it was delivered."""
+        done = item.parts_sent
+
+        def accepted() -> None:
+            nonlocal done
+            done += 1
+
+        try:
+            parts = self.outbound.renderer.render(OutboundMessage.from_payload(item.payload))[item.parts_sent:]
+            await self.outbound.send_parts(item.chat_id, parts, on_part=accepted)
+        except asyncio.CancelledError:  # stopped while waiting (e.g. out a long 429): claimable again next start
+            put_back = asyncio.to_thread(retry_reply, engine=self.engine, item=item, parts_sent=done, counts=False,
+                                         at=self.clock.now(), error="stopped before it was sent")
+            with contextlib.suppress(Exception):
+                await asyncio.shield(put_back)
+            raise
+        except RetryAfter as exc:
+            self.flood_waits += 1
+            seconds = retry_after_seconds(exc)
+            log.warning("reply %s: 429 past the inline retries; again in %.0fs", item.id, seconds)
+            await asyncio.to_thread(retry_reply, engine=self.engine, item=item, parts_sent=done, counts=False,
+                                    at=self.clock.now() + timedelta(seconds=seconds + 0.1), error=str(exc))
+            return False
+        except (Forbidden, BadRequest) as exc:  # blocked, left, unknown chat: no retry will help
+            self.errors += 1
+            self.failed += 1
+            log.warning("reply %s refused by Telegram: %s", item.id, mask_text(exc.message))
+            await asyncio.to_thread(fail_reply, engine=self.engine, item=item, parts_sent=done,
+                                    error=mask_text(f"{type(exc).__name__}: {exc.message}"))
+            return False
+        except (TimedOut, NetworkError) as exc:  # the outcome is unknown: send again (at-least-once)
+            self.errors += 1
+            await self._retry_or_fail(item, done, exc, give_up=self.clock.now() - item.created_at > REPLY_MAX_AGE)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a rendering bug or the unexpected: a few tries, then given up
+            self.errors += 1
+            await self._retry_or_fail(item, done, exc, give_up=item.attempts >= REPLY_MAX_ERRORS)
+            return False
+        if item.reclaimed:
+            self.resent += 1
+            log.warning("reply %s sent again after a stop between its send and its mark (at-least-once)", item.id)
+        await self._mark_sent(item, done)
+        self.sent += 1
+        if self.on_sent is not None:
+            self.on_sent(item)
+        return True
+
+    async def _mark_sent(self, item: ClaimedReply, parts: int) -> None:
+        # shielded: a stop must not fall between "Telegram accepted it" and "marked sent" (that resends it)
+        mark = asyncio.ensure_future(asyncio.to_thread(mark_reply_sent, engine=self.engine, item=item,
+                                                       parts=parts, now=self.clock.now()))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(mark)
+
+    async def _retry_or_fail(self, item: ClaimedReply, done: int, exc: Exception, *, give_up: bool) -> None:
+        error = mask_text(f"{type(exc).__name__}: {exc}")
+        if give_up:
+            self.failed += 1
+            log.error("reply %s given up after %s attempts: %s", item.id, item.attempts, error)
+            await asyncio.to_thread(fail_reply, engine=self.engine, item=item, parts_sent=done, error=error)
+            return
+        delay = _backoff(item.attempts)
+        log.warning("reply %s: send failed (%s); again in %.0fs", item.id, error, delay)
+        await asyncio.to_thread(retry_reply, engine=self.engine, item=item, parts_sent=done, error=error,
+                                at=self.clock.now() + timedelta(seconds=delay))
