@@ -141,9 +141,6 @@ def subscriber_update(own: Case, *, note: str | None = None) -> OutboundMessage:
                                 "如问题仍在，请再次告诉我。")
 
 
-def reopened_notice(case: Case) -> str:
-    return f"收到，工单 {case.code} 已重新交给网格员处理，我们会尽快跟进。"
-
 
 def role_name(role: str | None) -> str:
     return POSITION_ZH.get(role or "", role or "")
