@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from policies.models import Grids, Policies, Routing, Sla, Taxonomy
+from policies.models import Grids, Links, Policies, Routing, Sla, Taxonomy
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 FILES: dict[str, type[BaseModel]] = {
@@ -17,6 +17,7 @@ FILES: dict[str, type[BaseModel]] = {
     "sla": Sla,
     "routing": Routing,
     "grids": Grids,
+    "links": Links,
 }
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import date, time, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from policies.taxonomy import ROUTING_TARGETS, Category, Intent, Urgency
 
@@ -359,10 +359,77 @@ class Grids(_Strict):
         return None
 
 
+# ---------- links.yaml ----------
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _check_host(value: str) -> str:
+    """A host ("www.jinan.gov.cn") or a wildcard over a domain of at least two labels ("*.gov.cn")."""
+    host = value.strip()
+    if host != host.lower():
+        raise ValueError(f"{value!r}: write hosts in lower case")
+    if "://" in host or "/" in host or ":" in host:
+        raise ValueError(f"{value!r}: a host only, without scheme, port or path")
+    labels = host.removeprefix("*.").split(".")
+    if not all(_LABEL.match(label) for label in labels) or "*" in host.removeprefix("*."):
+        raise ValueError(f"{value!r}: not a host name")
+    if host.startswith("*.") and len(labels) < 2:
+        raise ValueError(f"{value!r}: a wildcard needs at least two labels (\"*.cn\" would allow anyone)")
+    if len(labels) < 2:
+        raise ValueError(f"{value!r}: a host needs a domain (\"jinan.gov.cn\")")
+    return host
+
+
+def _check_phone(value: str) -> str:
+    digits = value.strip().replace("-", "")
+    if not re.fullmatch(r"\d{3,12}", digits):
+        raise ValueError(f"{value!r}: an official number is 3 to 12 digits (dashes allowed)")
+    return digits
+
+
+AllowedHost = Annotated[str, AfterValidator(_check_host)]
+OfficialPhone = Annotated[str, AfterValidator(_check_phone)]
+
+
+class Links(_Strict):
+    """The hosts and phone numbers a knowledge document may give residents; ingestion quarantines the rest."""
+
+    hosts: list[AllowedHost] = Field(min_length=1)
+    phones: list[OfficialPhone] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Links:
+        for field in ("hosts", "phones"):
+            values: list[str] = getattr(self, field)
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{field}: listed twice: {repeated}")
+        return self
+
+    def allows_host(self, host: str) -> bool:
+        """Whether a link to `host` may be shown ("*.gov.cn" covers gov.cn and everything under it)."""
+        host = host.lower().rstrip(".")
+        for entry in self.hosts:
+            if entry.startswith("*."):
+                domain = entry[2:]
+                if host == domain or host.endswith("." + domain):
+                    return True
+            elif host == entry:
+                return True
+        return False
+
+    def allows_phone(self, number: str) -> bool:
+        """Whether `number` (digits; an area code in front is ignored) is an official service number."""
+        digits = re.sub(r"\D", "", number)
+        return any(digits == p or (digits.startswith("0") and digits.endswith(p) and len(digits) - len(p) <= 4)
+                   for p in self.phones)
+
+
 class Policies(_Strict):
-    """All four policy files, validated together."""
+    """All policy files, validated together."""
 
     taxonomy: Taxonomy
     sla: Sla
     routing: Routing
     grids: Grids
+    links: Links
