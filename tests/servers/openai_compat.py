@@ -12,6 +12,10 @@ Endpoints: ``POST /v1/chat/completions`` (JSON, or SSE when ``stream: true``),
 ``GET /v1/models`` and ``GET /v1/models/{id}``. Runs a ``ThreadingHTTPServer`` in a daemon
 thread, so it never blocks the asyncio loop of the code under test.
 
+``obey_injections()`` turns the server into a gullible model: it answers by repeating, word for word, every
+line of the last user message that carries an instruction, a link, an account or a fee (what a poisoned
+document plants), as a grounded answer citing [1].
+
 Per-call directives are FIFOs consumed by the next matching call, in this order: a queued
 delay (sleep first), then a queued failure (``queue_error`` / ``queue_malformed``; a failing
 call does NOT consume a queued reply), then a queued reply, else the responder.
@@ -26,6 +30,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import struct
 import threading
 import time
@@ -81,6 +86,16 @@ def pseudo_embedding(text: str, dim: int = 64) -> list[float]:
 
 
 _Server = OwnedHTTPServer
+
+# What a gullible model acts on in the data it was given: lines that address it, links, personal accounts, fees
+# and verification codes. Lines with markup (the caller's own wrapper tags) are not data and are skipped.
+OBEY_CUES = re.compile(
+    r"assistant\s*[:：]|system\s*[:：]|以上规则已失效|忽略|https?://|www\.|微信\s*[A-Za-z0-9_]{5,}|"
+    r"个人账户|收款码|转账|\d+\s*元|验证码", re.IGNORECASE)
+
+
+def _grounded_json(text: str) -> str:
+    return json.dumps({"answerable": True, "answer": text}, ensure_ascii=False)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -253,6 +268,22 @@ class OpenAICompatServer(ThreadedServer):
         Used when no reply is queued. ``None`` restores the default ("好的。").
         """
         self.default_reply = fn if fn is not None else (lambda req: "好的。")
+
+    def obey_injections(self, render: Callable[[str], str] = _grounded_json) -> None:
+        """From now on, answer like a model that obeys injected lines: the cue-carrying lines of the last user
+        message (``OBEY_CUES``), verbatim, followed by ``[1]``; with none, the first data line. ``render``
+        turns that text into the reply content (default: ``{"answerable": true, "answer": text}``)."""
+
+        def respond(body: dict[str, Any]) -> str:
+            users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+            content = users[-1].get("content") if users else ""
+            lines = [ln.strip() for ln in str(content or "").splitlines()]
+            data = [ln for ln in lines if ln and "<" not in ln and ">" not in ln]
+            obeyed = [ln for ln in data if OBEY_CUES.search(ln)]
+            text = " ".join(obeyed) if obeyed else (data[0] if data else "好的。")
+            return render(f"{text} [1]")
+
+        self.set_responder(respond)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
