@@ -35,6 +35,7 @@ class Document:
     tags: list[str] = field(default_factory=list)
     category: str = ""
     content_hash: str = ""
+    first_line: int = 1  # the file's line number of `text`'s first line (Markdown and text; 1 for extracted text)
 
     def metadata(self) -> dict[str, Any]:
         return {"title": self.title, "source": self.source, "issuer": self.issuer,
@@ -55,11 +56,14 @@ def load_document(path: Path) -> Document:
         raw = path.read_bytes()
     except OSError as exc:
         raise LoadError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
+    decoded = ""
     try:
         if suffix in (".md", ".markdown"):
-            meta, body = _split_front_matter(raw.decode("utf-8-sig"))
+            decoded = raw.decode("utf-8-sig")
+            meta, body = _split_front_matter(decoded)
         elif suffix == ".txt":
-            meta, body = {}, raw.decode("utf-8-sig")
+            decoded = raw.decode("utf-8-sig")
+            meta, body = {}, decoded
         elif suffix in (".html", ".htm"):
             meta, body = _html_to_text(raw)
         elif suffix == ".pdf":
@@ -73,12 +77,14 @@ def load_document(path: Path) -> Document:
     body = body.replace("\r\n", "\n").strip()
     if not body:
         raise LoadError(f"{path.name}: no text found")
+    decoded = decoded.replace("\r\n", "\n")
+    first_line = decoded[:decoded.find(body)].count("\n") + 1 if body in decoded else 1
     title = str(meta.get("title") or _first_heading(body) or path.stem)
     return Document(
         doc_id=path.stem, path=str(path), text=body, title=title,
         source=str(meta.get("source") or ""), issuer=str(meta.get("issuer") or ""),
         effective_date=_as_date(meta.get("effective_date")), tags=_as_tags(meta.get("tags")),
-        category=str(meta.get("category") or ""), content_hash=file_hash(raw),
+        category=str(meta.get("category") or ""), content_hash=file_hash(raw), first_line=first_line,
     )
 
 

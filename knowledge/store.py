@@ -1,9 +1,12 @@
 """The vector store seam and its Chroma adapter (local persistent directory, or a Chroma server by URL).
 
 Owns: `VectorStore` (the Protocol ingestion and retrieval take), `ChromaStore`, `StoredChunk`.
-The ingestion manifest lives *in* the store: every chunk carries its document's `path` and `doc_hash`
-in metadata, so `list_manifest()` is read back from Chroma itself and the index can never disagree with
-a side file (and a Chroma server shared by several hosts carries its own manifest).
+The ingestion manifest lives *in* the store: every chunk carries its document's `path`, `doc_hash` and the
+`screen` fingerprint it was checked with in metadata, so `list_manifest()` is read back from Chroma itself and
+the index can never disagree with a side file (and a Chroma server shared by several hosts carries its own
+manifest). Quarantined passages (knowledge.sanitize) are kept in a second collection beside the chunks: retrieval
+reads only the first, so a held-back passage can never be retrieved, cited or sent to a model, while an admin can
+still list it and the manifest still knows its document.
 Must not: embed text. We always pass vectors; Chroma's default embedding function (which downloads a
 model) is never used: collections are opened with `embedding_function=None` and queried by vector only.
 """
@@ -34,8 +37,14 @@ class VectorStore(Protocol):
     def all_chunks(self) -> list[StoredChunk]: ...
 
     def list_manifest(self) -> dict[str, dict[str, str]]:
-        """{doc_id: {"path": ..., "doc_hash": ...}} for every stored document."""
+        """{doc_id: {"path": ..., "doc_hash": ..., "screen": ...}} for every stored document."""
         ...
+
+    def quarantine(self, *, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
+        """Keep passages held back for review, out of retrieval's reach (`delete_doc` removes them too)."""
+        ...
+
+    def list_quarantined(self) -> list[StoredChunk]: ...
 
     def query(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
         """(chunk_id, cosine similarity), best first."""
@@ -72,6 +81,8 @@ class ChromaStore:
             self.location = str(chroma_dir)
         self._col = self._client.get_or_create_collection(collection, embedding_function=None,
                                                           metadata={"hnsw:space": "cosine"})
+        # never queried by vector; Chroma insists on one, so each held-back passage gets the same 1-d vector
+        self._held = self._client.get_or_create_collection(quarantine_name(collection), embedding_function=None)
 
     def upsert(self, *, ids: list[str], vectors: list[list[float]], texts: list[str],
                metadatas: list[dict[str, Any]]) -> None:
@@ -81,6 +92,17 @@ class ChromaStore:
 
     def delete_doc(self, doc_id: str) -> None:
         self._col.delete(where={"doc_id": doc_id})
+        self._held.delete(where={"doc_id": doc_id})
+
+    def quarantine(self, *, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
+        for i in range(0, len(ids), 500):
+            self._held.upsert(ids=ids[i:i + 500], embeddings=[[1.0]] * len(ids[i:i + 500]),
+                              documents=texts[i:i + 500], metadatas=[_clean_meta(m) for m in metadatas[i:i + 500]])
+
+    def list_quarantined(self) -> list[StoredChunk]:
+        got = self._held.get(include=["documents", "metadatas"])
+        return [StoredChunk(cid, doc or "", dict(meta or {}))
+                for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
 
     def all_chunks(self) -> list[StoredChunk]:
         got = self._col.get(include=["documents", "metadatas"])
@@ -88,12 +110,13 @@ class ChromaStore:
                 for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
 
     def list_manifest(self) -> dict[str, dict[str, str]]:
-        got = self._col.get(include=["metadatas"])
         out: dict[str, dict[str, str]] = {}
-        for meta in got["metadatas"]:
-            if meta and "doc_id" in meta:
-                out.setdefault(str(meta["doc_id"]), {"path": str(meta.get("path", "")),
-                                                     "doc_hash": str(meta.get("doc_hash", ""))})
+        for col in (self._col, self._held):  # a document quarantined whole has only held-back passages
+            for meta in col.get(include=["metadatas"])["metadatas"]:
+                if meta and "doc_id" in meta:
+                    out.setdefault(str(meta["doc_id"]), {"path": str(meta.get("path", "")),
+                                                         "doc_hash": str(meta.get("doc_hash", "")),
+                                                         "screen": str(meta.get("screen", ""))})
         return out
 
     def query(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
@@ -105,6 +128,11 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self._col.count())
+
+
+def quarantine_name(collection: str) -> str:
+    """The collection of a collection's held-back passages (Chroma names are at most 63 characters)."""
+    return f"{collection[:58]}-held"
 
 
 def store_from_settings(settings: Any, embedder_name: str) -> ChromaStore:
