@@ -8,6 +8,7 @@ Must not: route or set deadlines (casestore does) or phrase replies inline (text
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from bot.dialogue import texts
 from bot.dialogue.drafts import ReportDraft, ReportItem
@@ -19,11 +20,31 @@ from bot.understanding.types import Understanding
 from casestore.accounts import get_or_create_resident
 
 # ---------------- recognisers that must not depend on a statistical model ----------------
-_INJECTION = re.compile(
-    r"(忽略|无视|忘记|忘掉|绕过|跳过).{0,8}(指令|指示|提示|规则|设定|要求|限制)|系统提示|提示词|system\s*prompt|"
-    r"ignore (all |the )?(previous|above)|jailbreak|开发者模式|"
-    r"(所有|全部|别人|其他|其它)(人|居民|住户|用户)?的?(电话|手机|号码|身份证|住址|地址|信息|资料|工单)",
-    re.IGNORECASE)
+# Read on the folded message (NFKC, lower case, no spaces): full-width "ｉｇｎｏｒｅ", "I G N O R E" and "忽 略" read
+# as typed plainly. Two families: talking to the model, and asking for other residents' data or case records.
+_INJECTION = tuple(re.compile(p) for p in (
+    # "忽略你的规则", "无视以上指令"; not a resident's "有人无视规则乱停车", "我忘记垃圾分类规则了", "忽略了"
+    r"(?:忽略|无视|忘记|忘掉|绕过|不要理会)(?:掉)?(?:你的|你|之前|以上|上面|上述|前面|先前|此前|原来|原有|所有|全部|一切|"
+    r"系统)的?.{0,4}?(?:指令|指示|提示词|规则|设定|限制|约束|安全策略|prompt)",
+    r"(?:忽略|无视|忘记|忘掉|绕过)(?:掉)?(?:指令|提示词|设定|安全策略|安全限制|prompt)",
+    r"系统提示|提示词|systemprompt|jailbreak|开发者模式|developermode|越狱模式",
+    r"(?:ignore|disregard|forget|override|bypass)(?:all|any|the|your|my|these|those|every|of|previous|prior|above|"
+    r"earlier|preceding|original|existing|system|safety|\W)*?(?:instructions?|guidance|guidelines|rules|prompts?|"
+    r"directions|directives|constraints|restrictions)",
+    r"(?:ignore|disregard|forget)(?:all|the|everything)*(?:previous|prior|above|earlier)",
+    r"(?:^|[,.!?;:，。！？；：】\]])(?:system|assistant|developer)[:：]|<\|im_start\|>|\[inst\]|youarenow",
+    r"(?:以上|之前|上述|上面)的?(?:规则|指令|设定)(?:已经|已|都|全部)*(?:失效|作废|无效|取消)",
+    r"(?:(?:其他|其它|别的|所有|全部|全体|每个|各)(?:人|居民|住户|业主|用户|邻居|家庭|户)|每一?户|别人|他人|邻居|旁人|"
+    r"全楼|整栋楼)的?"
+    r"(?:联系方式|联系电话|电话|手机|号码|微信|身份证|住址|地址|门牌|房号|姓名|名字|名单|信息|资料|工单|报修记录|投诉记录|"
+    r"记录|案件)",
+))
+# every case record, or one building's: refused unless the resident says they are their own ("我的所有工单")
+_ALL_RECORDS = re.compile(r"(?:(?:所有|全部|全体)的?(?:人的)?|\d+号?(?:楼|栋|幢|单元)的?"
+                          r"(?:全部|所有|其他|其它|每户|各户|住户|居民|业主)?的?)"
+                          r"(?:报修|投诉)?(?:记录|工单|报修单|投诉单|案件|名单|清单|明细|列表)")
+_OWN = re.compile(r"我|俺|本人|自己|咱")
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _SELF_HARM = re.compile(r"不想活|活不下去|想死|去死|自杀|轻生|寻死|跳楼|割腕|结束(自己的)?生命|了结自己|吃安眠药")
 _GAS = re.compile(r"燃气|煤气|天然气|液化气|气味|煤气味")
 _FIRE = re.compile(r"着火|起火|失火|火灾|冒烟|烧起来|火苗|浓烟")
@@ -37,7 +58,11 @@ _ELECTRIC = re.compile(r"电线.*(落地|掉|断)|触电|漏电|电线着火")
 
 
 def is_injection(text: str) -> bool:
-    return bool(_INJECTION.search(text))
+    """A message that talks to the model or asks for other residents' data or case records: refused."""
+    folded = "".join(unicodedata.normalize("NFKC", text or "").translate(_INVISIBLE).casefold().split())
+    if any(p.search(folded) for p in _INJECTION):
+        return True
+    return any(not _OWN.search(folded[max(0, m.start() - 4):m.start()]) for m in _ALL_RECORDS.finditer(folded))
 
 
 def _is_self_harm(u: Understanding, text: str) -> bool:
