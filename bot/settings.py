@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     openai_base_url: str = ""
     openai_api_key: SecretStr = SecretStr("")
     openai_model: str = "qwen2.5-7b-instruct"
-    llm_timeout_s: float = Field(default=8.0, gt=0)
+    llm_timeout_s: float = Field(default=8.0, gt=0)  # per resident message: classification and answer together
+    llm_max_concurrency: int = Field(default=32, ge=1)  # LLM calls in flight per process; more wait, then offline
 
     # Telegram
     telegram_token: SecretStr = SecretStr("")

@@ -86,10 +86,11 @@ class LLMClassifier:
         self.schema = label_schema(taxonomy)
         self.system = system_prompt(taxonomy)
 
-    def classify(self, masked_text: str) -> dict[str, str]:
+    def classify(self, masked_text: str, *, timeout_s: float | None = None) -> dict[str, str]:
+        """The three labels; `timeout_s` bounds the model call (None: the adapter's own timeout)."""
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": masked_text}]
         try:
-            content = self.llm.complete(messages, json_schema=self.schema)
+            content = self.llm.complete(messages, json_schema=self.schema, timeout_s=timeout_s)
         except LLMError as exc:
             raise LLMClassifyError(str(exc)) from exc
         except Exception as exc:  # an adapter that leaks its own error type is still "no answer"

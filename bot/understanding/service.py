@@ -1,7 +1,8 @@
 """MessageClassifier: masked text in, an Understanding out (labels, confidences, danger hits, details, parts).
 
-Order for every message: mask → model (LLM if configured, else offline; offline on any LLM failure) →
-consistency rules of the taxonomy → danger rules (raise only) → details → split into parts.
+Order for every message: mask → model (LLM if configured, else offline; offline on any LLM failure or when the
+turn's deadline leaves no time) → consistency rules of the taxonomy → danger rules (raise only) → details →
+split into parts.
 Which intents are topicless and which are problems (case intents) come from taxonomy.yaml, the estates the
 details name from grids.yaml: the classifier is built with the policies, or reads the shipped files.
 Must not: store, send or log unmasked text; raise on any input text.
@@ -20,7 +21,7 @@ from bot.understanding.model import AxisModels
 from bot.understanding.rules import RANK, apply_rules
 from bot.understanding.training import DEFAULT_APPROACH, TrainReport, ensure_model
 from bot.understanding.types import AXES, AxisPrediction, Classifier, Details, Understanding
-from knowledge.llm import LLM, llm_from_settings
+from knowledge.llm import LLM, MIN_CALL_S, Deadline, current_deadline, llm_from_settings
 from policies.loader import load_policies
 from policies.masking import mask_text
 from policies.models import Policies
@@ -86,11 +87,25 @@ class MessageClassifier(Classifier):
             self.llm_classifier = LLMClassifier(llm, taxonomy)
 
     # ---- public
-    def understand(self, text: str) -> Understanding:
-        """Labels, confidences, danger hits, details and parts of `text` (never raises on odd input)."""
+    def understand(self, text: str, *, deadline: Deadline | None = None) -> Understanding:
+        """Labels, confidences, danger hits, details and parts of `text` (never raises on odd input).
+
+        The LLM call (if configured) gets the time `deadline` has left (default: the applied deadline, see
+        knowledge.llm.Deadline); with none left the offline model answers at once."""
+        return self._understand(text, use_llm=True, deadline=deadline or current_deadline())
+
+    def understand_offline(self, text: str) -> Understanding:
+        """The offline model's reading alone (no model call, a millisecond): a first guess while the LLM thinks."""
+        return self._understand(text, use_llm=False, deadline=None)
+
+    def offline_scores(self, masked: str) -> dict[str, dict[str, float]]:
+        return self.models.predict([masked[:MAX_MODEL_CHARS]])[0]
+
+    # ---- internals
+    def _understand(self, text: str, *, use_llm: bool, deadline: Deadline | None) -> Understanding:
         text = text if isinstance(text, str) else str(text or "")
         masked = mask_text(text)
-        whole = self._classify(masked, use_llm=True)
+        whole = self._classify(masked, use_llm=use_llm, deadline=deadline)
         details = self.details.extract(text)
         parts = self._parts(masked)
         if parts:
@@ -100,11 +115,7 @@ class MessageClassifier(Classifier):
                     h for h in top.rule_hits if h not in whole.rule_hits])
         return replace(whole, details=details, parts=parts)
 
-    def offline_scores(self, masked: str) -> dict[str, dict[str, float]]:
-        return self.models.predict([masked[:MAX_MODEL_CHARS]])[0]
-
-    # ---- internals
-    def _classify(self, masked: str, *, use_llm: bool) -> Understanding:
+    def _classify(self, masked: str, *, use_llm: bool, deadline: Deadline | None = None) -> Understanding:
         if not any(ch.isalnum() for ch in masked):  # empty, punctuation or emoji only: small talk, ask back
             scores = {axis: dict.fromkeys(self.models.classes[axis], 0.0) for axis in AXES}
             for axis, label in (("intent", "chitchat"), ("category", "other"), ("urgency", "normal")):
@@ -115,8 +126,11 @@ class MessageClassifier(Classifier):
         scores = self.offline_scores(masked)
         mode = "offline"
         if use_llm and self.llm_classifier is not None:
+            timeout_s = deadline.remaining() if deadline is not None else None
             try:
-                labels = self.llm_classifier.classify(masked[:4000])
+                if timeout_s is not None and timeout_s < MIN_CALL_S:
+                    raise LLMClassifyError("no time left before the turn's deadline")
+                labels = self.llm_classifier.classify(masked[:4000], timeout_s=timeout_s)
                 scores = {axis: {k: (1 - LLM_WEIGHT) * v + (LLM_WEIGHT if k == labels[axis] else 0.0)
                                  for k, v in scores[axis].items()} for axis in AXES}
                 mode = "llm"

@@ -16,8 +16,13 @@ thread, so it never blocks the asyncio loop of the code under test.
 line of the last user message that carries an instruction, a link, an account or a fee (what a poisoned
 document plants), as a grounded answer citing [1].
 
+``set_latency(s)`` makes every later call slow and ``hang()`` makes every later call wait until the server
+stops (an endpoint that never answers); ``peak_in_flight`` is the most requests the server was serving at once.
+``answer_sensibly(labels)`` makes it a well-behaved model for load tests: a structured-output call gets
+``labels(user message)``, any other call a grounded answer (the first sentence of passage 1, citing [1]).
+
 Per-call directives are FIFOs consumed by the next matching call, in this order: a queued
-delay (sleep first), then a queued failure (``queue_error`` / ``queue_malformed``; a failing
+delay (sleep first), then the latency mode, then a queued failure (``queue_error`` / ``queue_malformed``; a failing
 call does NOT consume a queued reply), then a queued reply, else the responder.
 ``endpoint`` ("chat" / "embeddings" / None = any) restricts which call a delay/failure
 applies to.
@@ -37,7 +42,7 @@ import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Self
 
 from tests.servers._threaded import OwnedHTTPServer, ThreadedServer
 
@@ -86,6 +91,9 @@ def pseudo_embedding(text: str, dim: int = 64) -> list[float]:
 
 
 _Server = OwnedHTTPServer
+_FIRST_PASSAGE = re.compile(r'<passage id="1"[^>]*>\n(.*?)\n</passage>', re.DOTALL)
+LISTEN_BACKLOG = 256
+HANG_S = 24 * 3600.0  # "forever" for a test: Event.wait cannot take infinity
 
 # What a gullible model acts on in the data it was given: lines that address it, links, personal accounts, fees
 # and verification codes. Lines with markup (the caller's own wrapper tags) are not data and are skipped.
@@ -115,10 +123,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
+        owner = self.server.owner
+        owner._enter()
         try:
-            self.server.owner._dispatch(self, method)
+            owner._dispatch(self, method)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             pass  # client gave up (e.g. timeout test)
+        finally:
+            owner._leave()
 
     # helpers used by the owner
     def send_body(
@@ -176,6 +188,9 @@ class OpenAICompatServer(ThreadedServer):
         self._replies: list[dict[str, Any]] = []
         self._delays: list[tuple[str | None, float]] = []
         self._failures: list[tuple[str | None, dict[str, Any]]] = []
+        self._latency: dict[str | None, float] = {}
+        self._in_flight = 0
+        self._peak_in_flight = 0
         self._stop_event = threading.Event()
         self._ids = itertools.count(1)
 
@@ -184,6 +199,12 @@ class OpenAICompatServer(ThreadedServer):
 
     def _on_start(self) -> None:
         self._stop_event.clear()
+
+    def start(self) -> Self:
+        super().start()
+        if self._httpd is not None:  # socketserver listens with a backlog of 5: a crowd of callers loses SYNs
+            self._httpd.socket.listen(LISTEN_BACKLOG)  # (each a 1 s retransmit); Linux takes a second listen()
+        return self
 
     def _on_stop(self) -> None:
         self._stop_event.set()  # wake up delayed handlers
@@ -222,6 +243,55 @@ class OpenAICompatServer(ThreadedServer):
         """The next (matching) call sleeps ``seconds`` before answering."""
         with self._lock:
             self._delays.append((endpoint, seconds))
+
+    def answer_sensibly(self, labels: Callable[[str], dict[str, str]]) -> None:
+        """From now on answer like a model that does its job: a call with ``response_format`` (classification)
+        gets ``labels(last user message)`` as JSON; any other call the first sentence of ``<passage id="1">``
+        with ``[1]`` as ``{"answerable": true, "answer": ...}``, or ``answerable: false`` without passages."""
+
+        def respond(body: dict[str, Any]) -> str:
+            users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+            content = str(users[-1].get("content") or "") if users else ""
+            if body.get("response_format"):
+                return json.dumps(labels(content), ensure_ascii=False)
+            found = _FIRST_PASSAGE.search(content)
+            if found is None:
+                return json.dumps({"answerable": False, "answer": ""})
+            first = next((ln.strip() for ln in found.group(1).splitlines() if ln.strip() and "<" not in ln), "")
+            sentence = re.split(r"(?<=[。！？])", first, maxsplit=1)[0].rstrip("。") or first
+            return json.dumps({"answerable": True, "answer": f"{sentence}[1]。"}, ensure_ascii=False)
+
+        self.set_responder(respond)
+
+    def set_latency(self, seconds: float, *, endpoint: str | None = "chat") -> None:
+        """Every later (matching) call sleeps ``seconds`` before answering, after any queued delay; 0 = none."""
+        with self._lock:
+            self._latency[endpoint] = max(0.0, seconds)
+
+    def hang(self, *, endpoint: str | None = "chat") -> None:
+        """Every later (matching) call waits until the server stops and then drops the connection unanswered."""
+        self.set_latency(HANG_S, endpoint=endpoint)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served right now (including ones sleeping in a delay or hang)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests served at the same moment since start (or ``clear()``)."""
+        with self._lock:
+            return self._peak_in_flight
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def queue_error(
         self,
@@ -338,6 +408,7 @@ class OpenAICompatServer(ThreadedServer):
             self._replies.clear()
             self._delays.clear()
             self._failures.clear()
+            self._peak_in_flight = self._in_flight
 
     # ------------------------------------------------------------------ HTTP plumbing
     def _pop_matching(self, queue: list[tuple[str | None, Any]], endpoint: str) -> Any:
@@ -410,6 +481,10 @@ class OpenAICompatServer(ThreadedServer):
             failure = self._pop_matching(self._failures, endpoint)
         if delay and self._stop_event.wait(delay):
             return  # server stopping: drop the connection
+        with self._lock:
+            lag = self._latency.get(endpoint, self._latency.get(None, 0.0))
+        if lag and self._stop_event.wait(lag):
+            return  # server stopping (the end of a hang): drop the connection
         if failure is not None:
             if failure["kind"] == "malformed":
                 h.send_body(200, failure["body"])
