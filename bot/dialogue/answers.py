@@ -22,7 +22,7 @@ HANDOFF_TEXT = "居民要求人工服务"
 
 
 def answer(turn: Turn, u: Understanding) -> None:
-    result = turn.services.knowledge.ask(u.text)
+    result = turn.ask(u.text)  # within the update's deadline, outside its transaction (Turn.ask)
     qid = turn.data.qseq + 1
     turn.data.qseq = qid
     turn.data.last_q = LastQuestion(id=qid, text=u.text[:500], category=u.category.label,

@@ -17,7 +17,7 @@ from dataclasses import replace
 from bot.dialogue import admin, resident, texts, worker
 from bot.dialogue.drafts import DialogueData
 from bot.dialogue.state import get_conversation, update_conversation
-from bot.dialogue.turn import DialogueServices, Turn
+from bot.dialogue.turn import DialogueServices, ModelCalls, ModelNeeded, Turn
 from bot.dialogue.types import Incoming, Reply
 from casestore.accounts import get_account, get_worker_by_account, touch_account
 from casestore.db import session_scope
@@ -38,16 +38,25 @@ class DialogueEngine:
         cid = uuid.uuid4().hex[:8]
         try:
             incoming, notes = _normalise(incoming)
-            with session_scope(self.services.engine) as session:
-                now = self.services.clock.now()
-                conv = get_conversation(session=session, channel=incoming.channel, user_id=incoming.user_id, now=now)
-                turn = Turn(services=self.services, session=session, incoming=incoming, conv=conv, now=now,
-                            cid=cid, state=conv.state, data=DialogueData.load(conv.data),
-                            is_admin=incoming.user_id in self.services.settings.admin_telegram_ids)
-                for note in notes:
-                    turn.say(note)
-                self._route(turn)
-                update_conversation(session=session, conv=conv, state=turn.state, data=turn.data.dump(), now=now)
+            now = self.services.clock.now()
+            models = ModelCalls(self.services)  # this update's deadline and model results
+            while True:
+                try:
+                    with session_scope(self.services.engine) as session:
+                        conv = get_conversation(session=session, channel=incoming.channel, user_id=incoming.user_id,
+                                                now=now)
+                        turn = Turn(services=self.services, session=session, incoming=incoming, conv=conv, now=now,
+                                    cid=cid, state=conv.state, data=DialogueData.load(conv.data),
+                                    is_admin=incoming.user_id in self.services.settings.admin_telegram_ids,
+                                    models=models)
+                        for note in notes:
+                            turn.say(note)
+                        self._route(turn)
+                        update_conversation(session=session, conv=conv, state=turn.state, data=turn.data.dump(),
+                                            now=now)
+                    break
+                except ModelNeeded as need:  # rolled back: the model is asked with no transaction or lock held
+                    models.run(need)
             if not turn.reply.messages:
                 turn.say(texts.CHITCHAT)
             return turn.reply

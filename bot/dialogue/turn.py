@@ -4,14 +4,21 @@ Owns: `Turn` (the services, the open session, the incoming message, the typed co
 the reply helpers (`say`, `expired`, local times) and the person lookups a turn caches (the resident of this
 account). `DialogueServices` is what the dialogue needs of the process's services, as a Protocol, so that the
 dialogue never imports the wiring that builds it.
+`ModelCalls` holds the model results of one update (classification, knowledge answers) and the update's
+`Deadline`. With an LLM configured a turn never waits for a model inside its transaction: a result it does not
+have yet raises `ModelNeeded`, the engine rolls the transaction back (no lock, no connection held), `ModelCalls.run`
+asks the model, and the turn runs again and finds the result. So residents never queue behind each other's
+model calls on SQLite's one write lock or on the connection pool.
 Must not: decide anything; handlers do.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -27,8 +34,11 @@ from casestore.clock import Clock
 from casestore.deadlines import SlaPolicy
 from casestore.models import Conversation, Resident
 from casestore.notify import Button
-from knowledge.types import Knowledge
+from knowledge.llm import Deadline
+from knowledge.types import Answer, Knowledge
 from policies.models import Policies
+
+MAX_MODEL_PASSES = 6  # a turn that still needs a model after this many replays gets the offline answers inline
 
 
 class DialogueServices(Protocol):
@@ -50,6 +60,102 @@ class DialogueServices(Protocol):
     def knowledge(self) -> Knowledge: ...
 
 
+@runtime_checkable
+class GuessingClassifier(Protocol):
+    """A classifier with a cheap offline first reading (bot.understanding.MessageClassifier has one)."""
+
+    def understand_offline(self, text: str) -> Understanding: ...
+
+
+class ModelNeeded(BaseException):
+    """A turn needs a model result it does not have yet; the engine rolls back, runs it, and replays the turn.
+
+    A BaseException so that no handler's `except Exception` can swallow it."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__(kind)
+        self.kind = kind  # "understand" | "ask"
+        self.text = text
+
+
+class ModelCalls:
+    """The model calls of one update, made outside any transaction and kept by their input.
+
+    `defer`: the models may be slow (an LLM is configured), so a result not yet known raises ModelNeeded instead
+    of being computed inside the transaction. The deadline starts when the update does: classification and
+    answer together get `settings.llm_timeout_s`, then the offline path answers. A question the offline model
+    reads as a clear inquiry is sent to the knowledge base while the LLM classifies it, so a question costs one
+    model latency, not two (the answer is dropped if the LLM reads the message otherwise)."""
+
+    def __init__(self, services: DialogueServices, *, deadline: Deadline | None = None,
+                 defer: bool | None = None) -> None:
+        self.services = services
+        self.deadline = deadline or Deadline(services.settings.llm_timeout_s)
+        self.defer = services.settings.llm_enabled if defer is None else defer
+        self.passes = 0
+        self.understood: dict[str, Understanding] = {}
+        self.answers: dict[str, Answer] = {}
+        self._early: dict[str, Future[Answer]] = {}  # questions sent ahead while their message was classified
+
+    # ---------------- inside the transaction (the Turn's calls)
+    def understand(self, text: str) -> Understanding:
+        if text not in self.understood:
+            if self.defer:
+                raise ModelNeeded("understand", text)
+            with self._inline_deadline().applied():
+                self.understood[text] = self.services.classifier.understand(text)
+        return self.understood[text]
+
+    def ask(self, question: str) -> Answer:
+        if question not in self.answers:
+            if self.defer:
+                raise ModelNeeded("ask", question)
+            with self._inline_deadline().applied():
+                self.answers[question] = self.services.knowledge.ask(question)
+        return self.answers[question]
+
+    def _inline_deadline(self) -> Deadline:
+        # only reached without deferral: offline models (fast), or a turn past MAX_MODEL_PASSES, whose model
+        # calls inside the transaction must not reach the LLM at all (no time left = offline at once)
+        return self.deadline if self.passes < MAX_MODEL_PASSES else Deadline(0.0)
+
+    # ---------------- between passes (the engine's call, no transaction open)
+    def run(self, need: ModelNeeded) -> None:
+        """Ask the model for what the turn needed; after MAX_MODEL_PASSES the turn gets offline answers."""
+        self.passes += 1
+        with self.deadline.applied():
+            if need.kind == "understand":
+                self._send_ahead(need.text)
+                self.understood[need.text] = self.services.classifier.understand(need.text)
+            else:
+                early = self._early.pop(need.text, None)
+                self.answers[need.text] = early.result() if early is not None else \
+                    self.services.knowledge.ask(need.text)
+        if self.passes >= MAX_MODEL_PASSES:
+            self.defer = False
+
+    def _send_ahead(self, text: str) -> None:
+        classifier = self.services.classifier
+        if not isinstance(classifier, GuessingClassifier):
+            return
+        guess = classifier.understand_offline(text)
+        question = guess.text  # what the answer path asks: the understanding's masked text
+        if guess.intent.label != "inquiry" or guess.low_confidence or question in self.answers \
+                or question in self._early:
+            return
+        future: Future[Answer] = Future()
+
+        def ask() -> None:
+            with self.deadline.applied():
+                try:
+                    future.set_result(self.services.knowledge.ask(question))
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the answer
+                    future.set_exception(exc)
+
+        self._early[question] = future
+        threading.Thread(target=ask, name="turn-ask-ahead", daemon=True).start()
+
+
 _NO_RESIDENT = object()
 
 
@@ -68,6 +174,7 @@ class Turn:
     reply: Reply = field(default_factory=Reply)
     is_admin: bool = False
     queued: list[str] = field(default_factory=list)  # texts to handle again as if just typed (see requeue)
+    models: ModelCalls | None = None  # the update's model results and deadline (None: call the services inline)
     _resident: object = _NO_RESIDENT
 
     # ---------------- replies
@@ -115,5 +222,20 @@ class Turn:
         resident = self.resident()
         return resident is not None and resident.consent_at is not None
 
+    # ---------------- models
+    @property
+    def deadline(self) -> Deadline | None:
+        """When this update's model calls must be done (classification and answer together)."""
+        return self.models.deadline if self.models is not None else None
+
     def understand(self, text: str) -> Understanding:
+        """The classifier's reading of `text`; with an LLM, computed outside the transaction (see ModelCalls)."""
+        if self.models is not None:
+            return self.models.understand(text)
         return self.services.classifier.understand(text)
+
+    def ask(self, question: str) -> Answer:
+        """The knowledge base's answer to `question` (masked); with an LLM, outside the transaction too."""
+        if self.models is not None:
+            return self.models.ask(question)
+        return self.services.knowledge.ask(question)
