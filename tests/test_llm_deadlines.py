@@ -332,3 +332,21 @@ def test_no_prompt_reaches_the_log_at_debug(server: OpenAICompatServer, caplog: 
     assert marker in server.prompts_text()
     assert marker not in caplog.text
     assert all(logging.getLogger(n).getEffectiveLevel() == logging.WARNING for n in ("openai", "httpx", "httpcore"))
+
+
+# ---------------------------------------------------------------- SQLite: reports confirmed at the same moment
+def test_reports_confirmed_at_the_same_moment_all_open_on_sqlite(engine: Engine, settings: Settings,
+                                                                policies: Policies, clock: FakeClock, ai: SharedAI,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Opening a case runs in a savepoint; on SQLite that used to begin a deferred transaction whose first write
+    failed at once ("database is locked", SQLITE_BUSY_SNAPSHOT) when another case had been opened meanwhile."""
+    services = Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
+                        knowledge=ai.knowledge)
+    users = [780000 + n for n in range(10)]
+    for user in users:
+        make_resident(engine, policies, user=user, clock=clock)
+        assert "照片" in all_text(services.dialogue.handle(text(REPORT, user=user)))
+        assert "我帮您登记" in all_text(services.dialogue.handle(text("跳过", user=user)))
+    results = crowd(services, dict.fromkeys(users, "对"))
+    assert all("工单号" in reply for _, reply in results), [r for _, r in results if "工单号" not in r]
+    assert "database is locked" not in caplog.text
