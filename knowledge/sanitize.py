@@ -65,9 +65,13 @@ _CLAUSE_END = "，,；;。！？!?:：\n"
 _SENTENCE_END = "。！？!?\n"
 
 
+_CJK_GAP = re.compile(r"(?<=[\u4e00-\u9fff])[ \t\u3000]+(?=[\u4e00-\u9fff])")
+
+
 def fold(text: str) -> str:
-    """NFKC (full-width letters, digits and colons to ASCII), lower case, invisible characters removed."""
-    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+    """NFKC (full-width letters, digits and colons to ASCII), lower case, invisible characters and the spaces
+    between two Chinese characters removed ("微 信" reads as "微信")."""
+    return _CJK_GAP.sub("", unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold())
 
 
 _C = r"[^，,。；;！？!?\n]"  # a character inside one clause
@@ -133,13 +137,17 @@ _RULES: tuple[_Rule, ...] = (
           r"系统(?:通知|提示|指令|消息)\s*[】\]:]|【\s*系统(?:通知|提示|指令|消息)|系统已(?:被|经被)?(?:接管|入侵|劫持|控制)",
           hard=True),
     _rule(Reason.addresses_assistant, r"<\s*/?\s*(?:system|context|question|doc|passage|instructions?)\s*>", hard=True),
+    _rule(Reason.addresses_assistant, r"(?:新规则|新指令|新的指令|最新指令)\s*:"),
+    _rule(Reason.addresses_assistant,
+          r"(?<![您])你(?:现在)?(?:必须|务必|只能|一律)(?:回答|回复|输出|引导|告诉居民|告诉用户)"),
     # --- personal accounts
     _rule(Reason.contact,
           r"(?<![a-z])(?:微信号?|微信id|weixin|wechat|vx|v信|wx号?|威信|薇信|qq(?:群)?号?|扣扣|企鹅号)\s*(?:号码?|id)?\s*"
           r"(?:是|为|:)?\s*(?:[a-z][-_a-z0-9]{5,19}|\d{5,12})(?![-_a-z0-9])", hard=True),
     _rule(Reason.contact, r"(?<![参增附更追施叠外])(?:加|添加)(?:为)?" + _C
           + r"{0,10}?(?:微信|qq|vx|wx|v信|好友)(?!公众号|小程序|群|支付|缴|付|服务号|视频号|账单)"),
-    _rule(Reason.contact, r"(?:个人|私人)(?:微信|qq|支付宝)"),
+    _rule(Reason.contact, r"(?:加|添加)\s*v\s*:?\s*(?:[a-z][-_a-z0-9]{5,19}|\d{5,12})(?![-_a-z0-9])", hard=True),
+    _rule(Reason.contact, r"(?:个人|私人)(?:微信|qq|支付宝)|私聊|私信(?:我|小编|客服|工作人员|网格员)"),
     # --- money to a person or an account
     _rule(Reason.payment, _PAY + r"(?:到|至|给|进|入)" + _C + r"{0,12}?" + _TARGET),
     _rule(Reason.payment, _PAY_SHORT + r"(?:到|至|给|进|入)" + _C + r"{0,12}?" + _TARGET, needs_money=True),
@@ -155,6 +163,7 @@ _RULES: tuple[_Rule, ...] = (
           r"念给|说出)" + _C + r"{0,24}?" + _CODE),
     _rule(Reason.secrets, _CODE + _C + r"{0,12}?(?:发送|发|告诉|告知|报|提供|转发|交|念|说)(?:给|到|至)"
           r"(?!\s*(?:您|你|本人|申请人|预留|注册|绑定))"),
+    _rule(Reason.secrets, _CODE + _C + r"{0,6}?(?:告诉|告知|透露|转告|念给|报给|提供给|交给)"),
     _rule(Reason.secrets, _ITEM + _C + r"{0,20}?" + _SEND + r"(?:给|到|至)\s*" + _C + r"{0,6}?(?P<channel>" + _CHANNEL
           + r"|\d[\d\s-]{4,})"),
 )
@@ -169,6 +178,8 @@ _BARE_HOST = re.compile(r"(?<![a-z0-9@._/-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-
 _EMAIL = re.compile(r"[a-z0-9._%+-]+@([a-z0-9-]+(?:\.[a-z0-9-]+)+)")
 _CARD = re.compile(r"(?<!\d)(?:62|4\d|5[1-5])\d{14,17}(?!\d)")
 _ACCOUNT_WORDS = re.compile(r"卡号|账号|账户|户名|转账|汇款|打款|银行卡|收款")
+_PHONE_CALL_TO_PAY = re.compile(r"(?:拨打|致电|联系|打)\s*(\+?\d[\d\s-]{3,16}\d)(?![\d.])\D{0,2}"
+                                r"(?:缴纳|缴费|付款|转账|汇款|支付|交钱|交押金|缴押金|交费)")
 _PHONE_TARGET = re.compile(r"(?:" + _PAY + r"|" + _PAY_SHORT + r"|发送|发|告诉|告知|报|提供|提交)(?:到|至|给)" + _C
                            + r"{0,8}?(?<![\d.])(\+?\d[\d\s-]{3,16}\d)(?![\d.])"
                            r"(?!\s*(?:年|月|日|元|块|号|楼|层|室|个|人|户|%|万|天|时|点|分|岁|周|次))")
@@ -190,6 +201,9 @@ class Quarantined:
         return f"{self.doc_id}#q{self.line}"
 
 
+_SEEN_MAX = 20_000
+
+
 class Screen:
     """The quarantine rules with one allowlist; `fingerprint` changes whenever a rule or the allowlist does."""
 
@@ -199,11 +213,21 @@ class Screen:
         digest = hashlib.sha256(f"{rules}\n{_URL.pattern}\n{_BARE_HOST.pattern}\n{_CARD.pattern}\n"
                                 f"{sorted(links.hosts)}\n{sorted(links.phones)}".encode())
         self.fingerprint = digest.hexdigest()[:16]
+        self._seen: dict[str, tuple[Reason, ...]] = {}  # answers screen the same stored lines again and again
 
     def reasons(self, text: str) -> tuple[Reason, ...]:
         """Why `text` must be quarantined, in rule order; empty when it may be served."""
         if not text or not text.strip():
             return ()
+        known = self._seen.get(text)
+        if known is None:
+            known = self._reasons(text)
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen[text] = known
+        return known
+
+    def _reasons(self, text: str) -> tuple[Reason, ...]:
         folded = fold(text)
         found: list[Reason] = []
         for rule in _RULES:
@@ -215,8 +239,11 @@ class Screen:
             found.append(Reason.contact)
         if Reason.payment not in found and _ACCOUNT_WORDS.search(folded) and _CARD.search(_join_digits(folded)):
             found.append(Reason.payment)
+        for m in _PHONE_CALL_TO_PAY.finditer(folded):  # "拨打13900001111缴纳押金": pay through a private number
+            if not self.links.allows_phone(m.group(1)) and not _negated(folded, m.start(), m.end()):
+                found.append(Reason.payment)
         for m in _PHONE_TARGET.finditer(folded):  # money or an ID sent to a number that is not an official one
-            if self.links.allows_phone(m.group(1)) or _negated(folded, m.start()):
+            if self.links.allows_phone(m.group(1)) or _negated(folded, m.start(), m.end()):
                 continue
             sentence = _sentence(folded, m.start())
             if re.search(_PAY + "|" + _PAY_SHORT, m.group(0)) and _MONEY_WORDS.search(sentence):
@@ -232,7 +259,7 @@ class Screen:
         rule in a sentence without money, or a hand-over to an official number."""
         if rule.hard:
             return True
-        if _negated(folded, m.start()):
+        if _negated(folded, m.start(), m.end()):
             return False
         groups = m.groupdict()
         if groups.get("target") is not None and _RESIDENT_OWN.search(folded[m.start():m.end()]):
@@ -254,10 +281,12 @@ def hosts_in(folded: str) -> list[str]:
     return hosts
 
 
-def _negated(folded: str, start: int) -> bool:
+def _negated(folded: str, start: int, end: int) -> bool:
+    """A warning: a negation just before the match in its clause or inside it ("请勿向个人账户转账",
+    "验证码不要告诉任何人"), or a sentence about fraud."""
     clause_start = max(folded.rfind(c, 0, start) for c in _CLAUSE_END) + 1
-    before = folded[max(clause_start, start - _NEGATION_WINDOW):start + 2]
-    return bool(_NEGATION.search(before)) or bool(_FRAUD.search(_sentence(folded, start)))
+    around = folded[max(clause_start, start - _NEGATION_WINDOW):end]
+    return bool(_NEGATION.search(around)) or bool(_FRAUD.search(_sentence(folded, start)))
 
 
 def _sentence(folded: str, at: int) -> str:

@@ -4,9 +4,12 @@ passed), answers masked, FAQ strictness, offline answer assembly."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from knowledge.answers import KnowledgeService
 from knowledge.embeddings import CachedEmbedder
@@ -210,3 +213,23 @@ def test_offline_answer_prefers_the_sentence_with_the_rare_question_words(servic
     answer = service.ask("居住证每年要签注吗 工本费多少", mode="offline")
     assert answer.answered and "30日内" in answer.text and "工本费0元" in answer.text
     assert answer.citations[0].section == "签注与有效期"
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(passage=st.sampled_from(POISONED_PASSAGES), style=st.sampled_from(["full", "upper", "zero-width", "cjk-gaps"]))
+def test_every_spelling_of_a_poisoned_passage_is_held_back(passage: tuple[str, str], style: str) -> None:
+    text = passage[0]
+    variant = {"full": _full_width(text), "upper": text.upper(), "zero-width": "\u200b".join(text),
+               "cjk-gaps": re.sub(r"(?<=[\u4e00-\u9fff])(?=[\u4e00-\u9fff])", " ", text)}[style]
+    assert Reason(passage[1]) in default_screen().reasons(variant)
+
+
+@settings(max_examples=100, deadline=None)
+@given(passage=st.sampled_from(LEGIT_PASSAGES), style=st.sampled_from(["full", "upper"]))
+def test_every_spelling_of_an_official_passage_is_served(passage: str, style: str) -> None:
+    variant = _full_width(passage) if style == "full" else passage.upper()
+    assert default_screen().reasons(variant) == ()
