@@ -49,6 +49,16 @@ def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默�
                   f"写入 {report.chunks_written} 块，用时 {report.seconds:.1f}s")
     for name, reason in report.failed:
         err_console.print(f"[yellow]⚠ 跳过 {name}：{reason}[/yellow]")
+    if report.quarantined:  # held back by knowledge.sanitize: never retrieved, cited or sent to a model
+        from policies.masking import mask_text
+
+        console.print(f"[yellow]⚠ 隔离待审 {len(report.quarantined)} 段：不会被检索、引用或发给模型；"
+                      "请核对原文，改好文档（或把官方网址、电话加入 policies/links.yaml）后重新 ingest[/yellow]",
+                      soft_wrap=True)
+        for q in report.quarantined:
+            where = f"第{q.line}行" if q.line else "文件头"
+            console.print(f"  • {q.doc_id} {where}〔{q.section}〕{'；'.join(r.label for r in q.reasons)}："
+                          f"{mask_text(q.text)[:80]}", markup=False, highlight=False, soft_wrap=True)
     _scope_summary(settings)
 
 
