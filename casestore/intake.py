@@ -9,7 +9,7 @@ Must not: know the channel, call an LLM, or send anything (Notification rows are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from casestore.models import Case, CaseCreate, Hotspot, Resident
 from casestore.residents import community_for_estate
 from casestore.routing import Assignment, community_of, route
 from casestore.sweep import first_reminder_at
+from policies.hygiene import clean_text
 from policies.models import Policies
 
 
@@ -106,6 +107,10 @@ def assign_to(*, session: Session, policies: Policies, sla: SlaPolicy, case: Cas
 def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, resident: Resident | None,
               report: Report, similarity: Similarity | None = None) -> IntakeResult:
     """Create, route and schedule a case (or merge it into the open case it repeats) in the caller's transaction."""
+    # stored text is shown on workers' screens and written to logs: no escape sequences, controls or bidi tricks
+    report = replace(report, title=clean_text(report.title).strip(),
+                     description=clean_text(report.description, multiline=True).strip(),
+                     location_text=clean_text(report.location_text).strip() if report.location_text else None)
     now = clock.now()
     grid_id, community_id = locate(session=session, policies=policies, resident=resident, report=report)
     actor = f"resident:{resident.id}" if resident is not None else "system"

@@ -21,6 +21,7 @@ from bot.dialogue.turn import DialogueServices, ModelCalls, ModelNeeded, Turn
 from bot.dialogue.types import Incoming, Reply
 from casestore.accounts import get_account, get_worker_by_account, touch_account
 from casestore.db import session_scope
+from policies.hygiene import fix_surrogates
 from policies.masking import mask_text
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,16 @@ class DialogueEngine:
 
 
 def _normalise(incoming: Incoming) -> tuple[Incoming, list[str]]:
-    """Strip and truncate text; a command's name is lower-cased and a bot suffix (/start@quanbot) dropped."""
+    """Strip and truncate text; a command's name is lower-cased and a bot suffix (/start@quanbot) dropped.
+    An unpaired surrogate (which no database or log can encode) becomes U+FFFD, so the message is still handled."""
     notes: list[str] = []
-    text = (incoming.text or "").replace("\x00", "").strip()
+    text = fix_surrogates(incoming.text or "").replace("\x00", "").strip()
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT]
         notes.append(texts.TOO_LONG.format(limit=MAX_TEXT))
     command = incoming.command
     if command:
-        command = command.lstrip("/").split("@", 1)[0].strip().lower()
-    args = (incoming.args or "").strip()[:MAX_TEXT]
-    return replace(incoming, text=text, command=command, args=args), notes
+        command = fix_surrogates(command).lstrip("/").split("@", 1)[0].strip().lower()
+    args = fix_surrogates(incoming.args or "").strip()[:MAX_TEXT]
+    return replace(incoming, text=text, command=command, args=args,
+                   display_name=fix_surrogates(incoming.display_name or "")), notes

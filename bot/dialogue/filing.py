@@ -15,13 +15,15 @@ from casestore.errors import DomainError
 from casestore.intake import Report, open_case
 from casestore.models import Case, Grid, Resident
 from casestore.notices import role_name
+from policies.hygiene import clean_text
 from policies.masking import mask_text
 
 TITLE_CHARS = 30
 
 
 def title_of(text: str) -> str:
-    first = re.split(r"[。！？!?\n]", text.strip(), maxsplit=1)[0]
+    """The first sentence or line of `text`, shortened, without control characters (it is shown and logged)."""
+    first = re.split(r"[。！？!?\n]", clean_text(text, multiline=True).strip(), maxsplit=1)[0].strip()
     return (first[:TITLE_CHARS] + "…") if len(first) > TITLE_CHARS else (first or "居民反映")
 
 
