@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bot.logs import LogHygieneFilter
+from bot.logs import install as install_log_hygiene
 from bot.settings import Settings, SettingsError, load_settings
-from policies.masking import mask_text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -90,39 +91,14 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-class MaskingFilter(logging.Filter):
-    """Masks phone and ID numbers (policies.masking) and the bot token in every log record."""
-
-    def __init__(self, secrets: tuple[str, ...] = ()):
-        super().__init__()
-        self.secrets = tuple(s for s in secrets if s)
-        self._fmt = logging.Formatter()
-
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "<secret>")
-        return mask_text(text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._clean(record.getMessage())
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self._fmt.formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self._clean(record.exc_text)
-        return True
-
-
-def install_logging(settings: Settings) -> MaskingFilter:
-    """Root logging with the masking filter on every handler; httpx's per-request lines (which carry the token in
-    the URL) and APScheduler's per-run lines are kept out."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    masking = MaskingFilter((settings.telegram_token.get_secret_value(), settings.webhook_secret.get_secret_value()))
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(masking)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def install_logging(settings: Settings) -> LogHygieneFilter:
+    """Root logging with the hygiene filter on every handler (personal data and secrets masked, control
+    characters escaped: bot.logs); httpx's per-request lines (which carry the token in the URL) and APScheduler's
+    per-run lines are kept out."""
+    hygiene = install_log_hygiene(settings.log_level, secrets=(settings.telegram_token.get_secret_value(),
+                                                                settings.webhook_secret.get_secret_value()))
     quiet_libraries()
-    return masking
+    return hygiene
 
 
 def safe_url(url: str) -> str:
