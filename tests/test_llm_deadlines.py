@@ -199,7 +199,7 @@ def test_a_question_costs_one_model_latency_not_two(engine: Engine, settings: Se
                                                     clock: FakeClock, ai: SharedAI,
                                                     server: OpenAICompatServer) -> None:
     """The answer is asked while the LLM classifies (the offline model already reads a clear inquiry)."""
-    latency = 0.6
+    latency = 1.0
     services = llm_services(settings, engine, policies, clock, ai, server, timeout_s=5.0)
     make_resident(engine, policies, user=750001, clock=clock)
     sensible(server, ai)

@@ -4,6 +4,7 @@ parts, and the training cache."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from bot.understanding import MessageClassifier, load_classifier
 from bot.understanding.rules import apply_rules
 from bot.understanding.training import ensure_model
-from knowledge.llm import OpenAICompatLLM
+from knowledge.llm import Deadline, OpenAICompatLLM
 from policies.masking import contains_unmasked
 from tests.servers.openai_compat import OpenAICompatServer
 
@@ -189,3 +190,31 @@ def test_featuriser_rows_match_sklearn() -> None:
     again = feat.transform(texts).toarray()
     assert fitted.shape[1] == feat.n_features > 0
     assert np.allclose(fitted, again, atol=1e-5)
+
+
+def test_llm_call_gets_the_time_the_deadline_leaves(model_dir: Path, policies) -> None:
+    """The classifier's LLM call is cut to the turn's remaining time, not the adapter's own timeout; with no
+    time left it is not made at all and the offline model answers at once."""
+    with OpenAICompatServer() as server:
+        c = llm_clf(model_dir, server, policies, timeout_s=5.0)
+        server.hang()
+        started = time.monotonic()
+        u = c.understand("楼道灯坏了好几天了", deadline=Deadline(0.4))
+        assert u.mode == "llm_fallback" and time.monotonic() - started < 0.9
+        with Deadline(0.3).applied():  # the ambient deadline a dialogue turn applies
+            started = time.monotonic()
+            assert c.understand("楼道灯坏了好几天了").mode == "llm_fallback"
+            assert time.monotonic() - started < 0.8
+        asked = len(server.chat_requests())
+        started = time.monotonic()
+        u = c.understand("楼道灯坏了好几天了", deadline=Deadline(0.0))
+        assert u.mode == "llm_fallback" and u.category.label and time.monotonic() - started < 0.2
+        assert len(server.chat_requests()) == asked  # nothing sent
+
+
+def test_offline_reading_sends_nothing(model_dir: Path, policies) -> None:
+    with OpenAICompatServer() as server:
+        c = llm_clf(model_dir, server, policies)
+        u = c.understand_offline("办居住证要带什么")
+        assert u.mode == "offline" and u.intent.label == "inquiry"
+        assert server.chat_requests() == []
