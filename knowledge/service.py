@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from knowledge.faq import DEFAULT_FAQ, FaqIndex, load_faq
 from knowledge.ingest import IngestReport, Progress, ingest_path
 from knowledge.llm import llm_from_settings
 from knowledge.retrieval import HybridRetriever, Thresholds
+from knowledge.sanitize import Screen, screen_for
 from knowledge.scope import ScopeError, ScopeExample, load_scope_examples
 from knowledge.segmenter import Segmenter
 from knowledge.store import ChromaStore, store_from_settings
@@ -47,6 +49,11 @@ class KnowledgeRuntime:
         # jieba's dictionary and the chunks' tokens on disk, beside the other models (knowledge.segmenter)
         self.segmenter = segmenter or Segmenter(Path(settings.var_dir) / "models")
 
+    @cached_property
+    def screen(self) -> Screen:
+        """The quarantine rules with this deployment's link allowlist (POLICIES_DIR/links.yaml)."""
+        return screen_for(self.settings.policies_dir)
+
     def components(self) -> tuple[Embedder, ChromaStore]:
         """The embedder and the store (the model is loaded and the Chroma collection opened on first call)."""
         with self._lock:
@@ -63,18 +70,19 @@ class KnowledgeRuntime:
                 embedder, store = self.components()
                 if store.count() == 0:
                     ingest_path(Path(self.settings.knowledge_dir), store=store, embedder=embedder,
-                                progress=progress)
+                                progress=progress, screen=self.screen)
                 retriever = HybridRetriever(store=store, embedder=embedder, thresholds=self._thresholds,
                                             scope_examples=self._scope_examples(), segmenter=self.segmenter)
                 faq = FaqIndex(load_faq(self._faq_path), embedder, segmenter=self.segmenter)
-                self._service = KnowledgeService(retriever=retriever, faq=faq, llm=llm_from_settings(self.settings))
+                self._service = KnowledgeService(retriever=retriever, faq=faq, llm=llm_from_settings(self.settings),
+                                                 screen=self.screen)
             return self._service
 
     def ingest(self, path: Path | None = None, *, progress: Progress | None = None) -> IngestReport:
         """Ingest settings.knowledge_dir (or `path`); a service already built sees the change at once."""
         embedder, store = self.components()
         report = ingest_path(Path(path or self.settings.knowledge_dir), store=store, embedder=embedder,
-                             progress=progress)
+                             progress=progress, screen=self.screen)
         with self._lock:
             service = self._service
         if service is not None and report.changed:

@@ -255,9 +255,11 @@ def _first_contact(turn: Turn, text: str) -> None:
 def process_text(turn: Turn, text: str, u: Understanding | None = None) -> None:
     """A message in the idle state: decide the path from the understanding."""
     if safety.is_injection(text):
-        log.info("prompt-injection-like input refused cid=%s", turn.cid)
-        turn.say(texts.INJECTION)
-        return
+        u = u if u is not None else turn.understand(text)
+        if not safety.is_emergency(u, text):  # an emergency gets its safety steps whatever else it says
+            log.info("prompt-injection-like input refused cid=%s", turn.cid)
+            turn.say(texts.INJECTION)
+            return
     if wants_person(text) and turn.data.last_q is not None:
         answers.hand_off(turn, automatic=False)
         return
