@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from bot.dialogue import texts
+from bot.dialogue.turn import MAX_MODEL_PASSES, ModelCalls, ModelNeeded
 from bot.services import Services
 from bot.settings import Settings
 from bot.understanding.service import MessageClassifier
@@ -221,6 +222,23 @@ def test_a_report_is_not_sent_to_the_knowledge_base_ahead(engine: Engine, settin
     reply = all_text(services.dialogue.handle(text(REPORT, user=760001)))
     assert "照片" in reply
     assert [bool(r["body"].get("response_format")) for r in server.chat_requests()] == [True]
+
+
+def test_a_turn_past_its_deadline_reads_offline_without_a_replay(engine: Engine, settings: Settings,
+                                                                policies: Policies, clock: FakeClock, ai: SharedAI,
+                                                                server: OpenAICompatServer) -> None:
+    services = llm_services(settings, engine, policies, clock, ai, server, timeout_s=5.0)
+    live = ModelCalls(services)
+    with pytest.raises(ModelNeeded):  # an LLM is configured and there is time: the engine asks it outside
+        live.understand(REPORT)
+    for _ in range(MAX_MODEL_PASSES):  # a turn that keeps needing models gets no more than this many replays
+        live.run(ModelNeeded("understand", f"{REPORT} {_}"))
+    spent = ModelCalls(services, deadline=Deadline(0.0))
+    for models in (live, spent):
+        u = models.understand("楼道里有股怪味")
+        answer = models.ask(QUESTION)
+        assert u.mode == "llm_fallback" and answer.mode in ("offline_fallback", "faq") and answer.answered
+    assert len(server.chat_requests()) == MAX_MODEL_PASSES
 
 
 def test_deadline_counts_down_on_the_clock_it_is_given() -> None:

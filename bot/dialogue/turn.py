@@ -100,7 +100,7 @@ class ModelCalls:
     # ---------------- inside the transaction (the Turn's calls)
     def understand(self, text: str) -> Understanding:
         if text not in self.understood:
-            if self.defer:
+            if self._deferring():
                 raise ModelNeeded("understand", text)
             with self._inline_deadline().applied():
                 self.understood[text] = self.services.classifier.understand(text)
@@ -108,20 +108,24 @@ class ModelCalls:
 
     def ask(self, question: str) -> Answer:
         if question not in self.answers:
-            if self.defer:
+            if self._deferring():
                 raise ModelNeeded("ask", question)
             with self._inline_deadline().applied():
                 self.answers[question] = self.services.knowledge.ask(question)
         return self.answers[question]
 
+    def _deferring(self) -> bool:
+        # with the deadline passed no model is asked any more: the offline answers come inline, without a replay
+        return self.defer and not self.deadline.expired
+
     def _inline_deadline(self) -> Deadline:
-        # only reached without deferral: offline models (fast), or a turn past MAX_MODEL_PASSES, whose model
-        # calls inside the transaction must not reach the LLM at all (no time left = offline at once)
-        return self.deadline if self.passes < MAX_MODEL_PASSES else Deadline(0.0)
+        # a call inside the transaction: with no LLM configured the models are fast; with one (deadline passed,
+        # or MAX_MODEL_PASSES reached) it must not reach the LLM at all: no time left, the offline path at once
+        return Deadline(0.0) if self.defer else self.deadline
 
     # ---------------- between passes (the engine's call, no transaction open)
     def run(self, need: ModelNeeded) -> None:
-        """Ask the model for what the turn needed; after MAX_MODEL_PASSES the turn gets offline answers."""
+        """Ask the model for what the turn needed; after MAX_MODEL_PASSES the deadline is spent (offline inline)."""
         self.passes += 1
         with self.deadline.applied():
             if need.kind == "understand":
@@ -132,7 +136,7 @@ class ModelCalls:
                 self.answers[need.text] = early.result() if early is not None else \
                     self.services.knowledge.ask(need.text)
         if self.passes >= MAX_MODEL_PASSES:
-            self.defer = False
+            self.deadline = Deadline(0.0)
 
     def _send_ahead(self, text: str) -> None:
         classifier = self.services.classifier
