@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
 def test_migrated_schema_and_org(pg_engine) -> None:
-    assert current_revision(pg_engine) == head_revision() == "0003"
+    assert current_revision(pg_engine) == head_revision() is not None
     tables = set(inspect(pg_engine).get_table_names())
     assert {"case", "caseevent", "notification", "inboundupdate", "grid", "worker", "resident"} <= tables
     indexes = {i["name"] for i in inspect(pg_engine).get_indexes("case")}
