@@ -61,7 +61,7 @@ _SEP = "[" + re.escape(_SEPARATORS) + "]"
 # optional final X (the ID check digit); up to two of "(" / "+" before it belong to it too (_LEAD)
 _RUN = re.compile(r"\d(?:" + _SEP + r"{1,3}\d|\d)*(?:" + _SEP + r"{0,3}[XxＸｘ](?![A-Za-z]))?")
 _LEAD = "(+（＋"
-_GROUP = re.compile(r"[0-9]+|[Xx]")
+_GROUP = re.compile(r"[0-9]+X?|X")  # in the folded, upper-cased run
 _MASK_PIECE = 4  # at most this many digits show on either side of a mask's stars (138****5678, ****66)
 _MIN_DIGITS = 7
 _MAX_SPAN_DIGITS = 18  # an ID number; 0086 + a 12-digit landline is 16
@@ -120,12 +120,16 @@ def _is_ymd(digits: str) -> bool:
     return digits[:2] in ("19", "20") and _is_date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
 
 
-def _id_kind(d: str) -> str | None:
-    if len(d) == 18 and d[0] != "0" and d[:17].isdigit():
+# how an 18-digit ID is typed in groups; a number with a wrong check digit counts only when typed like one
+_ID_SHAPES = frozenset({(18,), (6, 8, 4), (6, 4, 4, 4), (3, 3, 4, 4, 4), (6, 12), (4, 4, 4, 4, 2), (1,) * 18})
+
+
+def _id_kind(d: str, sizes: tuple[int, ...]) -> str | None:
+    if len(d) == 18 and d[0] != "0" and d[:17].isdigit() and _is_ymd(d[6:14]):
         if id_check_ok(d):
             return "id_number"
-        # a wrong check digit is still masked when the birth date is real: it may be a mistyped real one
-        return "id_number_invalid" if _is_ymd(d[6:14]) else None
+        # a wrong check digit is still masked when the rest looks real: it may be a mistyped real one
+        return "id_number_invalid" if int(d[:2]) in _PROVINCES and sizes in _ID_SHAPES else None
     if len(d) == 15 and d.isdigit() and int(d[:2]) in _PROVINCES:
         yy, mm, dd = int(d[6:8]), int(d[8:10]), int(d[10:12])
         if _is_date(1900 + yy, mm, dd) or _is_date(2000 + yy, mm, dd):  # YYMMDD: 000229 is a real birthday
@@ -213,7 +217,7 @@ def _split_run(text: str, m: re.Match[str]) -> list[PersonalData]:
                 break
             if size < _MIN_DIGITS:
                 continue
-            kind = _id_kind(d) if size in (15, 18) else None
+            kind = _id_kind(d, tuple(len(g[2]) for g in groups[i:j + 1])) if size in (15, 18) else None
             if kind is None and d[-1] != "X":
                 if size in (11, 12, 13, 15) and _mobile(d) is not None:
                     kind = "mobile"

@@ -263,7 +263,7 @@ def test_generated_15_digit_old_ids_are_found_and_masked(province: str, area: st
     assert mask_text(text) == before + number[:3] + "*" * 8 + number[-4:] + after
 
 
-@given(st.lists(st.one_of(mobiles(), landlines()), min_size=2, max_size=3),
+@given(st.lists(st.one_of(mobiles(), landlines(), id18s().map(lambda n: (n, n.upper()))), min_size=2, max_size=3),
        st.sampled_from([" ", "、", "或", " / ", "，", "\n"]))
 @BOUNDED
 def test_several_numbers_in_one_message_are_each_masked(numbers: list[tuple[str, str]], joiner: str) -> None:
