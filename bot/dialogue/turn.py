@@ -108,7 +108,7 @@ class ModelCalls:
 
     def ask(self, question: str) -> Answer:
         if question not in self.answers:
-            if self._deferring():
+            if question in self._early or self._deferring():  # an answer sent ahead is awaited outside, too
                 raise ModelNeeded("ask", question)
             with self._inline_deadline().applied():
                 self.answers[question] = self.services.knowledge.ask(question)
