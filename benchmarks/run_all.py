@@ -25,6 +25,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench_telegram", ["--handler", "engine"], ["--handler", "engine", "--residents", "60"]),
     ("bench_memory", [], []),
     ("bench_startup", ["--runs", "5"], ["--runs", "3"]),
+    ("bench_llm_load", [], ["--residents", "20", "--timeout", "4"]),
 ]
 
 
