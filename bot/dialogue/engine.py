@@ -3,7 +3,8 @@
 Owns: the boundary (input normalisation, one transaction per pass — a pass that needs a model is rolled back,
 the model asked outside any transaction, and the pass replayed (bot.dialogue.turn.ModelCalls) —, the
 conversation row and its typed data, exception catching with a correlation id) and the choice of side by who
-is talking: an admin command, a worker's account, or a resident. Each side is a table of handlers (admin.py, worker.py, resident.py).
+is talking: an admin command, a worker's account, or a resident. Each side is a table of handlers (admin.py,
+worker.py, resident.py).
 Must not: know any channel, or hold business rules (casestore/ and policies/ do).
 Synchronous on purpose: channels call it in a worker thread and run `dispatch_pending` afterwards.
 """
