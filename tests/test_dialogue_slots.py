@@ -163,3 +163,9 @@ def test_an_emergency_that_also_reads_as_an_injection_gets_its_safety_steps(dlg,
     assert "119" in said and texts.INJECTION not in said
     (case,) = cases(engine)
     assert case.urgency == "emergency"
+
+
+def test_a_door_that_will_not_close_is_a_report_not_an_emergency(dlg, engine, clock, policies):
+    make_resident(engine, policies, clock=clock)
+    said = all_text(dlg.handle(text("单元门门禁关不上")))
+    assert "⚠️" not in said and "110" not in said and "我帮您登记" in all_text(dlg.handle(text("跳过")))
