@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: setup browser
+test: setup browser lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Debian's Chromium renders the eval report in a test; without it that one test skips with a reason.
@@ -35,8 +35,7 @@ demo: setup
 bench: setup
 	$(PY) -m benchmarks.run_all
 
-# Not yet part of `make test` (it will be once every package is clean): ruff's rules are pinned in pyproject.toml,
-# mypy checks the five packages listed there.
+# Both run first in `make test`: ruff's rules are pinned in pyproject.toml, mypy checks the five packages listed there.
 lint: setup
 	$(VENV)/bin/ruff check bot casestore knowledge policies evals tests benchmarks
 
