@@ -304,5 +304,5 @@ def _remember_phone(turn: Turn, text: str) -> None:
     phones = [p for p in find_personal_data(text) if p.kind in ("mobile", "landline")]
     resident = turn.resident()
     if phones and resident is not None and turn.consented():
-        update_contact_phone(session=turn.session, resident=resident, phone=re.sub(r"[^\d]", "", phones[0].raw)[-11:],
+        update_contact_phone(session=turn.session, resident=resident, phone=phones[0].number,
                              masked=mask_text(phones[0].raw), now=turn.now)
