@@ -310,10 +310,14 @@ class BotApiServer(ThreadedServer):
     def _find(self, predicate: Callable[[dict[str, Any]], bool] | str) -> dict[str, Any] | None:
         if isinstance(predicate, str):
             method = predicate
-            predicate = lambda c: c["method"] == method
+
+            def matches(c: dict[str, Any]) -> bool:
+                return bool(c["method"] == method)
+        else:
+            matches = predicate
         for call in self.sent:
             try:
-                if predicate(call):
+                if matches(call):
                     return call
             except (KeyError, TypeError, AttributeError, IndexError):
                 continue
