@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col
@@ -224,15 +224,47 @@ def _reply_insert(dialect: str) -> Any:
 
 
 def record_replies(*, connection: Connection, channel: str, update_id: int, chat_id: int,
-                   messages: Sequence[OutboundMessage], now: datetime, first_position: int = 0) -> None:
+                   messages: Sequence[OutboundMessage], now: datetime, first_position: int = 0,
+                   claim: bool = False) -> list[ClaimedReply]:
     """Queue `messages` as the reply to one update, in the caller's transaction; a (channel, update id,
-    position) already queued is kept as it is."""
-    rows = [{"channel": channel, "update_id": update_id, "position": first_position + i, "chat_id": chat_id,
-             "payload": _payload(m), "state": NotificationState.pending.value, "attempts": 0, "parts_sent": 0,
-             "created_at": now, "next_attempt_at": now} for i, m in enumerate(messages)]
-    if rows:
-        connection.execute(_reply_insert(connection.dialect.name).on_conflict_do_nothing(
-            index_elements=["channel", "update_id", "position"]), rows)
+    position) already queued is kept as it is.
+
+    With `claim`, and nothing of this chat waiting to be sent before them, the rows are written already claimed
+    by the caller (who delivers them next, without a claim round trip) and returned; otherwise they wait their
+    turn as pending and [] is returned."""
+    if not messages:
+        return []
+    if claim:
+        waiting = connection.execute(_OPEN_ROW_OF_CHAT, {"b_channel": channel, "b_chat": chat_id}).first()
+        claim = waiting is None
+    state = NotificationState.sending.value if claim else NotificationState.pending.value
+    payloads = {first_position + i: _payload(m) for i, m in enumerate(messages)}
+    rows = [{"channel": channel, "update_id": update_id, "position": position, "chat_id": chat_id,
+             "payload": payload, "state": state, "attempts": 1 if claim else 0, "parts_sent": 0,
+             "created_at": now, "next_attempt_at": now + REPLY_LEASE if claim else now}
+            for position, payload in payloads.items()]
+    stmt = _reply_insert(connection.dialect.name).on_conflict_do_nothing(
+        index_elements=["channel", "update_id", "position"])
+    if not claim:
+        connection.execute(stmt, rows)
+        return []
+    table: Table = OutboundReply.__table__  # type: ignore[attr-defined]
+    inserted = connection.execute(stmt.returning(table.c.id, table.c.position), rows).all()
+    return sorted((ClaimedReply(id=row.id, update_id=update_id, position=row.position, chat_id=chat_id,
+                                payload=payloads[row.position], attempts=1, parts_sent=0,
+                                created_at=now, reclaimed=False) for row in inserted), key=lambda c: c.position)
+
+
+_OUTBOX: Table = OutboundReply.__table__  # type: ignore[attr-defined]  # SQLModel does not declare __table__
+_MARK_SENT = (update(_OUTBOX)
+              .where(_OUTBOX.c.id == bindparam("b_id"), _OUTBOX.c.attempts == bindparam("b_attempts"),
+                     _OUTBOX.c.state == NotificationState.sending.value)
+              .values(state=NotificationState.sent.value, sent_at=bindparam("b_now"), payload={},
+                      next_attempt_at=None, last_error=None, parts_sent=bindparam("b_parts")))
+_OPEN_ROW_OF_CHAT = (select(_OUTBOX.c.id)
+                     .where(_OUTBOX.c.channel == bindparam("b_channel"), _OUTBOX.c.chat_id == bindparam("b_chat"),
+                            _OUTBOX.c.state.in_([NotificationState.pending.value, NotificationState.sending.value]))
+                     .limit(1))
 
 
 def _open_reply(channel: str) -> Any:
@@ -243,31 +275,37 @@ def claim_replies(*, engine: Engine, channel: str, now: datetime, limit: int = 2
                   exclude: set[int] | None = None) -> list[ClaimedReply]:
     """Claim the due head (oldest unsent row) of up to `limit` chats (or of `chat_id` only; never of the chats
     in `exclude`, which the caller is serving already) under a lease."""
+    with engine.begin() as conn:
+        return _claim(conn, channel=channel, now=now, limit=limit,
+                      chat_ids=[chat_id] if chat_id is not None else None, exclude=exclude)
+
+
+def _claim(conn: Connection, *, channel: str, now: datetime, limit: int, chat_ids: list[int] | None,
+           exclude: set[int] | None) -> list[ClaimedReply]:
     heads = (select(func.min(col(OutboundReply.id))).where(_open_reply(channel))
              .group_by(col(OutboundReply.chat_id)).order_by(func.min(col(OutboundReply.id))).limit(limit))
-    if chat_id is not None:
-        heads = heads.where(col(OutboundReply.chat_id) == chat_id)
+    if chat_ids is not None:
+        heads = heads.where(col(OutboundReply.chat_id).in_(chat_ids))
     if exclude:
         heads = heads.where(col(OutboundReply.chat_id).not_in(sorted(exclude)))
+    ids = [r[0] for r in conn.execute(heads).all()]
+    if not ids:
+        return []
+    rows = conn.execute(select(OutboundReply.__table__).where(  # type: ignore[attr-defined]
+        col(OutboundReply.id).in_(ids), col(OutboundReply.next_attempt_at) <= now)
+        .order_by(col(OutboundReply.id))).all()
     claimed: list[ClaimedReply] = []
-    with engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(heads).all()]
-        if not ids:
-            return []
-        rows = conn.execute(select(OutboundReply.__table__).where(  # type: ignore[attr-defined]
-            col(OutboundReply.id).in_(ids), col(OutboundReply.next_attempt_at) <= now)
-            .order_by(col(OutboundReply.id))).all()
-        for row in rows:
-            result = conn.execute(update(OutboundReply).where(
-                col(OutboundReply.id) == row.id, col(OutboundReply.state) == row.state,
-                col(OutboundReply.attempts) == row.attempts,
-            ).values(state=NotificationState.sending.value, attempts=row.attempts + 1,
-                     next_attempt_at=now + REPLY_LEASE))
-            if result.rowcount == 1:
-                claimed.append(ClaimedReply(
-                    id=row.id, update_id=row.update_id, position=row.position, chat_id=row.chat_id,
-                    payload=row.payload, attempts=row.attempts + 1, parts_sent=row.parts_sent,
-                    created_at=row.created_at, reclaimed=row.state == NotificationState.sending.value))
+    for row in rows:
+        result = conn.execute(update(OutboundReply).where(
+            col(OutboundReply.id) == row.id, col(OutboundReply.state) == row.state,
+            col(OutboundReply.attempts) == row.attempts,
+        ).values(state=NotificationState.sending.value, attempts=row.attempts + 1,
+                 next_attempt_at=now + REPLY_LEASE))
+        if result.rowcount == 1:
+            claimed.append(ClaimedReply(
+                id=row.id, update_id=row.update_id, position=row.position, chat_id=row.chat_id,
+                payload=row.payload, attempts=row.attempts + 1, parts_sent=row.parts_sent,
+                created_at=row.created_at, reclaimed=row.state == NotificationState.sending.value))
     return claimed
 
 
@@ -278,11 +316,15 @@ def _mark_reply(conn: Connection, item: ClaimedReply, **values: Any) -> bool:
     return bool(result.rowcount == 1)
 
 
-def mark_reply_sent(*, engine: Engine, item: ClaimedReply, parts: int, now: datetime) -> bool:
-    """The message left: `sent`, its text no longer kept; False if another claim owns the row now."""
+def mark_replies_sent(*, engine: Engine, sent: Sequence[tuple[ClaimedReply, int]], now: datetime) -> int:
+    """Mark delivered rows `sent` (their text no longer kept), each with its number of Bot API sends: one
+    statement, one commit, for as many as the caller collected. Returns how many rows it marked."""
+    if not sent:
+        return 0
     with engine.begin() as conn:
-        return _mark_reply(conn, item, state=NotificationState.sent.value, sent_at=now, parts_sent=parts,
-                           payload={}, next_attempt_at=None, last_error=None)
+        result = conn.execute(_MARK_SENT, [{"b_id": item.id, "b_attempts": item.attempts, "b_parts": parts,
+                                            "b_now": now} for item, parts in sent])
+        return int(result.rowcount or 0)
 
 
 def retry_reply(*, engine: Engine, item: ClaimedReply, at: datetime, error: str, parts_sent: int,

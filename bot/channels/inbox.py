@@ -43,13 +43,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 
 from casestore.clock import Clock, SystemClock
-from casestore.dispatch import record_replies
+from casestore.dispatch import ClaimedReply, record_replies
 from casestore.models import InboundState, InboundUpdate, NotificationState, OutboundReply
 from casestore.notify import OutboundMessage
 from policies.masking import mask_text
@@ -137,6 +137,17 @@ class AlreadyHandled(Exception):
     """The update was marked handled (or failed) by another run: roll this run's transaction back."""
 
 
+_INBOX: Table = InboundUpdate.__table__  # type: ignore[attr-defined]  # SQLModel does not declare __table__
+_THIS_RECEIVED = ((_INBOX.c.channel == bindparam("b_channel")) & (_INBOX.c.update_id == bindparam("b_update"))
+                  & (_INBOX.c.state == InboundState.received.value))
+# built once: these run for every update, and building the statement costs more than running it
+_BEGIN = (update(_INBOX).where(_THIS_RECEIVED).values(attempts=_INBOX.c.attempts + 1)
+          .returning(_INBOX.c.attempts, _INBOX.c.failures))
+_FINISH = update(_INBOX).where(_THIS_RECEIVED).values(
+    state=InboundState.done.value, handled_at=bindparam("b_now"), payload={}, error=None,
+    erased_at=bindparam("b_now"))
+
+
 def _entry(row: Any) -> InboxEntry:
     payload = row.payload or {}
     return InboxEntry(update_id=row.update_id, update=payload.get("update", {}), attempts=row.attempts,
@@ -209,29 +220,27 @@ class Inbox:
         """Count a handler run as started (committed before the handler runs); None if the update is no longer
         received (handled or failed meanwhile, e.g. by another replica)."""
         with self._writing(), self.engine.begin() as conn:
-            result = conn.execute(update(InboundUpdate).where(
-                self._where(update_id) & (col(InboundUpdate.state) == InboundState.received.value))
-                .values(attempts=col(InboundUpdate.attempts) + 1))
-            if result.rowcount != 1:
-                return None
-            row = conn.execute(select(InboundUpdate.__table__).where(self._where(update_id))).one()  # type: ignore[attr-defined]
-            return _entry(row)
+            row = conn.execute(_BEGIN, {"b_channel": self.channel, "b_update": update_id}).first()
+        if row is None:
+            return None
+        return InboxEntry(update_id=update_id, update={}, attempts=row.attempts, failures=row.failures,
+                          state=InboundState.received.value)
 
     def finish(self, *, connection: Connection, update_id: int, chat_id: int | None,
-               messages: Sequence[OutboundMessage]) -> None:
-        """In the handler's transaction: mark the update done (its content erased) and queue its reply.
+               messages: Sequence[OutboundMessage]) -> list[ClaimedReply]:
+        """In the handler's transaction: mark the update done (its content erased) and queue its reply; returns
+        the reply rows written already claimed for the caller to send (see casestore.dispatch.record_replies).
 
         Raises AlreadyHandled if the row is no longer received, so that the caller rolls back: the mark comes
         first, which on PostgreSQL also makes a concurrent second run wait here and then see `done`."""
         now = self.clock.now()
-        result = connection.execute(update(InboundUpdate).where(
-            self._where(update_id) & (col(InboundUpdate.state) == InboundState.received.value))
-            .values(state=InboundState.done.value, handled_at=now, payload={}, error=None, erased_at=now))
+        result = connection.execute(_FINISH, {"b_channel": self.channel, "b_update": update_id, "b_now": now})
         if result.rowcount != 1:
             raise AlreadyHandled(f"{self.channel} update {update_id}")
-        if chat_id is not None:
-            record_replies(connection=connection, channel=self.channel, update_id=update_id, chat_id=chat_id,
-                           messages=messages, now=now)
+        if chat_id is None:
+            return []
+        return record_replies(connection=connection, channel=self.channel, update_id=update_id, chat_id=chat_id,
+                              messages=messages, now=now, claim=True)
 
     def fail(self, *, update_id: int, error: str, chat_id: int | None = None,
              notice: OutboundMessage | None = None, final_notice: OutboundMessage | None = None,

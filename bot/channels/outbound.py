@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -45,7 +48,7 @@ from casestore.dispatch import (
     ClaimedReply,
     claim_replies,
     fail_reply,
-    mark_reply_sent,
+    mark_replies_sent,
     next_reply_due,
     retry_reply,
 )
@@ -244,8 +247,13 @@ def _backoff(attempts: int) -> float:
 class ReplySender:
     """Delivers the reply outbox of one channel until stopped (see the module docstring).
 
-    `kick()` after committing new rows; without a kick it still looks every few seconds (rows of another
-    replica whose lease ran out, retries coming due). `on_sent(item)` observes each delivered row."""
+    Fast path: the rows of a reply written already claimed (casestore.dispatch.record_replies) are handed over
+    with `deliver()` and sent without any claim round trip. Everything else (rows that waited behind earlier
+    ones, retries coming due, claims of a stopped run, rows of other replicas whose lease ran out) is found by a
+    claim round, after a `kick()` or every few seconds. `on_sent(item)` observes each delivered row.
+    Its database calls run on one thread of its own, and the "sent" marks of all chats that finished a message
+    meanwhile go in one statement and one commit, on another thread: the window between Telegram accepting a
+    message and its mark, where a kill makes the message go out twice, stays short."""
 
     IDLE_POLL_S = 5.0
 
@@ -259,9 +267,16 @@ class ReplySender:
         self.max_chats = max_chats
         self._wake = asyncio.Event()
         self._chats: dict[int, asyncio.Task[None]] = {}  # chat id -> the task delivering its rows
+        self._queues: dict[int, deque[ClaimedReply]] = {}  # chat id -> rows claimed for it, in order
+        self._waiting: set[int] = set()  # chats with rows that wait as pending in the database
+        self._marks: list[tuple[ClaimedReply, int, asyncio.Future[None]]] = []
+        self._marker: asyncio.Task[None] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._mark_pool: ThreadPoolExecutor | None = None
+        self._running = False
         self._stopping = False
         self.sent = 0  # rows delivered
-        self.resent = 0  # rows delivered again after a claim that ran out (a crash between send and mark)
+        self.resent = 0  # of those, rows a stopped run had claimed (sent again if it had sent them already)
         self.flood_waits = 0  # rows put back by a 429 past the inline retries
         self.errors = 0  # other failed sends (retried or given up)
         self.failed = 0  # rows given up
@@ -269,7 +284,33 @@ class ReplySender:
     def kick(self) -> None:
         self._wake.set()
 
+    def deliver(self, chat_id: int, claimed: Sequence[ClaimedReply]) -> None:
+        """Send rows just written for `chat_id`: `claimed` ones at once, or (none given) whatever waits for it."""
+        if claimed:
+            self._queues.setdefault(chat_id, deque()).extend(claimed)
+        else:
+            self._waiting.add(chat_id)
+        if not self._running or self._stopping:  # the next start (or a claim round) takes them
+            return
+        if chat_id not in self._chats:
+            self._chats[chat_id] = asyncio.create_task(self._deliver_chat(chat_id))
+
+    async def _db(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tg-outbox")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, **kwargs))
+
+    async def _db_mark(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """The "sent" marks on a thread of their own: never queued behind a claim round."""
+        if self._mark_pool is None:
+            self._mark_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tg-marks")
+        return await asyncio.get_running_loop().run_in_executor(self._mark_pool, functools.partial(fn, **kwargs))
+
     async def run(self, stop: asyncio.Event) -> None:
+        self._running, self._stopping = True, False
+        for chat_id in list(self._queues) + list(self._waiting):  # handed over before the start
+            if chat_id not in self._chats:
+                self._chats[chat_id] = asyncio.create_task(self._deliver_chat(chat_id))
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -292,40 +333,69 @@ class ReplySender:
                     task.cancel()
                 if late:
                     await asyncio.wait(late, timeout=5)
+            if self._marker is not None:
+                await asyncio.gather(self._marker, return_exceptions=True)
+            for pool in (self._pool, self._mark_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._pool = self._mark_pool = None
+            self._running = False
 
     async def _claim_round(self) -> None:
         room = self.max_chats - len(self._chats)
         if room <= 0:
             return
-        claimed = await asyncio.to_thread(claim_replies, engine=self.engine, channel=self.channel,
-                                          now=self.clock.now(), limit=room, exclude=set(self._chats))
+        claimed = await self._db(claim_replies, engine=self.engine, channel=self.channel, now=self.clock.now(),
+                                 limit=room, exclude=set(self._chats))
         for item in claimed:
-            self._chats[item.chat_id] = asyncio.create_task(self._deliver_chat(item))
+            self.deliver(item.chat_id, [item])
 
     async def _idle_wait(self) -> float:
         if len(self._chats) >= self.max_chats:
             return self.IDLE_POLL_S
-        due = await asyncio.to_thread(next_reply_due, engine=self.engine, channel=self.channel)
+        due = await self._db(next_reply_due, engine=self.engine, channel=self.channel)
         if due is None:
             return self.IDLE_POLL_S
         return min(self.IDLE_POLL_S, max(0.02, (due - self.clock.now()).total_seconds()))
 
-    async def _deliver_chat(self, first: ClaimedReply) -> None:
-        """One chat's rows, one after another, while each is sent and the next is due."""
-        item: ClaimedReply | None = first
+    async def _deliver_chat(self, chat_id: int) -> None:
+        """One chat's rows, one after another: those handed over, then any that waited in the database."""
+        queue = self._queues.setdefault(chat_id, deque())
         try:
-            while item is not None:
-                if not await self._send(item) or self._stopping:
+            while not self._stopping:
+                if not queue:
+                    if chat_id not in self._waiting:
+                        break
+                    self._waiting.discard(chat_id)
+                    head = await self._db(claim_replies, engine=self.engine, channel=self.channel,
+                                          now=self.clock.now(), limit=1, chat_id=chat_id)
+                    if head:  # only a chat's head can be claimed: look again after this one
+                        queue.extend(head)
+                        self._waiting.add(chat_id)
+                    else:  # nothing due (its head may wait for a retry: the claim round takes it then)
+                        self.kick()
+                    continue
+                item = queue.popleft()
+                parts = await self._send(item)
+                if parts is None:  # put back or given up: the rest must not overtake it
+                    self.kick()  # the claim round plans for its retry
                     break
-                claimed = await asyncio.to_thread(claim_replies, engine=self.engine, channel=self.channel,
-                                                  now=self.clock.now(), limit=1, chat_id=first.chat_id)
-                item = claimed[0] if claimed else None
+                await self._mark_sent(item, parts)
         finally:
-            self._chats.pop(first.chat_id, None)
-            self.kick()  # a retry may be due later: let the main loop plan its wait
+            # unregistered before any await: rows handed over from now on start a task of their own (and they can
+            # only be claimed ones if nothing of this chat is open, so they never overtake the ones put back here)
+            self._chats.pop(chat_id, None)
+            self._queues.pop(chat_id, None)
+            if queue:  # claimed here but not sent: back to pending, claimable in order
+                put_back = asyncio.gather(*(self._db(retry_reply, engine=self.engine, item=item, counts=False,
+                                                     parts_sent=item.parts_sent, at=self.clock.now(),
+                                                     error="handed back unsent") for item in queue))
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(put_back)
+                self.kick()
 
-    async def _send(self, item: ClaimedReply) -> bool:
-        """Send one row and record the outcome; True if it was delivered."""
+    async def _send(self, item: ClaimedReply) -> int | None:
+        """Send one row; the number of its Bot API sends, or None after recording why it was not delivered."""
         done = item.parts_sent
 
         def accepted() -> None:
@@ -336,8 +406,8 @@ class ReplySender:
             parts = self.outbound.renderer.render(OutboundMessage.from_payload(item.payload))[item.parts_sent:]
             await self.outbound.send_parts(item.chat_id, parts, on_part=accepted)
         except asyncio.CancelledError:  # stopped while waiting (e.g. out a long 429): claimable again next start
-            put_back = asyncio.to_thread(retry_reply, engine=self.engine, item=item, parts_sent=done, counts=False,
-                                         at=self.clock.now(), error="stopped before it was sent")
+            put_back = self._db(retry_reply, engine=self.engine, item=item, parts_sent=done, counts=False,
+                                at=self.clock.now(), error="stopped before it was sent")
             with contextlib.suppress(Exception):
                 await asyncio.shield(put_back)
             raise
@@ -345,48 +415,65 @@ class ReplySender:
             self.flood_waits += 1
             seconds = retry_after_seconds(exc)
             log.warning("reply %s: 429 past the inline retries; again in %.0fs", item.id, seconds)
-            await asyncio.to_thread(retry_reply, engine=self.engine, item=item, parts_sent=done, counts=False,
-                                    at=self.clock.now() + timedelta(seconds=seconds + 0.1), error=str(exc))
-            return False
+            await self._db(retry_reply, engine=self.engine, item=item, parts_sent=done, counts=False,
+                           at=self.clock.now() + timedelta(seconds=seconds + 0.1), error=str(exc))
+            return None
         except (Forbidden, BadRequest) as exc:  # blocked, left, unknown chat: no retry will help
             self.errors += 1
             self.failed += 1
             log.warning("reply %s refused by Telegram: %s", item.id, mask_text(exc.message))
-            await asyncio.to_thread(fail_reply, engine=self.engine, item=item, parts_sent=done,
-                                    error=mask_text(f"{type(exc).__name__}: {exc.message}"))
-            return False
+            await self._db(fail_reply, engine=self.engine, item=item, parts_sent=done,
+                           error=mask_text(f"{type(exc).__name__}: {exc.message}"))
+            return None
         except (TimedOut, NetworkError) as exc:  # the outcome is unknown: send again (at-least-once)
             self.errors += 1
             await self._retry_or_fail(item, done, exc, give_up=self.clock.now() - item.created_at > REPLY_MAX_AGE)
-            return False
+            return None
         except Exception as exc:  # noqa: BLE001 - a rendering bug or the unexpected: a few tries, then given up
             self.errors += 1
             await self._retry_or_fail(item, done, exc, give_up=item.attempts >= REPLY_MAX_ERRORS)
-            return False
+            return None
         if item.reclaimed:
             self.resent += 1
-            log.warning("reply %s sent again after a stop between its send and its mark (at-least-once)", item.id)
-        await self._mark_sent(item, done)
+            log.warning("reply %s sent again: a stopped run had claimed it (it may arrive twice)", item.id)
         self.sent += 1
         if self.on_sent is not None:
             self.on_sent(item)
-        return True
+        return done
 
     async def _mark_sent(self, item: ClaimedReply, parts: int) -> None:
+        """Queue the mark for the next batch and wait for its commit."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks.append((item, parts, future))
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._flush_marks())
         # shielded: a stop must not fall between "Telegram accepted it" and "marked sent" (that resends it)
-        mark = asyncio.ensure_future(asyncio.to_thread(mark_reply_sent, engine=self.engine, item=item,
-                                                       parts=parts, now=self.clock.now()))
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(mark)
+        await asyncio.shield(future)
+
+    async def _flush_marks(self) -> None:
+        while self._marks:
+            batch, self._marks = self._marks, []
+            try:  # that commit closes the at-least-once window
+                await self._db_mark(mark_replies_sent, engine=self.engine, now=self.clock.now(),
+                                    sent=[(item, parts) for item, parts, _ in batch])
+            except Exception as exc:  # the rows stay claimed and are sent again once their lease runs out
+                log.exception("could not mark %s replies sent", len(batch))
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     async def _retry_or_fail(self, item: ClaimedReply, done: int, exc: Exception, *, give_up: bool) -> None:
         error = mask_text(f"{type(exc).__name__}: {exc}")
         if give_up:
             self.failed += 1
             log.error("reply %s given up after %s attempts: %s", item.id, item.attempts, error)
-            await asyncio.to_thread(fail_reply, engine=self.engine, item=item, parts_sent=done, error=error)
+            await self._db(fail_reply, engine=self.engine, item=item, parts_sent=done, error=error)
             return
         delay = _backoff(item.attempts)
         log.warning("reply %s: send failed (%s); again in %.0fs", item.id, error, delay)
-        await asyncio.to_thread(retry_reply, engine=self.engine, item=item, parts_sent=done, error=error,
-                                at=self.clock.now() + timedelta(seconds=delay))
+        await self._db(retry_reply, engine=self.engine, item=item, parts_sent=done, error=error,
+                       at=self.clock.now() + timedelta(seconds=delay))

@@ -388,6 +388,7 @@ class TelegramChannel:
         (cut off by a stopped process) are run first, one at a time, the rest go to their lanes."""
         entries: list[InboxEntry] = await self._in_inbox(self.inbox.unfinished)
         suspects: list[Update] = []
+        clean: list[Update] = []
         replayed = 0
         for entry in entries:
             update, reason = self._parse(entry.update)
@@ -405,16 +406,16 @@ class TelegramChannel:
                 continue
             replayed += 1
             self._ingested_at[entry.update_id] = asyncio.get_running_loop().time()
-            if entry.interrupted > 0:
-                suspects.append(update)
-            else:
-                self._submit(update)
+            (suspects if entry.interrupted > 0 else clean).append(update)
         for update in suspects:  # alone: a kill now is this update's doing, not a bystander's
             log.info("replaying telegram update %s alone (cut off before)", update.update_id)
             await self._process(update, retry=False)
             after = await self._in_inbox(self.inbox.get, update_id=update.update_id)
             if after is not None and after.state == "received":  # it raised: its retries run in its lane
-                self._submit(update)
+                clean.append(update)
+        # only now: a chat's later updates must not overtake its suspect one
+        for update in sorted(clean, key=lambda u: u.update_id):
+            self._submit(update)
         self.stats.replayed += replayed
         return replayed
 
@@ -433,7 +434,8 @@ class TelegramChannel:
                     typing = asyncio.create_task(self._typing(chat_id))
                     try:
                         incoming = await self.to_incoming(update)
-                        sent = await self._in_handler(self._handle_in_transaction, uid, chat_id, incoming)
+                        queued, claimed = await self._in_handler(self._handle_in_transaction, uid, chat_id,
+                                                                 incoming)
                     finally:
                         typing.cancel()
             except AlreadyHandled:
@@ -446,24 +448,24 @@ class TelegramChannel:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
-            self._handled(uid, sent)
+            self._handled(uid, chat_id, queued, claimed)
             return
 
-    def _handle_in_transaction(self, uid: int, chat_id: int | None, incoming: Incoming | None) -> int:
+    def _handle_in_transaction(self, uid: int, chat_id: int | None,
+                               incoming: Incoming | None) -> tuple[int, list[ClaimedReply]]:
         """In a handler thread: the handler, the handled mark and the reply in one transaction; the number
-        of reply messages queued."""
+        of reply messages queued, and those written already claimed for this process to send."""
+        messages: list[OutboundMessage] = []
+        if incoming is not None and self._on_connection is None:  # a plain handler: its writes are its own
+            messages = list(self.handler(incoming).messages)
         with self.db_engine.connect() as conn:
             conn.info[_HANDLER_CONNECTION] = True
             try:
-                if incoming is None:
-                    messages: list[OutboundMessage] = []
-                elif self._on_connection is not None:
+                if incoming is not None and self._on_connection is not None:
                     messages = list(self._on_connection(incoming, conn).messages)
-                else:
-                    messages = list(self.handler(incoming).messages)
                 if not conn.in_transaction():  # a plain handler, or the engine rolled its last pass back
                     conn.begin()
-                self.inbox.finish(connection=conn, update_id=uid, chat_id=chat_id, messages=messages)
+                claimed = self.inbox.finish(connection=conn, update_id=uid, chat_id=chat_id, messages=messages)
                 conn.commit()
             except BaseException:
                 if conn.in_transaction():
@@ -471,7 +473,7 @@ class TelegramChannel:
                 raise
             finally:
                 conn.info.pop(_HANDLER_CONNECTION, None)
-        return len(messages) if chat_id is not None else 0
+        return (len(messages) if chat_id is not None else 0), claimed
 
     async def _failed(self, update: Update, chat_id: int | None, exc: Exception) -> InboxEntry | None:
         uid = update.update_id
@@ -493,11 +495,11 @@ class TelegramChannel:
             log.error("telegram update %s failed %s times: given up", uid, after.failures)
         return after
 
-    def _handled(self, uid: int, messages: int) -> None:
+    def _handled(self, uid: int, chat_id: int | None, messages: int, claimed: list[ClaimedReply]) -> None:
         self.stats.handled += 1
-        if messages:
+        if messages and chat_id is not None:
             self._outstanding[uid] = messages
-            self.sender.kick()
+            self.sender.deliver(chat_id, claimed)  # none claimed: they wait behind earlier rows of the chat
         else:
             self._delivered(uid)
         self._kick_dispatch()
