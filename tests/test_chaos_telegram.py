@@ -291,26 +291,35 @@ def measure(server: BotApiServer, engine: Engine, script: Script, ref: Reference
 
 
 def run_chaos(*, engine: Engine, database_url: str, policies: Policies, ref: Reference, script: Script,
-              rng: random.Random, tmp: Path, label: str) -> Figures:
+              rng: random.Random, tmp: Path, label: str, kills: int = KILLS) -> Figures:
+    """Seed, burst, `kills` kills at random points, a last start to the end; measured against `ref`."""
     seed(engine, policies, script)
     with BotApiServer(DEFAULT_TOKEN) as server:
         for upd in script.order:
             server.push_update(upd)
         bot = Bot(server=server, database_url=database_url, tmp=tmp)
-        kills: list[str] = []
+        log: list[str] = []
         t0 = time.monotonic()
         try:
-            for kill in range(KILLS):
+            inbox = Inbox(engine)
+
+            def progress() -> int:  # replies sent and updates handled so far
+                return _resident_sends(server, script) + inbox.count(state="done")
+
+            for kill in range(kills):
                 before = _resident_sends(server, script)
-                # kill 1 mid-burst; kills 2 and 3 early in the replay that follows
-                after = rng.randint(40, 160) if kill == 0 else rng.randint(1, 30)
                 bot.start()
-                _wait(lambda b=before, a=after: _resident_sends(server, script) >= b + a, 90,
-                      f"start {kill + 1}: {after} replies", bot)
+                if kill == 0:  # mid-burst: after a random share of the updates is handled
+                    after = rng.randint(20, 150)
+                    _wait(lambda a=after: inbox.count(state="done") >= a, 90, f"start 1: {after} updates handled", bot)
+                else:  # early in the replay that follows: after a few replies or handled updates
+                    start, after = progress(), rng.randint(1, 30)
+                    _wait(lambda s=start, a=after: progress() >= s + a, 90, f"start {kill + 1}: progress {after}",
+                          bot)
                 time.sleep(rng.uniform(0, 0.05))
                 done = Inbox(engine).count(state="done")
                 assert bot.signal(signal.SIGKILL) == -signal.SIGKILL
-                kills.append(f"kill {kill + 1} after {_resident_sends(server, script) - before} replies, "
+                log.append(f"kill {kill + 1} after {_resident_sends(server, script) - before} replies, "
                              f"{done} updates done ({time.monotonic() - t0:.1f}s)")
             bot.start()
 
@@ -319,7 +328,7 @@ def run_chaos(*, engine: Engine, database_url: str, policies: Policies, ref: Ref
                         and count_replies(engine=engine, channel="telegram", unsent=True) == 0)
 
             _wait(finished, 90, "the last start: every update handled and answered", bot)
-            kills.append(f"all done at {time.monotonic() - t0:.1f}s")
+            log.append(f"all done at {time.monotonic() - t0:.1f}s")
             assert bot.signal(signal.SIGTERM) == 0, bot.logs()[-3000:]
         finally:
             bot.close()
@@ -327,7 +336,7 @@ def run_chaos(*, engine: Engine, database_url: str, policies: Policies, ref: Ref
         released = sum(int(m) for m in re.findall(r"(\d+) replies were being sent when the last run stopped",
                                                    bot.logs()))
     print(f"\n[chaos {label}] {script.updates} updates from {len(script.chats)} residents, {DUPLICATES} delivered "
-          f"twice; {'; '.join(kills)}; 4th start ran to the end")
+          f"twice; {'; '.join(log)}; start {kills + 1} ran to the end")
     print(f"[chaos {label}] lost {figures.lost}, handled twice {figures.handled_twice}, unanswered residents "
           f"{figures.unanswered}, reporters without a case {figures.reporters_without_case}, duplicate cases "
           f"{figures.duplicate_cases}; replies re-sent after a kill {figures.resent} "
