@@ -18,8 +18,8 @@ channel's own connection (`_OnConnection`); a run cut off by a kill leaves nothi
 the next start. Failures are counted only when the handler really raised (retried in-process after a pause,
 MAX_FAILURES in all, across restarts); runs cut off by stopped processes are counted apart and bounded by
 MAX_INTERRUPTED (a poison update), and such suspect updates are replayed alone, before anything else. Replies
-are at-least-once only between Telegram accepting a message and its outbox row being marked sent; the sender
-counts the rows it sent again after a stop (`stats.resent`).
+are at-least-once only between Telegram accepting a message and its outbox row being marked sent; the rows a
+stopped run had claimed are sent again and counted (`stats.reclaimed`; only those in that window arrive twice).
 
 Why our own transports around PTB: PTB's Updater confirms a getUpdates batch (next offset) before its updates
 are handled, PTB's webhook server answers 200 before anything is stored (and compares the secret with ``!=``),
@@ -40,8 +40,10 @@ import hmac
 import json
 import logging
 import re
+import threading
 import traceback
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -119,16 +121,16 @@ class ChatLanes:
     how many handlers run at once separately). Stopping lets each lane finish the job it is running."""
 
     def __init__(self) -> None:
-        self._queues: dict[int, deque[Callable[[], Awaitable[None]]]] = {}
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._queues: dict[int | str, deque[Callable[[], Awaitable[None]]]] = {}
+        self._tasks: dict[int | str, asyncio.Task[None]] = {}
         self._stopping = False
 
-    def submit(self, key: int, job: Callable[[], Awaitable[None]]) -> None:
+    def submit(self, key: int | str, job: Callable[[], Awaitable[None]]) -> None:
         self._queues.setdefault(key, deque()).append(job)
         if key not in self._tasks:
             self._tasks[key] = asyncio.create_task(self._run(key))
 
-    async def _run(self, key: int) -> None:
+    async def _run(self, key: int | str) -> None:
         queue = self._queues[key]
         try:
             while queue and not self._stopping:
@@ -195,20 +197,63 @@ def on_connection(handler: Handler) -> OnConnection | None:
     return None
 
 
-def _begin_before_savepoint(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
-                            executemany: bool) -> None:
-    """pysqlite opens a transaction only before INSERT/UPDATE/DELETE, so a SAVEPOINT that comes first opens it
-    itself, and its RELEASE then commits everything so far: the engine's writes would be committed before the
-    handled mark. On the channel's handler connections a BEGIN IMMEDIATE goes first instead."""
-    if (statement[:9].upper() == "SAVEPOINT" and conn.info.get(_HANDLER_CONNECTION)
-            and not conn.connection.dbapi_connection.in_transaction):  # type: ignore[union-attr]
+_WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_HOLDS_WRITER_LOCK = "quanbot_holds_writer_lock"
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _sqlite_before_execute(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                           executemany: bool) -> None:
+    """Two things SQLite needs in a process whose threads write concurrently.
+
+    The writer lock: a thread about to open a write transaction takes the engine's lock first and gives it back
+    at commit or rollback. SQLite has one writer, and a writer that finds it taken sleeps in SQLite's busy
+    handler (1, 2, 5 ... 100 ms at a time, whether or not the lock came free meanwhile), so a small write such
+    as an outbox "sent" mark could wait behind handler transactions for hundreds of milliseconds: a long window
+    in which a kill makes a delivered reply go out again. Waiters on a Python lock wake the moment it is free.
+    Every writer of the process takes it before SQLite's lock, so they cannot deadlock; other processes still
+    meet SQLite's own lock and busy timeout, and after 30 s without the lock a writer goes ahead to meet it too.
+
+    The savepoint guard: pysqlite opens a transaction only before INSERT/UPDATE/DELETE, so a SAVEPOINT that comes
+    first opens it itself, and its RELEASE then commits everything so far: the engine's writes would be committed
+    before the handled mark. On the channel's handler connections a BEGIN IMMEDIATE goes first instead."""
+    head = statement.lstrip()[:9].upper()
+    savepoint = head == "SAVEPOINT" and bool(conn.info.get(_HANDLER_CONNECTION))
+    if not (savepoint or head.startswith(_DML)):
+        return
+    if conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        return
+    lock = _WRITER_LOCKS.get(conn.engine)
+    if lock is not None and _HOLDS_WRITER_LOCK not in conn.info and lock.acquire(timeout=30):
+        conn.info[_HOLDS_WRITER_LOCK] = lock
+    if savepoint:
         cursor.execute("BEGIN IMMEDIATE")
 
 
-def _guard_savepoints(engine: Engine) -> None:
-    if engine.dialect.name == "sqlite" and not event.contains(engine, "before_cursor_execute",
-                                                              _begin_before_savepoint):
-        event.listen(engine, "before_cursor_execute", _begin_before_savepoint)
+def _release_writer_lock(info: dict[Any, Any]) -> None:
+    lock = info.pop(_HOLDS_WRITER_LOCK, None)
+    if lock is not None:
+        lock.release()
+
+
+def _on_transaction_end(conn: Connection) -> None:
+    _release_writer_lock(conn.info)
+
+
+def _on_checkin(dbapi_connection: Any, record: Any, *_: Any) -> None:  # dropped without commit or rollback
+    _release_writer_lock(record.info)
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    """Install `_sqlite_before_execute` and the lock's releases on a SQLite engine, once."""
+    if engine.dialect.name != "sqlite" or engine in _WRITER_LOCKS:
+        return
+    _WRITER_LOCKS[engine] = threading.Lock()
+    event.listen(engine, "before_cursor_execute", _sqlite_before_execute)
+    event.listen(engine, "commit", _on_transaction_end)
+    event.listen(engine, "rollback", _on_transaction_end)
+    event.listen(engine.pool, "checkin", _on_checkin)
+    event.listen(engine.pool, "reset", _on_checkin)
 
 
 def _chat_id(update: Update) -> int | None:
@@ -245,7 +290,7 @@ class TelegramChannel:
         self.handler = handler
         self._on_connection = on_connection(handler)
         self.db_engine = db_engine
-        _guard_savepoints(db_engine)
+        _prepare_sqlite(db_engine)
         self.clock = clock or SystemClock()
         self.poll_timeout = poll_timeout
         self.retry_delays = tuple(retry_delays) or RETRY_DELAYS
@@ -380,7 +425,7 @@ class TelegramChannel:
 
     def _submit(self, update: Update, *, retry: bool = True) -> None:
         key = _chat_id(update)
-        self.lanes.submit(key if key is not None else -update.update_id,
+        self.lanes.submit(key if key is not None else f"update:{update.update_id}",  # no chat: a lane of its own
                           functools.partial(self._process, update, retry=retry))
 
     async def replay_unfinished(self) -> int:
@@ -731,6 +776,7 @@ class TelegramChannel:
         """Run until `stop` is set: set up, start the reply sender, replay unfinished updates, then poll or
         serve the webhook; on stop, let the handlers in flight finish and the sends in flight be marked."""
         self._stopping.clear()
+        self.lanes = ChatLanes()
         sender_stop = asyncio.Event()
         async with self.application:  # the bot: getMe, HTTP connections, the rate limiter
             await self.setup_commands()
