@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,6 +306,13 @@ def run_chaos(*, engine: Engine, database_url: str, policies: Policies, ref: Ref
             def progress() -> int:  # replies sent and updates handled so far
                 return _resident_sends(server, script) + inbox.count(state="done")
 
+            def finished() -> bool:
+                return (inbox.count(state="done") >= script.updates
+                        and count_replies(engine=engine, channel="telegram", unsent=True) == 0)
+
+            def started(calls: int) -> Callable[[], bool]:  # polling set up (after the signal handlers)
+                return lambda: len(server.calls("deleteWebhook")) > calls
+
             for kill in range(kills):
                 before = _resident_sends(server, script)
                 bot.start()
@@ -314,19 +321,16 @@ def run_chaos(*, engine: Engine, database_url: str, policies: Policies, ref: Ref
                     _wait(lambda a=after: inbox.count(state="done") >= a, 90, f"start 1: {after} updates handled", bot)
                 else:  # early in the replay that follows: after a few replies or handled updates
                     start, after = progress(), rng.randint(1, 30)
-                    _wait(lambda s=start, a=after: progress() >= s + a, 90, f"start {kill + 1}: progress {after}",
-                          bot)
+                    _wait(lambda s=start, a=after: progress() >= s + a or finished(), 90,
+                          f"start {kill + 1}: progress {after}", bot)
                 time.sleep(rng.uniform(0, 0.05))
                 done = Inbox(engine).count(state="done")
                 assert bot.signal(signal.SIGKILL) == -signal.SIGKILL
                 log.append(f"kill {kill + 1} after {_resident_sends(server, script) - before} replies, "
                              f"{done} updates done ({time.monotonic() - t0:.1f}s)")
+            calls = len(server.calls("deleteWebhook"))
             bot.start()
-
-            def finished() -> bool:
-                return (Inbox(engine).count(state="done") >= script.updates
-                        and count_replies(engine=engine, channel="telegram", unsent=True) == 0)
-
+            _wait(started(calls), 90, "the last start", bot)
             _wait(finished, 90, "the last start: every update handled and answered", bot)
             log.append(f"all done at {time.monotonic() - t0:.1f}s")
             assert bot.signal(signal.SIGTERM) == 0, bot.logs()[-3000:]
