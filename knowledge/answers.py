@@ -98,6 +98,10 @@ class KnowledgeService:
         answer.text = mask_answer(answer.text)
         return answer
 
+    def ask_in(self, question: str, doc_id: str, *, mode: str | None = None) -> Answer:
+        """The answer from one document only: the resident picked it among a clarification's candidates."""
+        return self.ask(question, mode=mode, filters=Filters(doc_ids=frozenset({doc_id})))
+
     # --- offline -------------------------------------------------------------------------------------
     def _offline_answer(self, question: str, hits: list[Hit]) -> Answer:
         """Extractive: the best document's most informative sentences, in reading order, with the chunks

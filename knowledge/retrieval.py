@@ -86,8 +86,11 @@ class Filters:
     tags: frozenset[str] = frozenset()  # any of these tags
     category: str | None = None
     effective_on: date | None = None  # only documents already in force on this date
+    doc_ids: frozenset[str] = frozenset()  # only these documents (a clarification's pick)
 
     def allows(self, meta: dict[str, Any]) -> bool:
+        if self.doc_ids and str(meta.get("doc_id", "")) not in self.doc_ids:
+            return False
         if self.category and meta.get("category") != self.category:
             return False
         if self.tags and not self.tags.intersection(meta.get("tags") or []):
