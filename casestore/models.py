@@ -349,3 +349,51 @@ class Feedback(SQLModel, table=True):
     question: str = Field(max_length=500)
     useful: bool
     at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# ---------------- review queue ----------------
+class ReviewKind(StrEnum):
+    """Why a knowledge answer went into the review queue."""
+
+    not_found = "not_found"  # the knowledge base had no answer
+    not_useful = "not_useful"  # the resident pressed 没用
+    handoff_after_answer = "handoff_after_answer"  # asked for a person right after an answer
+    clarify_unpicked = "clarify_unpicked"  # offered candidates, none was picked
+
+
+class ReviewStatus(StrEnum):
+    open = "open"
+    resolved = "resolved"
+    dismissed = "dismissed"
+
+
+class ReviewResolution(StrEnum):
+    faq = "faq"  # a curated answer was added
+    scope = "scope"  # a scope example was added
+    lexicon = "lexicon"  # an everyday word was mapped to the documents' term
+
+
+class ReviewItemBase(SQLModel):
+    """A missed question as an admin reviews it: every text field is masked, never raw."""
+
+    kind: str = Field(max_length=30)
+    question: str = Field(max_length=500)  # masked
+    retrieved: list[dict[str, Any]] = Field(default_factory=list,  # [{doc_id, title, section, score}]
+                                            sa_column=Column(JSON, nullable=False, default=list))
+    answer_mode: str = Field(default="", max_length=30)
+    resident_id: int | None = Field(default=None, foreign_key="resident.id")
+    next_message: str | None = Field(default=None, max_length=500)  # masked: what the resident said next
+    status: str = Field(default=ReviewStatus.open, max_length=20)
+    resolution: str | None = Field(default=None, max_length=20)
+    resolved_doc: str | None = Field(default=None, max_length=200)  # the right document's slug
+    resolved_by: str | None = Field(default=None, max_length=64)
+
+
+class ReviewItem(ReviewItemBase, table=True):
+    __table_args__ = (
+        Index("ix_reviewitem_status_created", "status", "created_at"),
+        Index("ix_reviewitem_resident_created", "resident_id", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    resolved_at: datetime | None = _ts()
