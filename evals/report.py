@@ -16,7 +16,8 @@ from typing import Any
 from policies.masking import mask_text
 
 SUITE_ZH = {"classification": "分类 classification", "retrieval": "检索 retrieval", "answers": "回答 answers",
-            "routing": "分派 routing", "dialogue": "对话闭环 dialogue", "safety": "安全 safety"}
+            "routing": "分派 routing", "dialogue": "对话闭环 dialogue", "safety": "安全 safety",
+            "reviewed": "复核回归 reviewed"}
 EVENT_COLOURS = {"opened": "#2563eb", "first_response": "#16a34a", "reminder": "#f59e0b",
                  "escalation": "#dc2626", "resolved": "#7c3aed", "closed": "#475569", "reopened": "#db2777"}
 EVENT_ZH = {"opened": "立案", "first_response": "首次响应", "reminder": "提醒", "escalation": "升级",

@@ -28,7 +28,7 @@ from evals.core import EvalContext, SuiteResult
 log = logging.getLogger(__name__)
 
 THRESHOLDS_PATH = Path(__file__).resolve().parent / "thresholds.yaml"
-SUITE_ORDER = ("classification", "retrieval", "answers", "routing", "dialogue", "safety")
+SUITE_ORDER = ("classification", "retrieval", "answers", "routing", "dialogue", "safety", "reviewed")
 OUR_PACKAGES = ("bot", "casestore", "knowledge", "policies", "evals")
 
 SuiteFn = Callable[[EvalContext], SuiteResult]

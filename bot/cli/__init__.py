@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import chat, db, demo, evaluation, knowledge, policies, run, scheduler, stats, understanding
+from bot.cli import chat, db, demo, evaluation, knowledge, policies, review, run, scheduler, stats, understanding
 from bot.cli.common import console, err_console, quiet_libraries
 
 app = typer.Typer(help="quanbot：网格化社会治理 AI 社工（泉小智式）命令行。", no_args_is_help=True,
@@ -29,5 +29,6 @@ for module in (chat, demo, evaluation, knowledge, stats, scheduler, run, underst
     app.add_typer(module.app)
 app.add_typer(db.app, name="db")
 app.add_typer(policies.app, name="policies")
+app.add_typer(review.app, name="review")
 
 __all__ = ["app", "console", "err_console"]

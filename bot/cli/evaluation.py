@@ -31,7 +31,8 @@ MODES = ("offline", "llm", "both")
 
 @app.command("eval")
 def eval_command(
-    suite: str = typer.Argument(..., help="classification | retrieval | answers | routing | dialogue | safety | all"),
+    suite: str = typer.Argument(..., help="classification | retrieval | answers | routing | dialogue | safety | "
+                                          "reviewed | all"),
     data: Annotated[Path | None,
                     typer.Option("--data", help="数据文件（只对单个套件有效）a data file for one suite")] = None,
     mode: Annotated[str, typer.Option("--mode", help="offline | llm | both")] = "offline",
