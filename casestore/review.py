@@ -126,7 +126,11 @@ def get_item(*, session: Session, item_id: int) -> ReviewItem:
 
 
 def _open_item(session: Session, item_id: int) -> ReviewItem:
-    item = get_item(session=session, item_id=item_id)
+    """The item, locked until the transaction ends (PostgreSQL): two admins cannot both resolve it."""
+    item = session.exec(select(ReviewItem).where(col(ReviewItem.id) == item_id).with_for_update()
+                        .execution_options(populate_existing=True)).first()
+    if item is None:
+        raise ReviewNotFound(f"review item {item_id} not found")
     if item.status != ReviewStatus.open:
         raise ReviewClosed(f"review item {item_id} is {item.status}",
                            f"第 {item_id} 条已经{'处理' if item.status == ReviewStatus.resolved else '忽略'}过了"

@@ -4,6 +4,7 @@ the `reviewed` regression eval built from resolved items."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -208,6 +209,30 @@ def test_the_queue_on_postgresql(pg_engine: Engine) -> None:
         row = conn.execute(sql("SELECT question, next_message, status FROM reviewitem")).one()
     assert row.status == "resolved" and ID_NUMBER not in row.next_message and PHONE_DIGITS not in row.question
 
+
+
+def test_two_admins_cannot_both_resolve_an_item_on_postgresql(pg_engine: Engine) -> None:
+    item_id = _miss(pg_engine)
+    outcome: list[str] = []
+
+    def second_admin() -> None:
+        try:
+            with session_scope(pg_engine) as s:
+                resolve_item(session=s, item_id=item_id, resolution="scope", doc=None, by="admin:b", now=NOW)
+            outcome.append("resolved")
+        except ReviewClosed:
+            outcome.append("closed")
+
+    with session_scope(pg_engine) as s:
+        resolve_item(session=s, item_id=item_id, resolution="faq", doc="elderly-card", by="admin:a", now=NOW)
+        other = threading.Thread(target=second_admin)
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive()  # waiting on the row lock while the first admin's file is written
+    other.join(timeout=10)
+    assert outcome == ["closed"]
+    with session_scope(pg_engine) as s:
+        assert get_item(session=s, item_id=item_id).resolved_by == "admin:a"
 
 # ---------------- the regression eval ----------------
 class _Knowledge:
