@@ -240,3 +240,31 @@ def test_eval_reviewed_runs_from_the_cli_on_an_empty_queue(engine: Engine, files
     code, output = _run("eval", "reviewed", "--json", "--out", str(tmp_path / "report"))
     figures = json.loads(output[output.index("{"):output.rindex("}") + 1])
     assert code == 0 and figures["n"] == 0 and "no resolved review item" in figures["note"]
+
+
+def test_a_miss_fixed_with_quanbot_review_is_a_hit_of_the_reviewed_eval(engine: Engine, files: dict[str, Path],
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop end to end: a missed question, its FAQ fix through the CLI, and `quanbot eval reviewed` asking the
+    real knowledge service (the test's hash embedder in place of the model) with the fixed FAQ file."""
+    from evals.suites import reviewed
+    from knowledge.service import KnowledgeRuntime
+    from tests.embedders import HASH_THRESHOLDS, HashEmbedder
+
+    def runtime(settings: object, *, faq_path: Path) -> KnowledgeRuntime:
+        assert faq_path == files["faq"]  # the deployment's FAQ, the one the fix went into
+        return KnowledgeRuntime(settings, embedder=HashEmbedder(), thresholds=HASH_THRESHOLDS, faq_path=faq_path)
+
+    monkeypatch.setattr(reviewed, "KnowledgeRuntime", runtime)
+    for policy in (PROJECT_ROOT / "policies").glob("*.yaml"):  # the runtime screens passages with links.yaml
+        if policy.name != "lexicon.yaml":
+            shutil.copyfile(policy, files["lexicon"].parent / policy.name)
+    files["faq"].write_text("entries:\n", encoding="utf-8")  # the repo's entries cite documents not in `docs`
+    fixed, wrong = _miss(engine, "老乡来济南打工想长住要弄啥手续"), _miss(engine, "居住证要带哪些材料")
+    assert _run("review", "faq", str(fixed), "--doc", "residence-permit", "--section", "所需材料",
+                "--answer", "带身份证和住所证明，到派出所办居住证。")[0] == 0
+    assert _run("review", "scope", str(wrong), "--in-scope", "--doc", "heating")[0] == 0  # a wrong document
+    code, output = _run("eval", "reviewed", "--json", "--out", str(tmp_path / "report"))
+    figures = json.loads(output[output.index("{"):output.rindex("}") + 1])
+    assert code == 0 and (figures["n"], figures["hits"]) == (2, 1)
+    assert figures["by_resolution"] == {"faq": {"n": 1, "hits": 1}, "scope": {"n": 1, "hits": 0}}
