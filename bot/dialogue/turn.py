@@ -4,11 +4,11 @@ Owns: `Turn` (the services, the open session, the incoming message, the typed co
 the reply helpers (`say`, `expired`, local times) and the person lookups a turn caches (the resident of this
 account). `DialogueServices` is what the dialogue needs of the process's services, as a Protocol, so that the
 dialogue never imports the wiring that builds it.
-`ModelCalls` holds the model results of one update (classification, knowledge answers) and the update's
-`Deadline`. With an LLM configured a turn never waits for a model inside its transaction: a result it does not
-have yet raises `ModelNeeded`, the engine rolls the transaction back (no lock, no connection held), `ModelCalls.run`
-asks the model, and the turn runs again and finds the result. So residents never queue behind each other's
-model calls on SQLite's one write lock or on the connection pool.
+`ModelCalls` holds the model results of one update (classification, knowledge answers, the answer from a
+document the resident picked) and the update's `Deadline`. With an LLM configured a turn never waits for a model
+inside its transaction: a result it does not have yet raises `ModelNeeded`, the engine rolls the transaction back
+(no lock, no connection held), `ModelCalls.run` asks the model, and the turn runs again and finds the result. So
+residents never queue behind each other's model calls on SQLite's one write lock or on the connection pool.
 Must not: decide anything; handlers do.
 """
 
@@ -57,7 +57,7 @@ class DialogueServices(Protocol):
     @property
     def classifier(self) -> Classifier: ...
     @property
-    def knowledge(self) -> Knowledge: ...
+    def knowledge(self) -> Knowledge: ...  # `ask`, and `ask_in` for a clarification's picked document
 
 
 @runtime_checkable
@@ -72,10 +72,11 @@ class ModelNeeded(BaseException):
 
     A BaseException so that no handler's `except Exception` can swallow it."""
 
-    def __init__(self, kind: str, text: str) -> None:
+    def __init__(self, kind: str, text: str, doc_id: str = "") -> None:
         super().__init__(kind)
-        self.kind = kind  # "understand" | "ask"
+        self.kind = kind  # "understand" | "ask" | "ask_in"
         self.text = text
+        self.doc_id = doc_id  # "ask_in": the document the resident picked
 
 
 class ModelCalls:
@@ -95,6 +96,7 @@ class ModelCalls:
         self.passes = 0
         self.understood: dict[str, Understanding] = {}
         self.answers: dict[str, Answer] = {}
+        self.answers_in: dict[tuple[str, str], Answer] = {}  # (question, picked document)
         self._early: dict[str, Future[Answer]] = {}  # questions sent ahead while their message was classified
 
     # ---------------- inside the transaction (the Turn's calls)
@@ -114,6 +116,15 @@ class ModelCalls:
                 self.answers[question] = self.services.knowledge.ask(question)
         return self.answers[question]
 
+    def ask_in(self, question: str, doc_id: str) -> Answer:
+        key = (question, doc_id)
+        if key not in self.answers_in:
+            if self._deferring():
+                raise ModelNeeded("ask_in", question, doc_id)
+            with self._inline_deadline().applied():
+                self.answers_in[key] = self.services.knowledge.ask_in(question, doc_id)
+        return self.answers_in[key]
+
     def _deferring(self) -> bool:
         # with the deadline passed no model is asked any more: the offline answers come inline, without a replay
         return self.defer and not self.deadline.expired
@@ -131,6 +142,8 @@ class ModelCalls:
             if need.kind == "understand":
                 self._send_ahead(need.text)
                 self.understood[need.text] = self.services.classifier.understand(need.text)
+            elif need.kind == "ask_in":
+                self.answers_in[(need.text, need.doc_id)] = self.services.knowledge.ask_in(need.text, need.doc_id)
             else:
                 early = self._early.pop(need.text, None)
                 self.answers[need.text] = early.result() if early is not None else \
@@ -243,3 +256,9 @@ class Turn:
         if self.models is not None:
             return self.models.ask(question)
         return self.services.knowledge.ask(question)
+
+    def ask_in(self, question: str, doc_id: str) -> Answer:
+        """The answer from the one document the resident picked among a clarification's candidates."""
+        if self.models is not None:
+            return self.models.ask_in(question, doc_id)
+        return self.services.knowledge.ask_in(question, doc_id)
