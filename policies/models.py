@@ -226,13 +226,28 @@ class Routing(_Strict):
 
 
 # ---------- grids.yaml ----------
+def _check_work_phone(value: str) -> str:
+    shown = value.strip()
+    if not re.fullmatch(r"\d[\d-]{1,18}\d", shown) or not 3 <= sum(ch.isdigit() for ch in shown) <= 13:
+        raise ValueError(f"{value!r}: a work phone is 3 to 13 digits, dashes allowed (0531-8xxxxxxx)")
+    return shown
+
+
+WorkPhone = Annotated[str, AfterValidator(_check_work_phone)]
+
+
 class StaffEntry(_Strict):
-    name: str
+    name: str  # the position ("芙蓉社区第一网格专职网格员"): what cases, pushes and the console show
     telegram_id: int | None = None
     on_leave: bool = False
     active: bool = True
     deputy: bool = False
     lead: bool = False
+    # what a resident who asks "俺们网格员是谁" is told besides the position: how to address them, a work phone
+    # (a staff line, shown as written) and, for a duty desk, when it is staffed
+    display_name: str | None = None
+    phone: WorkPhone | None = None
+    hours: str | None = None
 
 
 class Coverage(_Strict):
@@ -298,6 +313,10 @@ class Community(_Strict):
     estates: list[Estate] = Field(min_length=1)
     staff: CommunityStaff
     grids: list[GridSpec] = Field(min_length=1)
+    # the residents' committee office, as a resident is told it ("社区在哪", "居委会几点上班")
+    address: str | None = None
+    office_hours: str | None = None
+    phone: WorkPhone | None = None
 
 
 class Street(_Strict):
@@ -349,6 +368,17 @@ class Grids(_Strict):
     def estate_names(self) -> list[str]:
         """Every estate of the street, longest name first (so 芙蓉东苑 is tried before a shorter name inside it)."""
         return sorted((e.name for c in self.communities for e in c.estates), key=len, reverse=True)
+
+    def community(self, community_id: str | None) -> Community | None:
+        return next((c for c in self.communities if c.id == community_id), None)
+
+    def grid(self, grid_id: str | None) -> tuple[Community, GridSpec] | None:
+        """The grid with this id and its community, or None."""
+        for c in self.communities:
+            for g in c.grids:
+                if g.id == grid_id:
+                    return c, g
+        return None
 
     def grid_for(self, estate: str, building: int) -> str | None:
         for c in self.communities:
