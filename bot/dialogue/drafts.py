@@ -1,9 +1,10 @@
 """The typed memory of a conversation: what is being filled in, slot by slot (Rasa's forms, as pydantic models).
 
 Owns: `ReportDraft` (a resident's report being put together), `WorkerTask` (a worker's multi-step action),
-`AddressPick` (the community/estate/building buttons so far), `LastQuestion` (the answer the 有用/没用/转人工
-buttons refer to) and `DialogueData`, which is what the Conversation row's JSON holds. Unknown keys in a stored
-row are dropped and missing ones take their defaults, so a conversation saved by an older version still loads.
+`AddressPick` (the community/estate/building buttons so far), `LastQuestion` (the answer the 有用/没用/转人工,
+详细 and clarification buttons refer to) and `DialogueData`, which is what the Conversation row's JSON holds.
+Unknown keys in a stored row are dropped and missing ones take their defaults, so a conversation saved by an
+older version still loads.
 Must not: decide what to ask next (report.py and worker.py do) or touch the database.
 """
 
@@ -63,13 +64,34 @@ class AddressPick(_Data):
     failures: int = 0
 
 
+class SourceRef(_Data):
+    """A document an answer cited or a clarification offered, as the review queue keeps it."""
+
+    doc_id: str = ""
+    title: str = ""
+    section: str = ""
+    score: float | None = None
+
+    def label(self) -> str:
+        """"标题 › 小节", or the title alone (as knowledge.types.Citation.label)."""
+        return f"{self.title} › {self.section}" if self.section and self.section != self.title else self.title
+
+
 class LastQuestion(_Data):
+    """The question the last answer's buttons refer to: 有用/没用/转人工, 详细, or a clarification's picks."""
+
     id: int
-    text: str
+    text: str  # masked
     category: str = "other"
     answered: bool = False
     rated: bool = False
     case: str | None = None  # the 转人工 case it became
+    mode: str = ""  # the answer's mode (faq, offline, llm, clarify…), for the review queue
+    sources: list[SourceRef] = Field(default_factory=list)  # what the answer cited (or, unanswered, retrieved)
+    more: str = ""  # the rest of a long answer with its sources line, sent on 「详细」
+    more_shown: bool = False
+    candidates: list[SourceRef] = Field(default_factory=list)  # a clarification's offered documents, in order
+    picked: bool = False  # a candidate (or 都不是) was chosen: the pick buttons are spent
 
 
 WorkerAction = Literal["respond", "resolve", "transfer", "extend"]
@@ -99,6 +121,7 @@ class DialogueData(_Data):
     consent_declined: bool = False
     last_q: LastQuestion | None = None
     qseq: int = 0
+    review_open: bool = False  # a miss went to the review queue: the resident's next message is kept with it
 
     @classmethod
     def load(cls, raw: dict[str, Any] | None) -> DialogueData:

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from bot.dialogue import address, answers, consent, mycases, report, safety, texts
+from bot.dialogue import address, answers, consent, grid_facts, mycases, report, safety, texts
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import AGREE, DISAGREE, NO, THANKS, YES, is_skip, wants_person
@@ -127,6 +127,8 @@ def _on_clarify(turn: Turn, choice: str) -> None:
     elif choice == "report":
         taxonomy = turn.services.policies.taxonomy
         report.start_report(turn, u, intent=u.intent.label if taxonomy.opens_case(u.intent.label) else "help")
+    elif choice == "dispute":
+        report.start_report(turn, u, intent="dispute")
     elif choice == "emergency":
         safety.emergency(turn, u, pending)
     else:
@@ -138,6 +140,8 @@ BUTTONS: dict[str, ButtonHandler] = {
     "addr": address.on_button,
     "useful": answers.on_useful,
     "human": answers.on_human_button,
+    "more": answers.on_more,
+    "pick": answers.on_pick,
     "clarify": _on_clarify,
     "photo_skip": _on_photo_skip,
     "slot_skip": lambda turn, arg: report.skip_slot(turn, arg),
@@ -198,7 +202,8 @@ def _in_report_confirm(turn: Turn, text: str) -> None:
 
 def _in_clarify(turn: Turn, text: str) -> None:
     choice = {texts.BTN_CLARIFY_INQUIRY: "inquiry", texts.BTN_CLARIFY_REPORT: "report",
-              texts.BTN_CLARIFY_EMERGENCY: "emergency", texts.BTN_CLARIFY_OTHER: "other"}.get(text)
+              texts.BTN_CLARIFY_DISPUTE: "dispute", texts.BTN_CLARIFY_EMERGENCY: "emergency",
+              texts.BTN_CLARIFY_OTHER: "other"}.get(text)
     if choice:
         _on_clarify(turn, choice)
         return
@@ -233,6 +238,7 @@ def on_text(turn: Turn, text: str) -> None:
     if not text:
         turn.say(texts.EMPTY_INPUT)
         return
+    answers.note_next_message(turn, text)  # after a miss: what they said next goes with it to the review queue
     if wants_person(text) and turn.state not in (State.start, State.consent):
         answers.hand_off(turn, automatic=False)  # from any slot: a person, now
         return
@@ -263,6 +269,8 @@ def process_text(turn: Turn, text: str, u: Understanding | None = None) -> None:
     if wants_person(text) and turn.data.last_q is not None:
         answers.hand_off(turn, automatic=False)
         return
+    if answers.typed_pick(turn, text):  # a clarification's candidate typed instead of pressed
+        return
     code = re.search(rf"{turn.services.policies.grids.street.case_code_prefix}\d{{8}}-\d{{4}}", text, re.IGNORECASE)
     if code:
         mycases.one_case(turn, code.group(0).upper())
@@ -276,6 +284,13 @@ def process_text(turn: Turn, text: str, u: Understanding | None = None) -> None:
     intent = u.intent.label
     if _STATUS_WORDS.search(text) or (intent == "status" and not u.low_confidence):
         mycases.my_cases(turn)
+        return
+    fact = grid_facts.detect(text)
+    if fact is not None and not grid_facts.gives_way(u, opens_case=turn.services.policies.taxonomy.opens_case(intent)):
+        grid_facts.reply(turn, fact, u.text)  # from grids.yaml and the case store, not from documents
+        return
+    if intent == "dispute":  # a mediation request goes to the mediator at once, however sure the reading
+        report.start_report(turn, u, intent="dispute")
         return
     if u.low_confidence and "intent" in (u.uncertain_axes or ["intent"]):
         turn.go(State.clarify)
@@ -295,6 +310,7 @@ def process_text(turn: Turn, text: str, u: Understanding | None = None) -> None:
 def _clarify_buttons() -> list[list[Button]]:
     return [[Button(texts.BTN_CLARIFY_INQUIRY, "clarify", None, "inquiry"),
              Button(texts.BTN_CLARIFY_REPORT, "clarify", None, "report")],
+            [Button(texts.BTN_CLARIFY_DISPUTE, "clarify", None, "dispute")],
             [Button(texts.BTN_CLARIFY_EMERGENCY, "clarify", None, "emergency"),
              Button(texts.BTN_CLARIFY_OTHER, "clarify", None, "other")]]
 
