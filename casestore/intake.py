@@ -3,7 +3,8 @@
 Owns: `Report` (what the dialogue hands over, already masked), `open_case`, and `assign_to`, the one place
 that gives a case to a person (used again by transfers and reopens): assignee, deadlines on the SLA clock,
 the first reminder cursor, the `assign` audit event with the routing reason, and the task push and cc
-Notifications, all in the caller's transaction.
+Notifications, all in the caller's transaction. A complaint about staff (`Report.target == "staff"`) is never
+merged into another case and is routed away from the resident's grid and the case's grid (routing.py).
 Must not: know the channel, call an LLM, or send anything (Notification rows are the outbound queue).
 """
 
@@ -24,7 +25,7 @@ from casestore.duplicates import Similarity, case_text, find_duplicate, merge_in
 from casestore.hotspots import check_hotspot
 from casestore.models import Case, CaseCreate, Hotspot, Resident
 from casestore.residents import community_for_estate
-from casestore.routing import Assignment, community_of, route
+from casestore.routing import STAFF, Assignment, community_of, grid_worker_ids, route
 from casestore.sweep import first_reminder_at
 from policies.hygiene import clean_text
 from policies.models import Policies
@@ -44,6 +45,9 @@ class Report:
     building: int | None = None
     unit: int | None = None
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    # whom a complaint is about ("staff": the community's own people) and the positions it names
+    target: str | None = None
+    target_roles: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -117,8 +121,10 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
     code = next_case_code(session=session, local_day=now.astimezone(sla.tz).strftime("%Y%m%d"),
                           prefix=policies.grids.street.case_code_prefix)
     text = case_text(report.title, report.description)
-    match = find_duplicate(session=session, grid_id=grid_id, category=report.category, text=text, now=now,
-                           similarity=similarity)
+    staff = report.target == STAFF
+    # a complaint about a worker stands on its own: merged into another case it would reach that case's assignee
+    match = None if staff else find_duplicate(session=session, grid_id=grid_id, category=report.category,
+                                              text=text, now=now, similarity=similarity)
     case_in = CaseCreate(intent=report.intent, category=report.category, urgency=report.urgency,
                          title=report.title[:200], description=report.description[:4000],
                          location_text=(report.location_text or None) and report.location_text[:300],  # type: ignore[index]
@@ -131,8 +137,11 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
         merge_into(session=session, new_case=case, original=original, score=score, actor="system", now=now)
         hotspot, raised = check_hotspot(session=session, policies=policies, case=case, now=now)
         return IntakeResult(case=case, duplicate_of=original, hotspot=hotspot, hotspot_raised=raised)
+    # a staff complaint skips the resident's own grid too, when the problem's address is another grid
+    own_grid = grid_worker_ids(session=session, grid_ids=[resident.grid_id]) if staff and resident else frozenset()
     assignment = route(session=session, policies=policies, intent=case.intent, category=case.category,
-                       urgency=case.urgency, grid_id=grid_id, community_id=community_id)
+                       urgency=case.urgency, grid_id=grid_id, community_id=community_id,
+                       exclude_worker_ids=own_grid, target=report.target, target_roles=report.target_roles)
     assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment, action="assign",
               actor="system", now=now, note=assignment.reason)
     hotspot, raised = check_hotspot(session=session, policies=policies, case=case, now=now)

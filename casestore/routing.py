@@ -2,19 +2,23 @@
 
 Owns: choosing the responsible role (first matching rule), finding the person who holds that role in the
 case's grid or community, the fallback chain when that person is inactive or on leave (deputy, then the
-community supervisor), and the duty desk for cases whose grid is unknown.
+community supervisor), and the duty desk for cases whose grid is unknown. A complaint about the community's
+own people (`target="staff"`) never reaches the people it may be about: the grid's own workers (full-time,
+part-time, deputy, volunteers) and the holders of the positions it names are skipped, and its fallback is the
+street command centre, never the grid; nobody of the grid is copied either.
 Must not: change cases or send anything (intake and actions do that with the `Assignment` it returns).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
 from casestore.models import Grid, Worker
 from policies.models import Policies, Routing
-from policies.taxonomy import Role
+from policies.taxonomy import ROUTING_TARGETS, Role
 
 # positions that live in a community rather than in one grid
 COMMUNITY_ROLES = {Role.supervisor.value, Role.duty_desk.value, Role.mediator.value, Role.property_manager.value}
@@ -29,11 +33,19 @@ class Assignment:
     cc: list[tuple[str, Worker]] = field(default_factory=list)
 
 
-def match_rule(routing: Routing, *, intent: str, category: str, urgency: str) -> tuple[str, list[str], str]:
+STAFF = "staff"
+# positions inside a grid: whoever holds one is "the resident's own grid worker" for a staff complaint
+GRID_ROLES = (Role.full_time.value, Role.part_time.value, Role.volunteer.value)
+
+
+def match_rule(routing: Routing, *, intent: str, category: str, urgency: str,
+               target: str | None = None) -> tuple[str, list[str], str]:
     """The (role, cc roles, description) of the first rule matching the case; the default otherwise."""
     for i, rule in enumerate(routing.rules):
         m = rule.match
         if m.intent is not None and m.intent.value != intent:
+            continue
+        if m.target is not None and m.target != target:
             continue
         if m.category is not None and m.category.value != category:
             continue
@@ -74,6 +86,28 @@ def find_holder(*, session: Session, role: str, grid_id: str | None, community_i
     return session.exec(stmt.order_by(col(Worker.id))).first()
 
 
+def grid_worker_ids(*, session: Session, grid_ids: Iterable[str | None]) -> frozenset[int]:
+    """Everyone holding a position inside these grids (active or not)."""
+    ids = [g for g in grid_ids if g]
+    if not ids:
+        return frozenset()
+    stmt = select(Worker.id).where(col(Worker.grid_id).in_(ids), col(Worker.role).in_(GRID_ROLES))
+    return frozenset(w for w in session.exec(stmt) if w is not None)
+
+
+def named_worker_ids(*, session: Session, roles: Iterable[str], grid_id: str | None,
+                     community_id: str | None) -> frozenset[int]:
+    """The holders of the positions a staff complaint names (网格长 → the community's supervisor)."""
+    out: set[int] = set()
+    for role in roles:
+        if role not in ROUTING_TARGETS:  # "community": no one position, the grid's workers are skipped anyway
+            continue
+        holder = find_holder(session=session, role=role, grid_id=grid_id, community_id=community_id)
+        if holder is not None and holder.id is not None:
+            out.add(holder.id)
+    return frozenset(out)
+
+
 def route(
     *,
     session: Session,
@@ -85,20 +119,35 @@ def route(
     community_id: str | None,
     role: str | None = None,
     exclude_worker_ids: frozenset[int] = frozenset(),
+    target: str | None = None,
+    target_roles: Sequence[str] = (),
 ) -> Assignment:
-    """Pick the person for a case. `role` overrides the rules (a transfer to a role)."""
+    """Pick the person for a case. `role` overrides the rules (a transfer to a role); `target="staff"` keeps a
+    complaint away from the grid's workers and the positions it names (`target_roles`)."""
     routing = policies.routing
     cc_roles: list[str]
-    if role is not None:
-        wanted, cc_roles, reason = role, [], f"transfer→{role}"
-    elif grid_id is None:
-        wanted, cc_roles, reason = routing.unknown_grid, [], f"unknown grid→{routing.unknown_grid}"
-    else:
-        wanted, cc_roles, reason = match_rule(routing, intent=intent, category=category, urgency=urgency)
     if community_id is None:
         community_id = community_of(session=session, grid_id=grid_id) or policies.grids.communities[0].id
+    staff = target == STAFF and role is None
+    if role is not None:
+        wanted, cc_roles, reason = role, [], f"transfer→{role}"
+    elif grid_id is None and not staff:
+        wanted, cc_roles, reason = routing.unknown_grid, [], f"unknown grid→{routing.unknown_grid}"
+    else:  # a staff complaint needs no grid: it goes above the grid
+        wanted, cc_roles, reason = match_rule(routing, intent=intent, category=category, urgency=urgency,
+                                              target=target)
 
     chain = [wanted] + [r for r in routing.fallback if r != wanted] + [Role.supervisor.value, Role.street_command.value]
+    if staff:
+        exclude_worker_ids = (exclude_worker_ids | grid_worker_ids(session=session, grid_ids=[grid_id])
+                              | named_worker_ids(session=session, roles=target_roles, grid_id=grid_id,
+                                                 community_id=community_id))
+        # above the grid only: its own positions are never a fallback for a complaint about its people
+        chain = [r for r in chain if r not in GRID_ROLES and r not in ("deputy", "volunteer_lead")]
+        chain = [r for r in chain if r in (wanted, Role.street_command.value)] or [Role.street_command.value]
+        if Role.street_command.value not in chain:
+            chain.append(Role.street_command.value)
+        reason += "; staff complaint: the grid's workers and the named positions skipped"
     steps: list[str] = []
     chosen: tuple[str, Worker] | None = None
     for position in dict.fromkeys(chain):  # ordered, without repeats
@@ -121,7 +170,8 @@ def route(
     cc: list[tuple[str, Worker]] = []
     for cc_role in cc_roles:
         holder = find_holder(session=session, role=cc_role, grid_id=grid_id, community_id=community_id)
-        if holder is not None and is_available(holder) and holder.id != chosen[1].id:
+        if holder is not None and is_available(holder) and holder.id != chosen[1].id \
+                and holder.id not in exclude_worker_ids:
             cc.append((cc_role, holder))
     return Assignment(worker=chosen[1], role=chosen[0], wanted_role=wanted, reason=reason, cc=cc)
 

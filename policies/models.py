@@ -28,6 +28,20 @@ class Taxonomy(_Strict):
     topicless_intents: list[Intent] = Field(default_factory=list)
     case_intents: frozenset[Intent] = Field(min_length=1)
     place_categories: frozenset[Category] = Field(default_factory=frozenset)
+    # words for the community's own people, by the position they name ("community": any of its staff;
+    # "office": the community as a body, counted only with its conduct);
+    # a complaint about them is handled above them (routing.yaml `target: staff`)
+    staff_terms: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("staff_terms")
+    @classmethod
+    def _staff_terms(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(v) - ROUTING_TARGETS - {"community", "office"})
+        if unknown:
+            raise ValueError(f"unknown positions {unknown}; known: {sorted(ROUTING_TARGETS)}, community or office")
+        if any(not w.strip() for words in v.values() for w in words):
+            raise ValueError("empty staff term")
+        return v
 
     @model_validator(mode="after")
     def _complete(self) -> Taxonomy:
@@ -173,6 +187,7 @@ class RouteMatch(_Strict):
     intent: Intent | None = None
     category: Category | None = None
     urgency: Urgency | None = None
+    target: Literal["staff", "other"] | None = None  # whom a complaint is about (understanding's `target`)
 
 
 class RouteRule(_Strict):

@@ -72,7 +72,7 @@ def test_default_goes_to_the_grids_full_time_worker_with_task_push(engine, polic
 def test_dispute_goes_to_the_community_mediator(engine, policies, sla, clock) -> None:
     r = open_(engine, policies, sla, clock, intent="dispute", category="neighborhood", title="邻里噪音纠纷")
     assert _assignee_tg(engine, r) == FURONG_MEDIATOR
-    assert r.assignment.role == "mediator" and "rule#1" in r.assignment.reason
+    assert r.assignment.role == "mediator" and "(intent=dispute)" in r.assignment.reason
 
 
 def test_wish_goes_to_the_grids_volunteer_lead(engine, policies, sla, clock) -> None:

@@ -26,6 +26,9 @@ class ReportItem(_Data):
     category: str
     urgency: str
     text: str  # masked
+    # whom a complaint is about (Understanding.target): "staff" routes above the grid; None: not yet read
+    target: str | None = None
+    target_roles: list[str] = Field(default_factory=list)
 
 
 class Place(_Data):

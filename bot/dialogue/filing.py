@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 
 from bot.dialogue import texts
-from bot.dialogue.drafts import ReportDraft
+from bot.dialogue.drafts import ReportDraft, ReportItem
 from bot.dialogue.turn import Turn
+from bot.understanding.target import TargetDetector
 from casestore.errors import DomainError
 from casestore.intake import Report, open_case
 from casestore.models import Case, Grid, Resident
@@ -38,14 +39,27 @@ def due_text(turn: Turn, case: Case) -> str:
     return texts.DUE_RESPONSE.format(when=turn.local(case.response_due_at)) if case.response_due_at else texts.DUE_NONE
 
 
+def complaint_target(turn: Turn, item: ReportItem, text: str) -> tuple[str | None, list[str]]:
+    """Whom the item complains about: the understanding's reading, else read now from its (masked) words (an
+    item made before the target existed, or its intent changed on the confirm screen)."""
+    if item.intent != "complaint":
+        return None, []
+    if item.target is not None:
+        return item.target, list(item.target_roles)
+    reading = TargetDetector(turn.services.policies.taxonomy.staff_terms).read(text)
+    return reading.target, list(reading.roles)
+
+
 def open_cases(turn: Turn, resident: Resident | None, draft: ReportDraft, *, announce: bool) -> list[Case]:
     """One case per item of the draft (routing, deadlines, duplicates and pushes are casestore's)."""
     opened: list[Case] = []
     for item in draft.items:
         text = mask_text(item.text)  # already masked by understanding; masking twice is harmless
+        target, target_roles = complaint_target(turn, item, text)
         report = Report(intent=item.intent, category=item.category, urgency=item.urgency, title=title_of(text),
                         description=text[:4000], location_text=draft.where or None, estate=draft.estate,
-                        building=draft.building, unit=draft.unit, attachments=list(draft.attachments))
+                        building=draft.building, unit=draft.unit, attachments=list(draft.attachments),
+                        target=target, target_roles=target_roles)
         try:
             with turn.session.begin_nested():
                 result = open_case(session=turn.session, policies=turn.services.policies, sla=turn.services.sla,

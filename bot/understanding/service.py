@@ -11,6 +11,7 @@ Must not: store, send or log unmasked text; raise on any input text.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from bot.understanding.details import DetailsExtractor, split_candidates
 from bot.understanding.llm_classifier import LLMClassifier, LLMClassifyError
 from bot.understanding.model import AxisModels
 from bot.understanding.rules import RANK, apply_rules
+from bot.understanding.target import TargetDetector
 from bot.understanding.training import DEFAULT_APPROACH, TrainReport, ensure_model
 from bot.understanding.types import AXES, AxisPrediction, Classifier, Details, Understanding
 from knowledge.llm import LLM, MIN_CALL_S, Deadline, current_deadline, llm_from_settings
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 THRESHOLDS = {"intent": 0.60, "category": 0.40, "urgency": 0.50}
 MARGIN = 0.10
 MAX_MODEL_CHARS = 1000  # longer messages are classified on their head; rules and details see all of it
+# intents the model gives a complaint about staff conduct ("网格员态度太差" read as feedback on a case)
+_STAFF_COMPLAINT_FROM = frozenset({"feedback", "chitchat", "status", "dispute"})
+_QUESTION = re.compile(r"吗|么|咋|怎么|怎样|如何|能不能|可不可以|可以|哪|啥|什么|谁|[?？]")
 LLM_WEIGHT = 0.7  # an LLM answer has no probabilities: its label gets this mass, the offline scores the rest
 
 
@@ -80,6 +85,7 @@ class MessageClassifier(Classifier):
         self.topicless: frozenset[str] = frozenset(taxonomy.topicless_intents)
         self.case_intents: frozenset[str] = frozenset(taxonomy.case_intents)
         self.details = DetailsExtractor.from_grids(self.policies.grids)
+        self.targets = TargetDetector(taxonomy.staff_terms)
         self.thresholds = dict(THRESHOLDS, **(thresholds or {}))
         self.margin = margin
         self.llm_classifier: LLMClassifier | None = None
@@ -158,18 +164,39 @@ class MessageClassifier(Classifier):
             if category.label == "other":  # a topical intent needs a topic: take the best real one
                 category = _pred(scores["category"], max((k for k in scores["category"] if k != "other"),
                                                          key=lambda k: scores["category"][k]))
-        if urgency.label == "emergency" and intent.label != "help":
-            intent = _pred(scores["intent"], "help")  # a danger now is a call for help
+        if urgency.label == "emergency" and intent.label in self.topicless:
+            intent = _pred(scores["intent"], "help")  # a danger now is a call for help, not small talk
 
         # the safety net: danger phrases can only raise urgency
         rules = apply_rules(masked)
+        if urgency.label == "emergency" and rules.urgency != "emergency" and rules.calmed:
+            # the model's emergency rests on danger words the rules read as past, a drill, a notice or
+            # stopped (上个月着火了, 阀门关了): the next reading stands, and an outage rule may raise it below
+            calm = {k: v for k, v in scores["urgency"].items() if k != "emergency"}
+            urgency = _pred(_force(scores["urgency"], max(calm, key=lambda k: calm[k]), 0.0),
+                            max(calm, key=lambda k: calm[k]))
+            forced.add("urgency")
         if rules.urgency is not None and rules.raises(urgency.label):
             urgency = _pred(_force(scores["urgency"], rules.urgency), rules.urgency)
             forced.add("urgency")
-            if intent.label in self.topicless or intent.label in ("inquiry", "suggestion", "wish"):
+            # an outage turns a question into a report; an emergency keeps the message's nature (a complaint
+            # about a fight is still a complaint): the dialogue and routing act on its urgency
+            if intent.label in self.topicless or (intent.label in ("suggestion", "wish")) or (
+                    intent.label == "inquiry" and rules.urgency != "emergency"):
                 intent = _pred(_force(scores["intent"], "help", 0.0), "help")
             if category.label == "other" and rules.category:
                 category = _pred(_force(scores["category"], rules.category, 0.0), rules.category)
+
+        # whom a complaint is about; a message that complains about staff by name is a complaint
+        reading = self.targets.read(masked)
+        if reading.strong and urgency.label != "emergency" and (
+                intent.label in _STAFF_COMPLAINT_FROM
+                or (intent.label in ("inquiry", "help") and not _QUESTION.search(masked))):
+            intent = _pred(_force(scores["intent"], "complaint", 0.0), "complaint")
+            forced.add("intent")
+            if category.label not in ("other", "neighborhood"):
+                category = _pred(_force(scores["category"], "other", 0.0), "other")
+        target = (reading.target, reading.roles) if intent.label == "complaint" else (None, ())
 
         uncertain = []
         for axis, pred in (("intent", intent), ("category", category), ("urgency", urgency)):
@@ -180,7 +207,7 @@ class MessageClassifier(Classifier):
                 uncertain.append(axis)
         return Understanding(text=masked, intent=intent, category=category, urgency=urgency,
                              low_confidence=bool(uncertain), uncertain_axes=uncertain, rule_hits=rules.hits,
-                             details=Details(), parts=[], mode=mode)
+                             details=Details(), parts=[], mode=mode, target=target[0], target_roles=target[1])
 
     def _parts(self, masked: str) -> list[Understanding]:
         clauses = split_candidates(masked)

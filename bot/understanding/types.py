@@ -44,6 +44,9 @@ class Understanding:
     details: Details
     parts: list[Understanding] = field(default_factory=list)
     mode: str = "offline"  # offline | llm | llm_fallback
+    # whom a complaint is about: "staff" (the community's own people) or "other"; None for other intents
+    target: str | None = None
+    target_roles: tuple[str, ...] = ()  # the staff positions it names (taxonomy.yaml staff_terms keys)
 
     def labels(self) -> dict[str, str]:
         return {"intent": self.intent.label, "category": self.category.label, "urgency": self.urgency.label}

@@ -1,0 +1,71 @@
+"""End to end: a resident complains about their own grid worker. The case goes to the community's 网格长, and
+none of the grid's workers is told (no task push, no copy), through the real classifier and dialogue."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from bot.dialogue.engine import DialogueEngine
+from bot.services import Services
+from casestore.db import session_scope
+from casestore.models import Case
+from tests.factories import (
+    FU01_FULL_TIME,
+    RESIDENT_ID,
+    SharedAI,
+    all_text,
+    make_resident,
+    pushes,
+    resident_of,
+    shared_ai,
+    text,
+    worker_of,
+)
+
+FURONG_SUPERVISOR = 900124  # 芙蓉社区网格长（社区书记） (grids.yaml)
+FU01_WORKERS = (FU01_FULL_TIME, 900101, 900102, 900103)  # full-time, deputy, part-time, volunteer lead
+
+
+@pytest.fixture(scope="session")
+def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
+    return shared_ai(tmp_path_factory.mktemp("ai"))
+
+
+@pytest.fixture
+def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
+    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
+                    knowledge=ai.knowledge).dialogue
+
+
+def _report(dlg: DialogueEngine, message: str) -> str:
+    said = [all_text(dlg.handle(text(message)))]
+    for _ in range(4):
+        last = said[-1]
+        if "照片" in last and "跳过" in last:
+            said.append(all_text(dlg.handle(text("跳过"))))
+        elif "我帮您登记" in last:
+            said.append(all_text(dlg.handle(text("对"))))
+        else:
+            break
+    return "\n".join(said)
+
+
+def test_a_complaint_about_the_grid_worker_goes_to_the_supervisor_and_the_grid_hears_nothing(
+        dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)  # 芙蓉小区3号楼: grid FU01
+    said = _report(dlg, "俺要投诉俺们网格员 打了三回电话都不接 态度还不好")
+    with session_scope(engine) as s:
+        r = resident_of(s, RESIDENT_ID)
+        assert r is not None
+        (case,) = s.execute(select(Case).where(Case.resident_id == r.id)).scalars().all()
+        supervisor = worker_of(s, FURONG_SUPERVISOR)
+        assert (case.intent, case.grid_id) == ("complaint", "FU01")
+        assert (case.assignee_id, case.assignee_role) == (supervisor.id, "supervisor")
+        assert case.cc_roles == []
+        code = case.code
+    assert code in said and "网格长" in said  # the resident hears who handles it: the position, not a name
+    sent = pushes(engine, clock)
+    assert any(code in t for t in sent.texts_to(FURONG_SUPERVISOR))
+    for worker in FU01_WORKERS:
+        assert sent.texts_to(worker) == [], worker
