@@ -159,17 +159,22 @@ def test_load_classifier_trains_on_first_use(settings) -> None:
 
 
 def test_training_lines_follow_the_labelling_contract(policies) -> None:
-    """Every training line uses taxonomy labels; topicless intents are other/normal; inquiry, suggestion and
-    wish are normal and have a real topic (the contract service._decide enforces at run time)."""
+    """Every training line uses taxonomy labels; in the shipped files topicless intents are other/normal and
+    inquiry, suggestion and wish are normal and have a real topic (the contract service._decide enforces at run
+    time). The independent lines keep their writer's reading of the taxonomy (an urgent question stays an
+    inquiry): each head learns its own axis from them, and the contract is applied when a message is read."""
     from bot.understanding.training import read_examples, training_files
 
     tax = policies.taxonomy
     problems = []
     for path in training_files():
+        independent = path.name.startswith("independent_")
         for ex in read_examples([path]):
             where = f"{path.name}: {ex.text[:30]}"
             if ex.intent not in tax.intents or ex.category not in tax.categories or ex.urgency not in tax.urgencies:
                 problems.append(f"unknown label {where}")
+            elif independent:
+                continue
             elif ex.intent in ("status", "feedback", "chitchat") and (ex.category, ex.urgency) != ("other", "normal"):
                 problems.append(f"topicless not other/normal {where}")
             elif ex.intent in ("inquiry", "suggestion", "wish") and (ex.urgency != "normal" or ex.category == "other"):

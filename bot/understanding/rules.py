@@ -30,6 +30,9 @@ class RuleResult:
     urgency: str | None = None
     hits: list[str] = field(default_factory=list)
     category: str | None = None  # hint from the strongest rule that fired
+    # emergency phrases that were there but judged not happening now (past, drill, notice, stopped): the
+    # model's echo of the same words is no evidence of a danger now either (service.py)
+    calmed: list[str] = field(default_factory=list)
 
     def raises(self, urgency: str) -> bool:
         return self.urgency is not None and RANK[self.urgency] > RANK.get(urgency, 0)
@@ -41,10 +44,13 @@ def _r(pattern: str) -> re.Pattern[str]:
 
 _PERSON = (r"(人|老人|老太太|老太|老头|老爷子|老大爷|大爷|大妈|奶奶|爷爷|孩子|小孩|儿子|女儿|闺女|我妈|我爸|"
            r"俺妈|俺爹|俺娘|俺爸|老伴|他|她|男的|女的|邻居)")
+_OLD = r"(老人|老太太|老太|老头|老爷子|老大爷|大爷|大妈|奶奶|爷爷|俺妈|俺爹|俺娘|我妈|我爸|老伴|姥姥|姥爷)"
 _KIN = (r"(孩子|小孩|娃|孙子|孙女|外孙|老人|老爷子|老太太|老头子?|老伴|我妈|我爸|俺爹|俺娘|俺妈|俺爸|老娘|老爹|"
         r"婆婆|公公|姥姥|姥爷|奶奶|爷爷|儿子|女儿|闺女|老公|媳妇)")
 
 # who pays for water damage already done is a dispute, not a flood happening now
+# the water is stopped: what is left is damage (a report), not a flood going on
+_STOPPED = r"(阀门|总阀|总闸|水阀|闸)\S{0,2}(关了|关上了|给关了)|关了?(阀门|总阀|水阀|总闸)|不漏了|止住了|不冒了|水停了"
 _DAMAGE_DISPUTE = _r(r"调解|协调|评理|不认账|不赔|要赔|赔偿|谁负责|官司|谁出|维修费|费用")
 
 RULES: tuple[DangerRule, ...] = (
@@ -71,13 +77,17 @@ RULES: tuple[DangerRule, ...] = (
                                           r"电梯里\S{0,8}(门不开|出不去|动不了|黑着)|"
                                           r"(电梯|电提)\S{0,8}往下掉|\bstuck\b|\btrapped\b"),
                "building", _r(r"困难|被困扰|没人在里面|没有人在里面")),
-    DangerRule("collapse", "emergency", _r(r"晕倒|昏倒|昏迷|昏过去|晕过去|不省人事|叫不醒|没反应了?|没(有)?呼吸|没气了|"
+    DangerRule("collapse", "emergency", _r(r"晕倒|昏倒|昏迷|昏过去|晕过去|不省人事|叫不醒|"
+                                           r"(叫|喊|拍|摇|推)\S{0,4}没(了)?反应|没(有)?呼吸|没气了|"
+                                           r"头破血流|满(脸|头|身)是血|头\S{0,2}(打|磕|砸)?破了|打破(了)?头|"
                                            r"口吐白沫|抽搐|抽过去|喘不上气|喘不过气|憋紫|嘴唇发紫|胸口(疼|痛|闷)得|"
                                            r"心口疼|"
                                            r"心梗|脑梗|中风|嘴(也)?歪|半边身子|流了?(很多|好多)血|流血不止|大出血|"
                                            r"误(喝|服|吃)|吃了一整瓶|溺水|掉进\S{0,6}(水|河|池|湖|井|坑)|心肺复苏|"
                                            + _PERSON + r"\S{0,6}倒(地|在地|下了|地上)|"
-                                                       r"摔倒\S{0,10}(叫不醒|起不来|不动|流血|血)|"
+                                                       r"摔倒\S{0,10}(叫不醒|起不来|不动|流血|血|反锁|锁着|进不去|在屋里喊|喊)|"
+                                           + _OLD + r"\S{0,8}(摔倒|跌倒|摔了一跤|摔地上)了?|"
+                                           + _PERSON + r"\S{0,6}没(了)?反应|"
                                            r"烫伤|人快不行了|快不行了|快不行|抽风|翻白眼|休克|心脏骤停|没(了)?意识|"
                                            r"没(了)?知觉|人事不省|"
                                            r"(躺|倒|瘫)在\S{0,6}(不动|叫也不应|叫不应)|躺在\S{0,8}不动了|叫也不应|"
@@ -86,7 +96,8 @@ RULES: tuple[DangerRule, ...] = (
                                            r"烫(了|得|伤)\S{0,4}(一大片|起泡|皮)|卡住了?\S{0,4}喘|冒冷汗|冷汗直流|"
                                            r"(心口|胸口|心脏)\S{0,4}(疼|痛|闷)\S{0,8}(冷汗|喘|不行|救护车)|"
                                            r"(煤炉|炉子|蜂窝煤|炭火|烧炭)\S{0,12}(晕|吐|中毒|叫不醒)|中毒了"),
-               "health", _r(r"报销|费用|多少钱|慢病|体检|疫苗|腿脚不行|不行了吧|敲门\S{0,2}没反应")),
+               "health", _r(r"报销|费用|多少钱|慢病|体检|疫苗|腿脚不行|不行了吧|敲门\S{0,2}没反应|补贴|护理|康复|"
+                            r"住院了|出院|保险|(按钮|按键|开关|遥控|手机|电脑|电视|机器)\S{0,4}没反应")),
     DangerRule("self_harm", "emergency", _r(r"不想活|活不下去|活着(没|没有)(意思|劲)|没啥意思了|想自杀|自杀|轻生|寻死|"
                                             r"想死|"
                                             r"跳楼|往下跳|跳下去|割腕|安眠药|药都攒好|告别的话|(我|俺)(真的)?撑不下去|"
@@ -95,7 +106,7 @@ RULES: tuple[DangerRule, ...] = (
                                             r"上吊|不想再活|活够了|\bsuicide\b|kill myself|want to die"),
                "health", _r(r"跳楼价|跳楼甩卖|笑死|热死|累死|烦死|想死你|馋死|急死")),
     DangerRule("violence", "emergency", _r(r"打人|动刀|拿(着)?(刀|棍|砖)|持刀|菜刀|砍人|捅人|行凶|家暴|抢劫|"
-                                           r"打架\S{0,12}(刀|棍|砖|血|救命)|打得头破血流|见血|喊救命|救命|"
+                                           r"打架\S{0,12}(刀|棍|砖|血|救命)|(抄|拿|抡)着?\S{0,2}(棍|刀|砖|家伙)|打(他|她)?(老婆|媳妇|孩子|老公)|打得头破血流|见血|喊救命|救命|"
                                            r"撬\S{0,3}门|入室|追着打|持械|"
                                            r"拿(着)?(斧头|斧子|锤子|铁锹|钢管|棍子|剪刀|匕首|刀子)|举着刀|"
                                            r"掏出(刀|匕首)|"
@@ -110,13 +121,21 @@ RULES: tuple[DangerRule, ...] = (
                                           r"(小时|钟头)(了|啦)?还?没回(来|家)|\bmissing\b"),
                "safety", _r(r"(狗|猫|宠物|钥匙|手机|钱包|卡|证|本|包|车)\S{0,2}(丢了|不见了|找不到|找不着)|防走失|防丢|"
                             r"眼睛看不见|"
-                             r"手环|找回来了")),
+                             r"手环|找回来了|(独居|一个人住|孤寡)\S{0,12}联系不上")),
     DangerRule("falling", "emergency", _r(r"砸(到|着|伤)\S{0,4}(人|头)|高空坠物\S{0,4}(砸|伤)|坠楼|"
                                           r"(爬到|爬上|爬出)\S{0,6}(窗|阳台)|倒塌|坍塌|压(着|住)人|掉下来\S{0,8}人|"
                                           r"砸下来|(玻璃|窗户|窗扇|窗框|窗子)\S{0,8}"
                                           r"(要掉|快掉|掉下来|往下掉|随时会?掉|摇摇欲坠|悬着|晃悠)|"
                                           r"砸到人|砸着人|往下掉\S{0,4}(砖|瓦|玻璃|花盆|东西)"),
                "safety", _r(r"没砸着人|没砸到人|差点")),
+    DangerRule("throwing", "emergency", _r(r"(往下|楼上|楼下|窗外|阳台)\S{0,4}(扔|砸|抛|丢|掉)\S{0,6}"
+                                           r"(花盆|砖|瓶子|酒瓶|石头|刀|铁|凳子|椅子|玻璃|东西)|高空抛物\S{0,6}(还在|一直|又)"),
+               "safety", _r(r"垃圾|烟头|果皮|瓜子皮|纸"),
+               require_text=_r(r"(还在|一直|正在|又在)\S{0,4}(往下)?(扔|砸|抛|丢)|砸(到|着|伤|碎)|花盆|砖|酒瓶|孩子|小孩|"
+                               r"有人")),
+    DangerRule("structure", "emergency", _r(r"(塔吊|脚手架|广告牌|招牌|围墙|院墙|阳台|房梁|屋顶|楼板)\S{0,4}"
+                                            r"(歪了|要倒|快倒|倒了|要塌|快塌|塌了|往下掉|晃得厉害)"),
+               "safety", require_text=_r(r"人|孩子|小孩|学生|底下|下面|路过")),
     # about to fall where people are below; only glass and windows, or with people named below
     DangerRule("falling_soon", "emergency", _r(r"(随时|马上要?|眼看要?|快要)掉(下来|了)?|往下掉|晃悠悠|一晃一晃|"
                                                r"(站|爬|坐|蹲)\S{0,3}在?(窗台|窗户|阳台)\S{0,2}(外|边上)"),
@@ -124,34 +143,58 @@ RULES: tuple[DangerRule, ...] = (
                                          r"下面是\S{0,6}(门口|幼儿园|学校)")),
     # --- power and water
     DangerRule("live_wire", "emergency", _r(r"漏电|触电|电到人|带电|冒火花|冒火星|电火花|火星子|"
-                                            r"(电线|电缆|高压线)\S{0,8}(掉|断|落|耷拉|搭在|露出|泡在)|"
                                             r"(电表箱|配电箱|电箱)\S{0,4}(冒|着|火|响)|插线板泡|麻手|电麻了|"
                                             r"被电(了|到|着)|电了一下|"
                                             r"(杆|栏杆|栅栏|铁门|扶手|水管|水龙头|外壳|门把手|路灯|灯杆|电线杆|铁皮|"
                                             r"护栏|墙|洗衣机|热水器|晾衣架|防盗门|单元门)\S{0,6}(有电|电人|麻)|"
                                             r"摸\S{0,6}(麻|有电|电了)|\blive wire"),
                "utilities", _r(r"漏电保护|飞线|私拉|焊|电焊")),
+    # a wire down or cut is live unless the message says the power is off (a dug-up cable: an outage)
+    DangerRule("wire_down", "emergency", _r(r"(电线|电缆|高压线)\S{0,8}(掉|断|落|耷拉|搭在|露出|泡在)"),
+               "utilities", _r(r"飞线|私拉"), _r(r"没电|停电|断电|没有电")),
     DangerRule("flooding", "emergency", _r(r"(家里|屋里|屋子|客厅|卧室|地下室|一楼|厨房|家)\S{0,6}(进水|淹|灌水|漫)|"
                                            r"水淹|淹了|水漫|淹到|"
-                                           r"(水管|管子|暖气管|热水管|暖气片|暖器片)\S{0,4}(爆|崩|裂)|"
-                                           r"爆管|往下浇|\bburst pipe|\bflood|水漫金山|"
+                                           r"往下浇|\bflood|水漫金山|"
                                            r"(家|屋|客厅|卧室|地板|床|一楼|地下室|厨房)\S{0,6}"
                                            r"(泡了|泡着|泡水|成了河|成河)|"
                                            r"水\S{0,4}(到|没过|漫过)\S{0,2}(膝盖|脚脖子|小腿|腰)|水涨得"),
-               "utilities", _r(r"路口|马路|路面|积水点|车库|漏水|渗水|污水|粪水|脏水|下水"), _DAMAGE_DISPUTE),
+               "utilities", _r(r"路口|马路|路面|积水点|车库|漏水|渗水|污水|粪水|脏水|下水|屎水"),
+               _r(_DAMAGE_DISPUTE.pattern + "|" + _STOPPED)),
+    # a burst pipe floods a home only with the water said to be spreading; alone it is an outage (burst_pipe)
+    DangerRule("burst_pipe_flood", "emergency", _r(r"(水管|管子|暖气管|热水管|暖气片|暖器片)\S{0,4}(爆|崩|裂)|爆管|"
+                                                   r"\bburst pipe"),
+               "utilities", exclude_text=_r(_DAMAGE_DISPUTE.pattern + "|" + _STOPPED),
+               require_text=_r(r"满地|一地|全是水|都是水|喷|哗哗|淹|漫|灌|往下浇|成河|泡|涨|蒸汽|开水|热水往|"
+                               r"关不上|止不住|流到|流进|膝盖|脚脖子")),
     # --- urgent: essential services lost, harm likely within hours
-    DangerRule("no_water", "urgent", _r(r"停水|没水了|没有水|断水|没水|\bno water"), "utilities"),
-    DangerRule("no_power", "urgent", _r(r"停电|没电了|断电|没有电|跳闸\S{0,6}(全楼|整栋|整个)|\bno power|blackout"),
+    DangerRule("burst_pipe", "urgent", _r(r"(水管|管子|暖气管|热水管|暖气片|暖器片)\S{0,4}(爆|崩|裂)|爆管"),
+               "utilities", exclude_text=_DAMAGE_DISPUTE),
+    DangerRule("no_water", "urgent", _r(r"停水|没水了|没有水|断水|没水|\bno water|"
+                                        r"(水|自来水)\S{0,2}(给)?(停了|断了|掐了)|"
+                                        r"把\S{0,4}水\S{0,2}(停|断|关|掐)|"
+                                        r"(自来水|水龙头|放出来的水)\S{0,8}(没法喝|不能喝|黄泥|泥汤|浑|发黑|发臭|铁锈)"),
+               "utilities", _r(r"公厕|厕所|冲不了|洗车|浇花|喷泉")),
+    DangerRule("no_power", "urgent", _r(r"停电|没电了|断电|没有电|跳闸\S{0,6}(全楼|整栋|整个)|\bno power|blackout|"
+                                        r"(全屋|全家|家里|屋里|整栋|全楼|楼里|小区|整个)\S{0,3}没电|把\S{0,4}电(给)?(停|断|掐)|"
+                                        r"(?<!梯)电(给)?(停了|掐了)"),
                "utilities", _r(r"手机没电|电动车没电|电瓶没电|电池没电|报警器")),
-    DangerRule("no_heat", "urgent", _r(r"没暖气|停暖|暖气不热\S{0,10}(度|冻|老人|孩子)|屋里\S{0,3}\d+度|冻得"),
+    DangerRule("no_heat", "urgent", _r(r"没暖气|停暖|暖气不热\S{0,10}(度|冻|老人|孩子)|屋里\S{0,3}\d+度|冻得|"
+                                       r"暖气\S{0,4}(阀门)?\S{0,2}(给)?(关了|停了|掐了|断了)|把\S{0,3}暖气\S{0,4}(关|停|掐|断)|"
+                                       r"暖气(片)?\S{0,3}(冰凉|凉了|拔凉|不热)\S{0,6}(天|周|星期)|"
+                                       r"(家里|屋里|屋子)\S{0,3}冷得(很|不行|受不了|要命|睡不着)"),
                "utilities"),
-    DangerRule("no_gas", "urgent", _r(r"(燃气|天然气|煤气)\S{0,3}(停了|没了|断了|打不着)"), "utilities",
+    DangerRule("no_gas", "urgent", _r(r"(燃气|天然气|煤气)\S{0,3}(停了|没了|断了|打不着|用不了)|停气"), "utilities",
                _r(r"缴费|充值|卡没钱|欠费")),
-    DangerRule("sewage", "urgent", _r(r"(污水|粪水|脏水|下水|马桶|地漏)\S{0,6}(冒|溢|漫|返|反|倒灌|往上涌|往外涌)|"
+    DangerRule("sewage", "urgent", _r(r"(污水|粪水|脏水|屎水|粪便|下水|马桶|地漏)\S{0,6}"
+                                      r"(冒|溢|漫|返|反|倒灌|往上涌|往外涌)|"
                                         r"化粪池\S{0,4}(满|溢|冒)|倒灌|返水|反水"),
                "utilities", _r(r"(反|返)(臭|味)")),
-    DangerRule("manhole", "urgent", _r(r"井盖\S{0,6}(丢|没了|缺|没有|掀|被偷|塌|碎|翻|坏)|没盖的井|敞着口"),
+    DangerRule("manhole", "urgent", _r(r"井盖\S{0,6}(丢|没了|缺|没有|掀|偷|塌|碎|翻|坏)|没盖的井|敞着口"),
                "public_facilities"),
+    DangerRule("bearing_wall", "urgent", _r(r"承重墙\S{0,4}(砸|拆|打|凿|裂)|(砸|拆|打|凿)\S{0,3}承重墙|"
+                                            r"楼\S{0,2}(都在|一直)?震"),
+               "building"),
+    DangerRule("high_fever", "urgent", _r(r"(烧到|发烧|高烧|体温)\S{0,3}(39|40|41|三十九|四十)"), "health"),
     DangerRule("fallen_tree", "urgent", _r(r"树\S{0,6}(倒|断|折)\S{0,8}(路|挡|压|砸)"), "environment"),
     DangerRule("alone_unreachable", "urgent", _r(r"(独居|一个人住|孤寡)\S{0,16}"
                                                  r"(联系不上|没开门|敲门没人|不接|几天没见)|"
@@ -159,6 +202,11 @@ RULES: tuple[DangerRule, ...] = (
                "elderly_disabled"),
     DangerRule("elevator_elderly", "urgent", _r(r"电梯\S{0,10}(坏|停|关)\S{0,16}(老人|下不了楼|上不去|下不去|八九十)"),
                "building"),
+    # a lift out for a day or more where someone cannot use the stairs (said in another clause)
+    DangerRule("elevator_out", "urgent", _r(r"电梯\S{0,4}(坏了|停了|停运|不动了|不运行)"), "building",
+               _r(r"没人困|没困人"),
+               require_text=_r(r"老人|腿不好|腿脚|下不了楼|上不去|下不去|八九十|坐轮椅|残疾|瘫|[十二三]\S?楼|\d{2}楼|"
+                               r"高层|孕妇")),
 )
 
 # sentence-level guards: the danger is talked ABOUT, not happening now
@@ -175,9 +223,11 @@ _PAST = _r(r"上次|上回|上个月|去年|前年|之前那|以前|那次|那�
 _OVER = _r(r"锦旗|多亏|幸亏|感谢\S{0,10}(及时|帮|救|处理)|谢谢\S{0,12}(及时|帮|救|找回|处理)|找回来了|"
            r"已经(灭|扑灭|修好|处理|找到)|"
            r"没事了|点个?赞|好评")
-_NOW = _r(r"现在|还在|正在|一直|快来|救命|赶紧|马上|快点|!|！|刚才|刚刚|到现在|还没|至今|仍然")
+_NOW = _r(r"现在|还在|正在|一直|开始|快来|救命|赶紧|马上|快点|!|！|刚才|刚刚|到现在|还没|至今|仍然")
 _LOUD_NOW = _r(r"救命|快来|赶紧|快派|马上来|快点|!!|！！|求求")
 _NOTICE = _r(r"通知|公告|温馨提示|【转发】|转发|计划停|将于|预计|检修|提醒大家")
+# practice and campaigns: the whole message is about them unless someone cries out ("演练时真着火了 救命")
+_DRILL = _r(r"演练|演习|演示|培训|讲座|宣传|科普")
 _RULE_QUESTION = _r(r"(能|可以|允许|让)\S{0,12}(吗|不|么|？|\?)|是否|规定|违规|违法吗|罚款|怎么(处理|处罚)|归谁管|找谁")
 _NEGATED = re.compile(r"(不是|没有|没|并没|并非|不像|别)\S{0,3}$")
 # spaces end a sentence in Chinese text, not between English words ("gas smell")
@@ -188,12 +238,27 @@ def _sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_SPLIT.split(text) if s]
 
 
-def _guarded(rule: DangerRule, sentence: str, match: re.Match[str], whole: str) -> bool:
-    """True when this hit should not count (see module docstring)."""
+_CLAUSE_SPLIT = re.compile(r"[，,、：:]")
+
+
+def _clause(sentence: str, match: re.Match[str]) -> str:
+    """The comma-delimited part of `sentence` that holds the match."""
+    start = max((m.end() for m in _CLAUSE_SPLIT.finditer(sentence, 0, match.start())), default=0)
+    end = next((m.start() for m in _CLAUSE_SPLIT.finditer(sentence, match.end())), len(sentence))
+    return sentence[start:end]
+
+
+def _guarded(rule: DangerRule, sentence: str, match: re.Match[str], whole: str) -> bool | str:
+    """Truthy when this hit should not count (see module docstring): "calm" when it is the danger itself
+    talked about as not happening now (past, drill, notice, stopped, negated), True for a look-alike word."""
     if rule.exclude is not None and rule.exclude.search(sentence):
         return True
     if rule.require_text is not None and not rule.require_text.search(whole):
         return True
+    return "calm" if _not_now(rule, sentence, match, whole) else False
+
+
+def _not_now(rule: DangerRule, sentence: str, match: re.Match[str], whole: str) -> bool:
     if rule.exclude_text is not None and rule.exclude_text.search(whole) and not _LOUD_NOW.search(whole):
         return True
     if _NEGATED.search(sentence[: match.start()][-5:]):
@@ -204,9 +269,14 @@ def _guarded(rule: DangerRule, sentence: str, match: re.Match[str], whole: str) 
         return True
     if (_PAST.search(sentence) or (_PAST.search(whole) and not _NOW.search(whole))) and not now:
         return True
+    clause = _clause(sentence, match)
+    if _PAST.search(clause) and not _NOW.search(clause) and not _LOUD_NOW.search(whole):
+        return True  # 上个月楼上着火了，现在墙还是黑的: the "now" is about what is left
     if _OVER.search(whole) and not now:
         return True
     if _NOTICE.search(whole) and not now:
+        return True
+    if _DRILL.search(whole) and not _LOUD_NOW.search(whole):
         return True
     # a question about rules ("电动车能在楼道充电吗") — never for life-or-death words said with urgency
     if rule.urgency == "emergency" and _RULE_QUESTION.search(sentence) and not now and rule.name in (
@@ -223,7 +293,10 @@ def apply_rules(text: str) -> RuleResult:
     for sentence in _sentences(norm):
         for rule in RULES:
             for m in rule.pattern.finditer(sentence):
-                if _guarded(rule, sentence, m, norm):
+                guard = _guarded(rule, sentence, m, norm)
+                if guard:
+                    if guard == "calm" and rule.urgency == "emergency" and rule.name not in result.calmed:
+                        result.calmed.append(rule.name)
                     continue
                 hit = f"{rule.name}:{m.group(0)}"
                 if hit not in result.hits:

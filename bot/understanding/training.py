@@ -1,9 +1,13 @@
 """Training data, training and the model cache (var/models/understanding-<hash>.pkl).
 
-The training files sit beside the classifier (bot/understanding/data/classification_train_*.jsonl), so the
-product never reaches into evals/. The cache key is a hash of the training files' names and bytes, the approach
-and CODE_VERSION, so a data or code change retrains on next use and an unchanged setup loads in milliseconds.
-Must not: read the held-out test split (evals/data/classification_test.jsonl) or import evals.
+The training files sit beside the classifier (bot/understanding/data/): classification_train_*.jsonl, and
+independent_train*.jsonl (lines written from taxonomy.yaml alone by someone who never saw the model's data;
+their held-out part lives in evals/data/independent/ and is never read here), so the product never reaches
+into evals/. Lines may carry extra fields (`target`): the three heads ignore them. The cache key is a hash of
+the training files' names and bytes, the approach and CODE_VERSION, so a data or code change retrains on next
+use and an unchanged setup loads in milliseconds.
+Must not: read the held-out splits (evals/data/classification_test.jsonl, evals/data/independent/) or import
+evals.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ log = logging.getLogger(__name__)
 CODE_VERSION = "understanding-5"
 DEFAULT_APPROACH = "tfidf"
 DATA_DIR = Path(__file__).resolve().parent / "data"
-TRAIN_GLOB = "classification_train_*.jsonl"
+TRAIN_GLOBS = ("classification_train_*.jsonl", "independent_train*.jsonl")
+TRAIN_GLOB = TRAIN_GLOBS[0]  # the shipped files' pattern (error messages, older callers)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ class TrainReport:
 
 
 def training_files(data_dir: Path | None = None) -> list[Path]:
-    return sorted((data_dir or DATA_DIR).glob(TRAIN_GLOB))
+    """Every training file under `data_dir`, in a stable order (the cache key hashes names and bytes)."""
+    root = data_dir or DATA_DIR
+    return sorted({p for pattern in TRAIN_GLOBS for p in root.glob(pattern)})
 
 
 def read_examples(paths: Sequence[Path]) -> list[Example]:
@@ -169,7 +176,7 @@ def ensure_model(model_dir: Path, *, approach: str = DEFAULT_APPROACH, data_dir:
         raise ValueError(f"unknown approach {approach!r}")
     files = training_files(data_dir)
     if not files:
-        raise FileNotFoundError(f"no training files {TRAIN_GLOB} under {data_dir or DATA_DIR}")
+        raise FileNotFoundError(f"no training files {' / '.join(TRAIN_GLOBS)} under {data_dir or DATA_DIR}")
     digest = data_hash(files, approach)
     path = model_path(model_dir, digest, approach)
     start = time.perf_counter()
