@@ -303,7 +303,11 @@ def test_a_report_that_also_asks_for_the_worker_is_a_report(dlg, engine, clock, 
 
 
 @pytest.mark.parametrize("question", ["居住证怎么办", "社区医院在哪", "网格员不接电话", "社区在哪办居住证",
-                                      "居委会给开证明需要什么材料", "高龄补贴怎么领"])
+                                      "居委会给开证明需要什么材料", "高龄补贴怎么领", "值班的人爱答不理",
+                                      "值班的电话一直没人接 打了十几遍", "建议社区办个老年人智能手机培训班",
+                                      "居住证能让社区代办吗 我电话13812345678", "这事是找网格员还是打12345 哪个快",
+                                      "独居老人联系不上 社区能帮着开门看看吗",
+                                      "俺们上班顾不上 社区有没有人能上门帮着打扫卫生"])
 def test_other_questions_are_not_taken_for_grid_facts(question):
     assert detect(question) is None
 

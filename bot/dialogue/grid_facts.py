@@ -40,35 +40,41 @@ _WORKER = r"(?:网格员|网格圆|网格管理员|网格上的人|网格的人|
 # the office, not the community's clinic, canteen or shop ("社区医院在哪" is a question for the documents)
 _COMMUNITY = r"(?:社区(?!医院|卫生|诊所|门诊|食堂|超市|养老|幼儿园|活动室|广场)|居委会|居委|党群服务中心)"
 _OFF_HOURS = r"(?:晚上|夜里|夜间|半夜|下班以?后|周末|礼拜[六天日]|星期[六天日]|节假日|过年|放假|假期)"
-_PHONE = r"(?:电话|手机|号码|联系方式|咋联系|怎么联系|如何联系|微信)"
-_WHO = r"(?:是谁|谁|叫啥|叫什么|名字|哪个|哪位|男的女的)"
+_PHONE = r"(?<![我俺])(?:电话|手机|号码|联系方式|咋联系|怎么联系|如何联系|微信)"  # not the resident's own ("我电话…")
+_ASKED_PHONE = r"(?:(?:电话|号码)(?:是)?(?:多少|几号|啥|是什么)|联系方式|咋联系|怎么联系|电话号码)"
+_WHO_AFTER = r"(?:是谁|谁|叫啥|叫什么|名字|哪位|男的女的)"
+_WHO_BEFORE = r"(?:谁|哪个|哪位)"
 _WHERE = r"(?:在哪(?:里|儿)?(?!办|领|交|申请|开|补|弄)|搁哪|地址|咋走|怎么走|哪个楼|什么地方|什么位置|位置)"
-_HOURS = r"(?:几点|上班|下班|开门|关门|午休|中午休息|办公时间|工作时间|有人[不吗没]|有没有人)"
+_END = r"(?:$|[\s，,。？?!！])"
+_HOURS = (r"(?:几点|上班|下班|午休|中午休息|办公时间|工作时间|(?:几点|啥时候|什么时候).{0,3}开门|开门了?(?:吗|不|没)|"
+          rf"有人(?:不|吗|没)?{_END}|有没有人(?:{_END}|值班|上班))")
 
 # first match wins: the off-hours desk and the supervisor before the worker ("网格长" holds "网格"), the worker
 # before the community ("社区网格员电话")
 PATTERNS: list[tuple[re.Pattern[str], Fact]] = [
     (re.compile(r"值班"), Fact.duty_desk),
     (re.compile(rf"{_OFF_HOURS}.{{0,12}}(?:找谁|找哪|急事|出事|有人管|谁管)"), Fact.duty_desk),
-    (re.compile(rf"(?:网格长|社区书记|社区主任|居委会主任).{{0,10}}(?:{_WHO}|{_PHONE}|找谁)"), Fact.supervisor),
-    (re.compile(rf"{_WHO}.{{0,4}}(?:网格长|社区书记)"), Fact.supervisor),
-    (re.compile(rf"管{_WORKER}|{_WORKER}.{{0,12}}(?:上头|上级|领导)"), Fact.supervisor),
+    (re.compile(rf"(?:网格长|社区书记|社区主任|居委会主任).{{0,10}}(?:{_WHO_AFTER}|{_PHONE}|找谁)"), Fact.supervisor),
+    (re.compile(rf"{_WHO_BEFORE}.{{0,4}}(?:网格长|社区书记)"), Fact.supervisor),
+    (re.compile(rf"管{_WORKER}|{_WORKER}.{{0,12}}(?:上头|上级|领导)|(?:上头|上级|领导).{{0,4}}(?:是谁|找谁)"),
+     Fact.supervisor),
     (re.compile(rf"{_WORKER}.{{0,10}}{_PHONE}|{_PHONE}.{{0,6}}{_WORKER}|网格.{{0,3}}联系电话"), Fact.grid_worker_phone),
-    (re.compile(rf"{_WORKER}.{{0,10}}{_WHO}|{_WHO}.{{0,4}}{_WORKER}"), Fact.grid_worker),
+    (re.compile(rf"{_WORKER}.{{0,6}}{_WHO_AFTER}|{_WHO_BEFORE}.{{0,4}}{_WORKER}"), Fact.grid_worker),
     (re.compile(rf"{_COMMUNITY}.{{0,8}}{_HOURS}|(?:几点|什么时候).{{0,4}}(?:上班|开门|办公).{{0,4}}{_COMMUNITY}"),
      Fact.office_hours),
-    (re.compile(rf"{_COMMUNITY}.{{0,8}}(?:{_WHERE}|{_PHONE})"), Fact.community_address),
+    (re.compile(rf"{_COMMUNITY}.{{0,8}}(?:{_WHERE}|{_ASKED_PHONE})"), Fact.community_address),
 ]
-# a complaint about the worker is not a question about them ("网格员不接电话")
-_COMPLAINT = re.compile(r"不接|打不通|没人接|不回|不管事|不作为|不来")
+# a complaint about staff is not a question about them ("网格员不接电话", "值班的人爱答不理"): such a clause is
+# left out, and a question in another clause still counts ("周末网格员不接电话 社区值班电话多少")
+_COMPLAINT = re.compile(r"不接|打不通|没人接|不回|不管事|不作为|不来|爱答不理|难听|骂人|态度")
+_CLAUSES = re.compile(r"[\s，,。；;！!？?]+")
 
 
 def detect(text: str) -> Fact | None:
-    """The fact a short question asks for, or None."""
+    """The fact a question asks for, or None."""
+    kept = " ".join(c for c in _CLAUSES.split(text) if c and not _COMPLAINT.search(c))
     for pattern, fact in PATTERNS:
-        if pattern.search(text):
-            if fact in (Fact.grid_worker, Fact.grid_worker_phone) and _COMPLAINT.search(text):
-                return None
+        if pattern.search(kept):
             return fact
     return None
 
