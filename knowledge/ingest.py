@@ -5,7 +5,9 @@ fingerprint of the screen it was checked with, all kept in the stored metadata (
 *is* the store): unchanged documents are skipped, a changed one (or every one, after the quarantine rules or
 policies/links.yaml changed) has its old chunks and held-back passages deleted before the new ones are written,
 and a document that disappeared from the root has both removed. A file that cannot be read is reported by name
-and skipped; its previously indexed chunks (if any) are kept.
+and skipped; its previously indexed chunks (if any) are kept. A root that does not exist, or holds no supported
+document, leaves an empty report (the bot still starts and answers "没有找到"); the CLI tells the admin
+(`missing_root_text`, `no_documents_text`).
 Documents are data: before chunking, knowledge.sanitize holds back every passage that asks residents to contact a
 personal account, pay a person, follow a link outside the allowlist, hand over codes or ID data, or that
 addresses the assistant. Those passages are stored as quarantined, for an admin's review (`IngestReport.quarantined`,
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from knowledge.chunking import MAX_CHARS, Chunk, chunk_document
-from knowledge.documents import Document, LoadError, list_documents, load_document
+from knowledge.documents import SUPPORTED_SUFFIXES, Document, LoadError, list_documents, load_document
 from knowledge.embeddings import Embedder
 from knowledge.sanitize import Quarantined, Reason, Screen, default_screen, screen_document
 from knowledge.store import StoredChunk, VectorStore
@@ -50,6 +52,11 @@ class IngestReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
+
+    @property
+    def documents(self) -> int:
+        """Supported files found under the root (whether read or not)."""
+        return len(self.added) + len(self.updated) + len(self.unchanged) + len(self.failed)
 
     @property
     def chunks_per_s(self) -> float:
@@ -109,6 +116,24 @@ def ingest_path(root: Path, *, store: VectorStore, embedder: Embedder, progress:
     report.quarantined = list_quarantined(store, root)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def document_ids(root: Path) -> set[str]:
+    """The ids the documents under `root` get when ingested, without reading them."""
+    root = root.resolve()
+    return {_doc_id(root, path) for path in list_documents(root)}
+
+
+def missing_root_text(root: Path) -> str:
+    """What an admin reads when the knowledge directory is not there."""
+    return f"知识库目录 {root} 不存在：请检查 KNOWLEDGE_DIR，或建好这个目录并放入文档后重新运行 quanbot ingest"
+
+
+def no_documents_text(root: Path) -> str:
+    """What an admin reads when the knowledge directory holds no document."""
+    kinds = "/".join(SUPPORTED_SUFFIXES)
+    return (f"知识库目录 {root} 没有文档（{kinds}）：机器人会回答“没有找到”；"
+            "放入文档后重新运行 quanbot ingest")
 
 
 def list_quarantined(store: VectorStore, root: Path | None = None) -> list[Quarantined]:

