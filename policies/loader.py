@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from policies.models import Grids, Links, Policies, Routing, Sla, Taxonomy
+from policies.models import Grids, Lexicon, Links, Policies, Routing, Sla, Taxonomy
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 FILES: dict[str, type[BaseModel]] = {
@@ -19,6 +19,7 @@ FILES: dict[str, type[BaseModel]] = {
     "grids": Grids,
     "links": Links,
 }
+OPTIONAL: dict[str, type[BaseModel]] = {"lexicon": Lexicon}  # absent: empty
 
 
 class PolicyError(ValueError):
@@ -45,8 +46,10 @@ def load_policies(directory: Path | str | None = None) -> Policies:
     folder = Path(directory) if directory else DEFAULT_DIR
     problems: list[str] = []
     parsed: dict[str, BaseModel] = {}
-    for stem, model in FILES.items():
+    for stem, model in (FILES | OPTIONAL).items():
         path = folder / f"{stem}.yaml"
+        if stem in OPTIONAL and not path.exists():
+            continue
         try:
             data = _read(path)
             parsed[stem] = model.model_validate(data)

