@@ -1,6 +1,11 @@
 """Classification suite: intent / category / urgency quality of the message classifier on a labelled JSONL
-(default: the held-out test split), emergency recall and precision, and the per-class figures.
+(default: the held-out test split; `--data` names another, e.g. evals/data/independent/classification_heldout.jsonl),
+emergency recall and precision, urgent recall, the per-class figures, and for lines that carry a complaint's
+`target` (staff / other) how often the classifier names it right.
 
+Besides the product's approaches (tfidf / embed / ensemble, rules included) a full run reports a plain baseline in
+the same process on the same rows: TF-IDF character n-grams + logistic regression per axis, trained on the same
+training lines, no rules (MEASURING.md: what a newcomer could build in an afternoon).
 Must not: train or tune on its data.
 """
 
@@ -12,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.understanding.service import MessageClassifier, load_classifier
-from bot.understanding.training import DEFAULT_APPROACH, EmbeddingCache
+from bot.understanding.training import DEFAULT_APPROACH, EmbeddingCache, dedupe, read_examples, training_files
 from evals.core import DATA_DIR, EvalContext, SuiteResult, read_jsonl
 
 NAME = "classification"
@@ -52,6 +57,17 @@ def score(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str, str]])
     figures: dict[str, Any] = {"n": len(rows)}
     for axis in AXES:
         figures[axis] = axis_figures([r[axis] for r in rows], [p[axis] for p in predictions])
+    figures["urgent_recall"] = figures["urgency"]["per_class"].get("urgent", {}).get("recall", 1.0)
+    # complaints whose line names the target: is the one complained about read right (a staff complaint read as
+    # "other" goes to the very worker it is about)
+    judged = [(r["target"], p.get("target") or "other") for r, p in zip(rows, predictions, strict=True)
+              if r.get("target") in ("staff", "other") and r["intent"] == "complaint"]
+    if judged:
+        staff = [got for want, got in judged if want == "staff"]
+        figures["target"] = {"n": len(judged), "accuracy": round(sum(w == g for w, g in judged) / len(judged), 4),
+                             "staff_n": len(staff),
+                             "staff_recall": round(sum(g == "staff" for g in staff) / len(staff), 4) if staff
+                             else None}
     exp_em = [r["urgency"] == "emergency" for r in rows]
     pred_em = [p["urgency"] == "emergency" for p in predictions]
     tp = sum(e and p for e, p in zip(exp_em, pred_em, strict=True))
@@ -64,16 +80,51 @@ def score(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str, str]])
 
 
 def headline(figures: dict[str, Any]) -> dict[str, float]:
-    return {"intent_macro_f1": figures["intent"]["macro_f1"], "category_macro_f1": figures["category"]["macro_f1"],
-            "urgency_macro_f1": figures["urgency"]["macro_f1"], "emergency_recall": figures["emergency_recall"],
-            "emergency_precision": figures["emergency_precision"]}
+    out = {"intent_macro_f1": figures["intent"]["macro_f1"], "category_macro_f1": figures["category"]["macro_f1"],
+           "urgency_macro_f1": figures["urgency"]["macro_f1"], "emergency_recall": figures["emergency_recall"],
+           "emergency_precision": figures["emergency_precision"], "urgent_recall": figures["urgent_recall"]}
+    if "target" in figures:
+        out["target_accuracy"] = figures["target"]["accuracy"]
+    return out
 
 
 def load_rows(path: Path, problems: list[Any]) -> list[dict[str, Any]]:
     rows = []
     for _, obj in read_jsonl(path, REQUIRED, problems):
-        rows.append({k: str(obj[k]) for k in REQUIRED})
+        row: dict[str, Any] = {k: str(obj[k]) for k in REQUIRED}
+        if obj.get("target") in ("staff", "other"):
+            row["target"] = obj["target"]
+        rows.append(row)
     return rows
+
+
+def labels_of(u: Any) -> dict[str, str]:
+    """The three labels of an Understanding, and the complaint's target when it names one."""
+    out = dict(u.labels())
+    if getattr(u, "target", None):
+        out["target"] = u.target
+    return out
+
+
+def plain_baseline(rows: Sequence[dict[str, Any]], *, data_dir: Path | None = None) -> dict[str, Any]:
+    """A newcomer's classifier on the same training lines: TF-IDF char 1-3 n-grams + logistic regression per axis,
+    no rules, no consistency, no calibration. Headline figures on `rows` and the seconds it took."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    start = time.perf_counter()
+    examples = dedupe(read_examples(training_files(data_dir)))
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
+    X = vec.fit_transform([e.text for e in examples])
+    Xt = vec.transform([r["text"] for r in rows])
+    preds: list[dict[str, str]] = [{} for _ in rows]
+    for axis in AXES:
+        model = LogisticRegression(max_iter=2000, C=10.0).fit(X, [e.label(axis) for e in examples])
+        for p, label in zip(preds, model.predict(Xt), strict=True):
+            p[axis] = str(label)
+    figures = headline(score(rows, preds))
+    figures.pop("target_accuracy", None)  # it has no notion of a target
+    return {**figures, "n_train": len(examples), "seconds": round(time.perf_counter() - start, 2)}
 
 
 def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ensemble")) -> SuiteResult:
@@ -89,7 +140,7 @@ def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ens
     low_conf = []
     for i, row in enumerate(rows):
         u = clf.understand(row["text"])
-        predictions.append(u.labels())
+        predictions.append(labels_of(u))
         low_conf.append(u.low_confidence)
         if ctx.progress:
             ctx.progress(NAME, i + 1, len(rows))
@@ -115,9 +166,10 @@ def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ens
                 model_dir=model_dir, approach=approach)
             if other.models.uses_embeddings():
                 other.models.embedder = lambda texts: cache.embed(texts, save=False)
-            preds = [other.understand(r["text"]).labels() for r in rows]
+            preds = [labels_of(other.understand(r["text"])) for r in rows]
             comparison[approach] = headline(score(rows, preds))
         cache.save()
+        comparison["plain_tfidf_logreg"] = plain_baseline(rows)
         extra["comparison"] = comparison
     failures = [{"input": e["text"], "expected": e["expected"], "predicted": e["predicted"]}
                 for e in figures["errors"] if e["expected"]["urgency"] == "emergency"

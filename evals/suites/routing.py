@@ -64,7 +64,8 @@ def run(ctx: EvalContext) -> SuiteResult:
                                  estate=str(case["estate"]), building=int(case["building"]), now=now)
                     report = Report(intent=u.intent.label, category=u.category.label, urgency=u.urgency.label,
                                     title=u.text[:40], description=u.text, estate=str(case["estate"]),
-                                    building=int(case["building"]))
+                                    building=int(case["building"]), target=u.target,
+                                    target_roles=list(u.target_roles))
                     result = open_case(session=session, policies=policies, sla=sla, clock=FakeClock(now),
                                        resident=resident, report=report)
                     c = result.case
