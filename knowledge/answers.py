@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from knowledge.asks import asked_kinds, gives, missing_kinds
+from knowledge.brief import brief
 from knowledge.faq import FaqIndex
 from knowledge.llm import LLM, LLMError
 from knowledge.places import unknown_places
@@ -180,14 +181,12 @@ class KnowledgeService:
         citations = _merge_citations([_citation_of(chunks[cid], hits, self.screen) for cid in used_ids])
         lines = "；".join(f"[{n}] {c.label()}" for n, c in enumerate(citations, start=1))
         sources = f"\n来源：{lines}"
-        body = "\n".join(_bullet(u[1]) for u in keep)
-        gap = missing_kinds(question, body)
-        room = MAX_ANSWER_CHARS - len(sources) - (len(GAP_TEXT) + 5 if gap else 0)
-        if len(body) > room:
-            body = body[:max(room - 1, 0)] + "…"
-            gap = missing_kinds(question, body)  # the cut may have taken the asked fact with it
+        # the most relevant points first: brief keeps the first that fit its budget, the rest go to 「详细」
+        by_score = sorted(keep, key=lambda u: (-u[3], u[0]))
+        short = brief([_unbullet(u[1]) for u in by_score], wanted=[a.name for a in wanted])
+        gap = missing_kinds(question, f"{short.text}\n{short.more}")
         note = GAP_TEXT.format(what="、".join(gap)) if gap else ""
-        return Answer(f"{body}{sources}{note}", True, "offline", citations)
+        return Answer(f"{short.text}{sources}{note}", True, "offline", citations, more=short.more)
 
     def _doc_chunks(self, doc_id: str) -> list[StoredChunk]:
         doc_chunks = getattr(self.retriever, "doc_chunks", None)
@@ -205,8 +204,8 @@ class KnowledgeService:
         title = entry.title or self._title_of(entry.doc) or entry.doc
         cite = Citation(title=title, section=entry.section, source=self._source_of(entry.doc),
                         doc_id=entry.doc, score=score, text=entry.answer)
-        text = f"{entry.answer.strip()}\n来源：[1] {cite.label()}"
-        return Answer(text, True, "faq", [cite])
+        short = brief([_unbullet(line) for line in entry.answer.strip().splitlines() if line.strip()])
+        return Answer(f"{short.text}\n来源：[1] {cite.label()}", True, "faq", [cite], more=short.more)
 
     def _title_of(self, doc_id: str) -> str:
         meta = self.retriever.doc_meta(doc_id)
@@ -325,9 +324,9 @@ def _merge_citations(citations: list[Citation]) -> list[Citation]:
     return list(out.values())
 
 
-def _bullet(sentence: str) -> str:
-    sentence = re.sub(r"^\d+[.、．]\s*", "", sentence.strip())
-    return f"• {sentence}"
+def _unbullet(sentence: str) -> str:
+    """A point without its list number or bullet ("1. 申请：…" -> "申请：…"); knowledge.brief adds its own."""
+    return re.sub(r"^(?:\d+[.、．]|[•·●])\s*", "", sentence.strip())
 
 
 _FENCE = str.maketrans({"<": "〈", ">": "〉", "＜": "〈", "＞": "〉", "﹤": "〈", "﹥": "〉"})

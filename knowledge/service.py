@@ -26,6 +26,8 @@ from knowledge.sanitize import Screen, screen_for
 from knowledge.scope import ScopeError, ScopeExample, load_scope_examples
 from knowledge.segmenter import Segmenter
 from knowledge.store import ChromaStore, store_from_settings
+from policies.loader import cached_policies
+from policies.models import Lexicon
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ class KnowledgeRuntime:
         """The quarantine rules with this deployment's link allowlist (POLICIES_DIR/links.yaml)."""
         return screen_for(self.settings.policies_dir)
 
+    @cached_property
+    def lexicon(self) -> Lexicon:
+        """Everyday words → official terms for query expansion (POLICIES_DIR/lexicon.yaml; empty without it)."""
+        return cached_policies(str(self.settings.policies_dir)).lexicon
+
     def components(self) -> tuple[Embedder, ChromaStore]:
         """The embedder and the store (the model is loaded and the Chroma collection opened on first call)."""
         with self._lock:
@@ -76,7 +83,8 @@ class KnowledgeRuntime:
                         log.warning("knowledge base is empty: %s %s", root,
                                     "holds no document" if root.exists() else "does not exist")
                 retriever = HybridRetriever(store=store, embedder=embedder, thresholds=self._thresholds,
-                                            scope_examples=self._scope_examples(), segmenter=self.segmenter)
+                                            scope_examples=self._scope_examples(), segmenter=self.segmenter,
+                                            lexicon=self.lexicon)
                 # an entry citing a document that is not indexed is not served (asked at each match: ingests count)
                 faq = FaqIndex(load_faq(self._faq_path), embedder, segmenter=self.segmenter,
                                is_known_doc=lambda doc: retriever.doc_meta(doc) is not None)

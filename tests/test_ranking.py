@@ -48,7 +48,8 @@ def test_one_candidate_or_one_close_runner_up_is_answered() -> None:
 def test_doc_features_rank_and_floor() -> None:
     feats = doc_features(dense=[("a", 0.90), ("a", 0.89), ("b", 0.88)], bm25=[("b", 6.0), ("c", 3.0)],
                          card=[("c", 0.85), ("a", 0.80)], tag_hits={"b"},
-                         titles={"a": "老年人优待证", "b": "残疾人证办理", "c": "社会保障卡"}, question="老年卡咋办 老年人优待证")
+                         titles={"a": "老年人优待证", "b": "残疾人证办理", "c": "社会保障卡"},
+                         question="老年卡咋办 老年人优待证")
     assert set(feats) == {"a", "b", "c"}
     assert feats["a"]["dense_gap"] == 0.0 and feats["b"]["dense_gap"] < 0
     assert feats["a"]["dense_conc"] == pytest.approx(0.2)

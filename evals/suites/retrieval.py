@@ -236,8 +236,8 @@ def outcomes(ctx: EvalContext, rows: list[dict[str, Any]], embedder: Embedder) -
     service = runtime.service()
     plain = plain_baseline.PlainBaseline(Path(settings.knowledge_dir), embedder) if plain_baseline.available() \
         else None
-    counts = {k: 0 for k in ("right", "wrong", "clarify_right", "clarify_wrong", "refused")}
-    no_counts = {k: 0 for k in ("refused", "clarify", "answered")}
+    counts = dict.fromkeys(("right", "wrong", "clarify_right", "clarify_wrong", "refused"), 0)
+    no_counts = dict.fromkeys(("refused", "clarify", "answered"), 0)
     base = {"first_right": 0, "top3_right": 0}
     ms_ours: list[float] = []
     ms_plain: list[float] = []
