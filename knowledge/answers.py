@@ -181,8 +181,8 @@ class KnowledgeService:
         citations = _merge_citations([_citation_of(chunks[cid], hits, self.screen) for cid in used_ids])
         lines = "；".join(f"[{n}] {c.label()}" for n, c in enumerate(citations, start=1))
         sources = f"\n来源：{lines}"
-        # the most relevant points first: brief keeps the first that fit its budget, the rest go to 「详细」
-        by_score = sorted(keep, key=lambda u: (-u[3], u[0]))
+        # the best chunk's points first, then by relevance: brief keeps the first that fit, the rest go to 「详细」
+        by_score = sorted(keep, key=lambda u: (u[2] != top_id, -u[3], u[0]))
         short = brief([_unbullet(u[1]) for u in by_score], wanted=[a.name for a in wanted])
         gap = missing_kinds(question, f"{short.text}\n{short.more}")
         note = GAP_TEXT.format(what="、".join(gap)) if gap else ""

@@ -130,6 +130,8 @@ def ask(question: str = typer.Argument(..., help="居民的问题"),
         print(json.dumps(answer.to_public(), ensure_ascii=False))
         return
     console.print(answer.text, markup=False, highlight=False)
+    if answer.more:
+        console.print(f"\n【详细】\n{answer.more}", markup=False, highlight=False)
     console.print(f"\n[dim]模式：{answer.mode}　已回答：{'是' if answer.answered else '否'}[/dim]")
     for n, c in enumerate(answer.citations, start=1):
         console.print(f"[dim][{n}] {c.label()}  score={c.score:.4f}  {c.source}[/dim]", markup=True,

@@ -49,7 +49,7 @@ def run(ctx: EvalContext) -> SuiteResult:
 
     total = len(answerable) + len(unanswerable)
     done = 0
-    facts_total = facts_found = 0
+    facts_total = facts_found = facts_first = 0
     cite_ok = 0
     full_recall = 0
     false_refusals = 0
@@ -64,8 +64,10 @@ def run(ctx: EvalContext) -> SuiteResult:
         ans = service.ask(row["question"])
         modes[ans.mode] = modes.get(ans.mode, 0) + 1
         facts = [str(f) for f in row["facts"]]
-        text = _norm(ans.text)
+        # the whole answer: the short first part and what 「详细」 shows; `fact_recall_first` is the first part alone
+        text = _norm(f"{ans.text}\n{ans.more}")
         present = [f for f in facts if _norm(f) in text]
+        facts_first += sum(1 for f in facts if _norm(f) in _norm(ans.text))
         facts_total += len(facts)
         facts_found += len(present)
         full_recall += len(present) == len(facts)
@@ -77,7 +79,7 @@ def run(ctx: EvalContext) -> SuiteResult:
         cite_ok += citation_right
         false_refusals += not ans.answered
         # faithfulness: every claim sentence supported by the cited context
-        claims = claim_sentences(ans.text) if ans.answered else []
+        claims = claim_sentences(f"{ans.text}\n{ans.more}") if ans.answered else []
         unsupported: list[str] = []
         if claims:
             if judge is not None:
@@ -112,6 +114,7 @@ def run(ctx: EvalContext) -> SuiteResult:
         "n_answerable": n,
         "n_unanswerable": len(unanswerable),
         "fact_recall": _share(facts_found, facts_total),
+        "fact_recall_first": _share(facts_first, facts_total),
         "full_fact_recall_rate": _share(full_recall, n),
         "citation_correctness": _share(cite_ok, n),
         "refusal_correctness": _share(refused_right, len(unanswerable)),
