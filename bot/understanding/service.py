@@ -194,8 +194,6 @@ class MessageClassifier(Classifier):
                 or (intent.label in ("inquiry", "help") and not _QUESTION.search(masked))):
             intent = _pred(_force(scores["intent"], "complaint", 0.0), "complaint")
             forced.add("intent")
-            if category.label not in ("other", "neighborhood"):
-                category = _pred(_force(scores["category"], "other", 0.0), "other")
         target = (reading.target, reading.roles) if intent.label == "complaint" else (None, ())
 
         uncertain = []

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from bot.understanding.service import MessageClassifier, load_classifier
-from bot.understanding.training import DEFAULT_APPROACH, EmbeddingCache, dedupe, read_examples, training_files
+from bot.understanding.training import (
+    DEFAULT_APPROACH,
+    EmbeddingCache,
+    data_hash,
+    dedupe,
+    read_examples,
+    training_files,
+)
 from evals.core import DATA_DIR, EvalContext, SuiteResult, read_jsonl
 
 NAME = "classification"
@@ -106,25 +113,47 @@ def labels_of(u: Any) -> dict[str, str]:
     return out
 
 
-def plain_baseline(rows: Sequence[dict[str, Any]], *, data_dir: Path | None = None) -> dict[str, Any]:
+def plain_baseline(rows: Sequence[dict[str, Any]], *, model_dir: Path,
+                   data_dir: Path | None = None) -> dict[str, Any]:
     """A newcomer's classifier on the same training lines: TF-IDF char 1-3 n-grams + logistic regression per axis,
-    no rules, no consistency, no calibration. Headline figures on `rows` and the seconds it took."""
+    no rules, no consistency, no calibration. Headline figures on `rows`; the fitted baseline is cached under
+    `model_dir` by the training files' hash, like the product's model, so a rerun does not refit it."""
+    import pickle
+
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     start = time.perf_counter()
-    examples = dedupe(read_examples(training_files(data_dir)))
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
-    X = vec.fit_transform([e.text for e in examples])
+    files = training_files(data_dir)
+    path = model_dir / f"baseline-tfidf-logreg-{data_hash(files, 'plain-baseline-1')}.pkl"
+    fitted: tuple[Any, dict[str, Any], int] | None = None
+    if path.exists():
+        try:
+            with path.open("rb") as fh:
+                fitted = pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+            fitted = None
+    if fitted is None:
+        examples = dedupe(read_examples(files))
+        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
+        X = vec.fit_transform([e.text for e in examples])
+        heads = {axis: LogisticRegression(max_iter=2000, C=10.0).fit(X, [e.label(axis) for e in examples])
+                 for axis in AXES}
+        fitted = (vec, heads, len(examples))
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(fitted, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+    vec, heads, n_train = fitted
     Xt = vec.transform([r["text"] for r in rows])
     preds: list[dict[str, str]] = [{} for _ in rows]
     for axis in AXES:
-        model = LogisticRegression(max_iter=2000, C=10.0).fit(X, [e.label(axis) for e in examples])
-        for p, label in zip(preds, model.predict(Xt), strict=True):
+        for p, label in zip(preds, heads[axis].predict(Xt), strict=True):
             p[axis] = str(label)
     figures = headline(score(rows, preds))
     figures.pop("target_accuracy", None)  # it has no notion of a target
-    return {**figures, "n_train": len(examples), "seconds": round(time.perf_counter() - start, 2)}
+    return {**figures, "n_train": n_train, "seconds": round(time.perf_counter() - start, 2)}
 
 
 def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ensemble")) -> SuiteResult:
@@ -169,7 +198,7 @@ def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ens
             preds = [labels_of(other.understand(r["text"])) for r in rows]
             comparison[approach] = headline(score(rows, preds))
         cache.save()
-        comparison["plain_tfidf_logreg"] = plain_baseline(rows)
+        comparison["plain_tfidf_logreg"] = plain_baseline(rows, model_dir=model_dir)
         extra["comparison"] = comparison
     failures = [{"input": e["text"], "expected": e["expected"], "predicted": e["predicted"]}
                 for e in figures["errors"] if e["expected"]["urgency"] == "emergency"
