@@ -24,9 +24,19 @@ from casestore.feedback import request_rating
 from casestore.intake import assign_to
 from casestore.models import Case, CaseEvent, CaseStatus, Worker
 from casestore.permissions import Actor, require
-from casestore.routing import Assignment, is_available, route, supervisor_for
+from casestore.routing import (
+    STAFF_GRID_POSITIONS,
+    Assignment,
+    find_holder,
+    is_available,
+    kept_away,
+    route,
+    supervisor_for,
+)
 from casestore.sweep import first_reminder_at, next_point
 from policies.models import Policies
+
+_KEPT_AWAY = "这是投诉本网格或社区工作人员的工单，不能转给被投诉的人员或本网格人员，请转给网格长或街道指挥中心。"
 
 
 def _load(session: Session, code: str) -> Case:
@@ -87,17 +97,24 @@ def transfer(*, session: Session, policies: Policies, sla: SlaPolicy, code: str,
     now = clock.now()
     case = _load(session, code)
     require("transfer", case, actor)
+    away = kept_away(session=session, case=case)  # a complaint about staff never reaches the ones it is about
     if to_worker_id is not None:
         target = session.get(Worker, to_worker_id)
         if target is None or not is_available(target):
             raise DomainError(f"worker {to_worker_id} cannot take cases", "该人员当前不能接单，请选择其他人员。")
+        if target.id in away:
+            raise DomainError(f"staff complaint {case.code} kept away from worker {to_worker_id}", _KEPT_AWAY)
         assignment = Assignment(worker=target, role=target.role, wanted_role=target.role,
                                 reason=f"transfer by {actor.label}: {reason}")
     else:
+        wanted = to_role or policies.routing.default.role
+        holder = find_holder(session=session, role=wanted, grid_id=case.grid_id, community_id=case.community_id)
+        if away and (wanted in STAFF_GRID_POSITIONS or (holder is not None and holder.id in away)):
+            raise DomainError(f"staff complaint {case.code} kept away from {wanted}", _KEPT_AWAY)
         routed = route(session=session, policies=policies, intent=case.intent, category=case.category,
                        urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
-                       role=to_role or policies.routing.default.role,
-                       exclude_worker_ids=frozenset({case.assignee_id}) if case.assignee_id else frozenset())
+                       role=wanted,
+                       exclude_worker_ids=(frozenset({case.assignee_id}) if case.assignee_id else frozenset()) | away)
         assignment = Assignment(worker=routed.worker, role=routed.role, wanted_role=routed.wanted_role,
                                 reason=f"transfer by {actor.label}: {reason}; {routed.reason}", cc=routed.cc)
     if assignment.worker.id == case.assignee_id:

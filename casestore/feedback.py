@@ -24,7 +24,7 @@ from casestore.duplicates import list_subscribers
 from casestore.errors import IllegalTransition, NotFound
 from casestore.intake import assign_to
 from casestore.models import Case, CaseStatus, CloseReason, Feedback, Worker
-from casestore.routing import Assignment, is_available, route
+from casestore.routing import Assignment, is_available, kept_away, route
 from policies.models import Policies
 
 
@@ -83,7 +83,9 @@ def rate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, 
                                 wanted_role=case.assignee_role or previous.role, reason="reopened: same assignee")
     else:
         assignment = route(session=session, policies=policies, intent=case.intent, category=case.category,
-                           urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id)
+                           urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
+                           target=case.complaint_target, target_roles=case.complaint_roles or [],
+                           exclude_worker_ids=kept_away(session=session, case=case))
         assignment = Assignment(worker=assignment.worker, role=assignment.role, wanted_role=assignment.wanted_role,
                                 reason="reopened; previous assignee unavailable; " + assignment.reason,
                                 cc=assignment.cc)

@@ -131,7 +131,9 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
                          resident_id=resident.id if resident is not None else None, grid_id=grid_id,
                          attachments=list(report.attachments))
     case = create_case(session=session, case_in=case_in, code=code, now=now, actor=actor,
-                       extra={"community_id": community_id, "needs_address_confirmation": grid_id is None})
+                       extra={"community_id": community_id, "needs_address_confirmation": grid_id is None,
+                              "complaint_target": report.target if report.intent == "complaint" else None,
+                              "complaint_roles": list(report.target_roles) if staff else []})
     if match is not None:
         original, score = match
         merge_into(session=session, new_case=case, original=original, score=score, actor="system", now=now)

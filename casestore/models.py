@@ -163,6 +163,10 @@ class Case(CaseBase, table=True):
     assignee_id: int | None = Field(default=None, foreign_key="worker.id", index=True)
     assignee_role: str | None = None
     cc_roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    # whom a complaint is about ("staff": the community's own people) and the positions it names: routing keeps
+    # such a case away from the grid's workers and those positions, at intake and on every later transfer
+    complaint_target: str | None = Field(default=None, max_length=10)
+    complaint_roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
     status: str = Field(default=CaseStatus.new, index=True)
     needs_address_confirmation: bool = False
     attachments: list[dict[str, Any]] = Field(default_factory=list,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from casestore.models import Grid, Worker
+from casestore.models import Case, Grid, Resident, Worker
 from policies.models import Policies, Routing
 from policies.taxonomy import ROUTING_TARGETS, Role
 
@@ -36,6 +36,8 @@ class Assignment:
 STAFF = "staff"
 # positions inside a grid: whoever holds one is "the resident's own grid worker" for a staff complaint
 GRID_ROLES = (Role.full_time.value, Role.part_time.value, Role.volunteer.value)
+# routing targets inside a grid: never a target for a complaint about staff
+STAFF_GRID_POSITIONS = frozenset(GRID_ROLES) | {"deputy", "volunteer_lead"}
 
 
 def match_rule(routing: Routing, *, intent: str, category: str, urgency: str,
@@ -108,6 +110,18 @@ def named_worker_ids(*, session: Session, roles: Iterable[str], grid_id: str | N
     return frozenset(out)
 
 
+def kept_away(*, session: Session, case: Case) -> frozenset[int]:
+    """Who must never get `case`: for a complaint about staff, everyone of its grid and of its resident's grid
+    and the holders of the positions it names; nobody for any other case."""
+    if case.complaint_target != STAFF:
+        return frozenset()
+    resident = session.get(Resident, case.resident_id) if case.resident_id is not None else None
+    grids = [case.grid_id, resident.grid_id if resident is not None else None]
+    return (grid_worker_ids(session=session, grid_ids=grids)
+            | named_worker_ids(session=session, roles=case.complaint_roles or [], grid_id=case.grid_id,
+                               community_id=case.community_id))
+
+
 def route(
     *,
     session: Session,
@@ -143,7 +157,7 @@ def route(
                               | named_worker_ids(session=session, roles=target_roles, grid_id=grid_id,
                                                  community_id=community_id))
         # above the grid only: its own positions are never a fallback for a complaint about its people
-        chain = [r for r in chain if r not in GRID_ROLES and r not in ("deputy", "volunteer_lead")]
+        chain = [r for r in chain if r not in STAFF_GRID_POSITIONS]
         chain = [r for r in chain if r in (wanted, Role.street_command.value)] or [Role.street_command.value]
         if Role.street_command.value not in chain:
             chain.append(Role.street_command.value)

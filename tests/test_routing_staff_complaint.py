@@ -7,9 +7,12 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.understanding.target import TargetDetector
+from casestore import actions
 from casestore.db import session_scope
+from casestore.errors import DomainError
 from casestore.models import Worker
 from casestore.routing import match_rule, route
+from tests.factories import actor
 from tests.test_loop_support import (
     FU01_DEPUTY,
     FU01_FULL,
@@ -141,3 +144,30 @@ def test_other_complaints_and_transfers_route_as_before(engine, policies, sla, c
 def test_target_detector_reads_whom_a_complaint_is_about(policies, text, target, roles, strong) -> None:
     reading = TargetDetector(policies.taxonomy.staff_terms).read(text)
     assert (reading.target, reading.roles, reading.strong) == (target, roles, strong)
+
+
+def test_the_case_remembers_its_target_and_transfers_keep_it_away_from_the_grid(engine, policies, sla,
+                                                                               clock) -> None:
+    who = resident(engine, clock, policies)
+    code = open_(engine, policies, sla, clock, who, **STAFF_COMPLAINT).case.code
+    case = case_by_code(engine, code)
+    assert (case.complaint_target, case.complaint_roles) == ("staff", ["full_time"])
+    for to in ({"to_role": "full_time"}, {"to_role": "deputy"}, {"to_worker_id": worker_id(engine, FU01_FULL)}):
+        with session_scope(engine) as s, pytest.raises(DomainError) as refused:
+            actions.transfer(session=s, policies=policies, sla=sla, code=code, actor=actor(s, FURONG_SUPERVISOR),
+                             clock=clock, reason="转给网格员处理", **to)
+        assert "不能转给被投诉的人员" in refused.value.user_message
+    assert case_by_code(engine, code).assignee_id == worker_id(engine, FURONG_SUPERVISOR)
+    with session_scope(engine) as s:  # above the grid is fine
+        actions.transfer(session=s, policies=policies, sla=sla, code=code, actor=actor(s, FURONG_SUPERVISOR),
+                         clock=clock, reason="请街道督办", to_role="street_command")
+    assert case_by_code(engine, code).assignee_id == worker_id(engine, STREET_COMMAND)
+
+
+def test_an_ordinary_case_still_transfers_inside_the_grid(engine, policies, sla, clock) -> None:
+    who = resident(engine, clock, policies)
+    code = open_(engine, policies, sla, clock, who).case.code
+    with session_scope(engine) as s:
+        actions.transfer(session=s, policies=policies, sla=sla, code=code, actor=actor(s, FURONG_SUPERVISOR),
+                         clock=clock, reason="副网格员更熟悉", to_role="deputy")
+    assert case_by_code(engine, code).assignee_id == worker_id(engine, FU01_DEPUTY)
