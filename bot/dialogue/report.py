@@ -36,7 +36,8 @@ def _items(turn: Turn, u: Understanding, *, intent: str | None = None,
     parts = [p for p in u.parts if p is not None] if len(u.parts) >= 2 else [u]
     fallback = default_intent or (u.intent.label if taxonomy.opens_case(u.intent.label) else "help")
     return [ReportItem(intent=intent or (p.intent.label if taxonomy.opens_case(p.intent.label) else fallback),
-                       category=p.category.label, urgency=p.urgency.label, text=p.text) for p in parts]
+                       category=p.category.label, urgency=p.urgency.label, text=p.text,
+                       target=p.target, target_roles=list(p.target_roles)) for p in parts]
 
 
 def start_report(turn: Turn, u: Understanding, *, intent: str | None = None) -> None:
