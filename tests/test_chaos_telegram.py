@@ -286,6 +286,8 @@ def measure(server: BotApiServer, engine: Engine, script: Script, ref: Reference
             n = session.execute(select(func.count()).select_from(Case)
                                 .where(Case.resident_id == resident.id)).scalar_one()
             figures.reporters_without_case += int(n == 0)
+            if n == 0:
+                figures.details.append(f"reporter {user} {script.homes[user]}: no case; got {got.get(user)}")
             figures.duplicate_cases += max(0, n - 1)
     return figures
 

@@ -169,8 +169,12 @@ async def test_resident_and_worker_through_the_whole_loop(tg: BotApiServer, fast
         # 3. a policy question: a cited answer with feedback buttons, and no case
         r = await resident.send("办居住证要带什么")
         assert "来源" in said(r) and "《居住证办理指南》" in said(r)
-        assert list(_labels(r[-1]["params"])) == [texts.BTN_USEFUL, texts.BTN_NOT_USEFUL, texts.BTN_HUMAN]
+        assert list(_labels(r[-1]["params"])) == [texts.BTN_MORE, texts.BTN_USEFUL, texts.BTN_NOT_USEFUL,
+                                                  texts.BTN_HUMAN]  # a long answer: 3 points first, 详细 for the rest
         assert "parse_mode" not in r[-1]["params"]  # plain text: the answer arrives exactly as written
+        first = said(r)
+        r = await resident.press(r, texts.BTN_MORE)
+        assert said(r) and said(r) not in first and "来源" in said(r)
 
         # 4. a report whose place the home address cannot imply (a street lamp): asked where, then confirmed
         r = await resident.send("路灯坏了，晚上黑")
