@@ -69,3 +69,20 @@ def test_a_complaint_about_the_grid_worker_goes_to_the_supervisor_and_the_grid_h
     assert any(code in t for t in sent.texts_to(FURONG_SUPERVISOR))
     for worker in FU01_WORKERS:
         assert sent.texts_to(worker) == [], worker
+
+
+def test_a_danger_from_the_grid_worker_is_an_emergency_that_still_goes_above_the_grid(
+        dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)
+    said = all_text(dlg.handle(text("俺们网格员喝醉了在楼道里砸东西 还要打人 快来人")))
+    assert "110" in said  # the safety steps come first, as for any emergency
+    with session_scope(engine) as s:
+        r = resident_of(s, RESIDENT_ID)
+        assert r is not None
+        (case,) = s.execute(select(Case).where(Case.resident_id == r.id)).scalars().all()
+        assert case.urgency == "emergency" and case.complaint_target == "staff"
+        assert case.assignee_role in ("supervisor", "street_command")
+        code = case.code
+    sent = pushes(engine, clock)
+    for worker in FU01_WORKERS:
+        assert not any(code in t for t in sent.texts_to(worker)), worker

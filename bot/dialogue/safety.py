@@ -16,6 +16,7 @@ from bot.dialogue.filing import due_text, handler_text, open_cases
 from bot.dialogue.places import home_of, place_from_details
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
+from bot.understanding.target import TargetDetector
 from bot.understanding.types import Understanding
 from casestore.accounts import get_or_create_resident
 
@@ -117,7 +118,12 @@ def emergency(turn: Turn, u: Understanding, text: str) -> None:
     category = u.category.label
     if _is_self_harm(u, text) and category == "other":
         category = "health"
-    draft = ReportDraft(items=[ReportItem(intent="help", category=category, urgency="emergency", text=u.text)])
+    item = ReportItem(intent="help", category=category, urgency="emergency", text=u.text)
+    staff = TargetDetector(turn.services.policies.taxonomy.staff_terms).read(u.text)
+    if staff.target == "staff":  # 网格员打人了: the danger is one of ours, so the case must not go to the grid
+        item = ReportItem(intent="complaint", category=category, urgency="emergency", text=u.text,
+                          target="staff", target_roles=list(staff.roles))
+    draft = ReportDraft(items=[item])
     place = place_from_details(u.details) or (home_of(resident) if has_consent else None)
     if place is not None:
         draft.set_place(place)
