@@ -14,7 +14,7 @@ from bot.dialogue.turn import Turn
 from bot.understanding.target import TargetDetector
 from casestore.errors import DomainError
 from casestore.intake import Report, open_case
-from casestore.models import Case, Grid, Resident
+from casestore.models import Case, Grid, Resident, Worker
 from casestore.notices import role_name
 from policies.hygiene import clean_text
 from policies.masking import mask_text
@@ -29,7 +29,12 @@ def title_of(text: str) -> str:
 
 
 def handler_text(turn: Turn, case: Case) -> str:
-    """"芙蓉社区第一网格专职网格员": the grid and the position, never a person's name."""
+    """"芙蓉社区第一网格专职网格员", "芙蓉社区人民调解员": the position of the worker routing assigned (the one the
+    task push goes to), never a person's name."""
+    # the assignee's own position is the one source: a community role (调解员, 网格长, 值班台) is not the grid's
+    worker = turn.session.get(Worker, case.assignee_id) if case.assignee_id is not None else None
+    if worker is not None and worker.name:
+        return worker.name
     grid = turn.session.get(Grid, case.grid_id) if case.grid_id else None
     role = role_name(case.assignee_role)
     return f"{grid.name}{role}" if grid else (role or "网格工作人员")
