@@ -97,7 +97,7 @@ class LastQuestion(_Data):
     picked: bool = False  # a candidate (or 都不是) was chosen: the pick buttons are spent
 
 
-WorkerAction = Literal["respond", "resolve", "transfer", "extend"]
+WorkerAction = Literal["respond", "resolve", "transfer", "extend", "relay", "ask_phone"]  # relay: words to the resident
 
 
 class WorkerTask(_Data):
@@ -125,6 +125,11 @@ class DialogueData(_Data):
     last_q: LastQuestion | None = None
     qseq: int = 0
     review_open: bool = False  # a miss went to the review queue: the resident's next message is kept with it
+    recent: list[str] = Field(default_factory=list)  # the resident's last few messages (masked), for a 转人工 case
+    emergency_case: str | None = None  # an emergency opened without a place: the next address or location joins it
+    emergency_near: str | None = None  # the relative place it named ("厨房", "楼道"), joined to the address given
+    privacy_due: bool = False  # an emergency was served first: the privacy notice is asked on the next turn
+    note_pending: str | None = None  # a masked message waiting for 补充到工单 / 新问题
 
     @classmethod
     def load(cls, raw: dict[str, Any] | None) -> DialogueData:
