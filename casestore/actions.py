@@ -5,11 +5,15 @@ dialogue, the console and the tests) and then changes the case only through `cas
 machine + audit event + version guard), in the caller's transaction, together with any Notification it
 causes. The case row is
 read FOR UPDATE so that a worker's tap waits for a running sweep instead of failing on the version guard.
+The resident hears every step (accepted, contacted, an approved extension with its time and reason, a transfer
+by position, the resolution with the worker's note and photo) as a Notification in the same transaction
+(`notices.PROGRESS`, `notices.rating_request`). `list_pending_extensions` is a supervisor's approval queue.
 Must not: know the channel; the handlers parse buttons and call these functions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -23,7 +27,8 @@ from casestore.errors import DomainError, IllegalTransition
 from casestore.feedback import request_rating
 from casestore.intake import assign_to
 from casestore.models import Case, CaseEvent, CaseStatus, Worker
-from casestore.permissions import Actor, require
+from casestore.permissions import Actor, can, require
+from casestore.relay import position_label
 from casestore.routing import (
     STAFF_GRID_POSITIONS,
     Assignment,
@@ -43,11 +48,26 @@ def _load(session: Session, code: str) -> Case:
     return get_case(session=session, code=code.strip().upper(), for_update=True)
 
 
+def _tell_resident(session: Session, case: Case, step: str, now: datetime, *, until: datetime | None = None,
+                   reason: str | None = None, sla: SlaPolicy | None = None) -> None:
+    """Queue the resident's progress push for `step` (once per change: keyed by the case's version)."""
+    if case.resident_id is None:
+        return
+    handler = position_label(session=session, role=case.assignee_role, grid_id=case.grid_id)
+    message = notices.progress(case, step, handler=handler, until=until, reason=reason,
+                               **({"tz": sla.tz} if sla is not None else {}))
+    record_notification(session=session, case_id=case.id, kind=f"progress_{step}", level=case.version,
+                        recipient=f"resident:{case.resident_id}", now=now, message=message)
+
+
 def accept(*, session: Session, code: str, actor: Actor, clock: Clock) -> Case:
     """接单."""
+    now = clock.now()
     case = _load(session, code)
     require("accept", case, actor)
-    return apply_action(session=session, case=case, action="accept", actor=actor.label, now=clock.now())
+    apply_action(session=session, case=case, action="accept", actor=actor.label, now=now)
+    _tell_resident(session, case, "accepted", now)
+    return case
 
 
 def _first_response_changes(case: Case, sla: SlaPolicy, now: datetime) -> dict[str, object]:
@@ -65,8 +85,10 @@ def respond(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock:
     now = clock.now()
     case = _load(session, code)
     require("respond", case, actor)
-    return apply_action(session=session, case=case, action="respond", actor=actor.label, now=now, note=note,
-                        changes=_first_response_changes(case, sla, now))
+    apply_action(session=session, case=case, action="respond", actor=actor.label, now=now, note=note,
+                 changes=_first_response_changes(case, sla, now))
+    _tell_resident(session, case, "contacted", now, sla=sla)
+    return case
 
 
 def resolve(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock: Clock, note: str,
@@ -85,7 +107,7 @@ def resolve(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock:
         changes["attachments"] = [*case.attachments, {"type": "photo", "file_id": photo, "by": actor.label}]
     apply_action(session=session, case=case, action="resolve", actor=actor.label, now=now, note=note,
                  changes=changes, data={"photo": photo} if photo else None)
-    request_rating(session=session, case=case, now=now, photo=photo)
+    request_rating(session=session, case=case, now=now, photo=photo, note=note)
     return case
 
 
@@ -119,9 +141,11 @@ def transfer(*, session: Session, policies: Policies, sla: SlaPolicy, code: str,
                                 reason=f"transfer by {actor.label}: {reason}; {routed.reason}", cc=routed.cc)
     if assignment.worker.id == case.assignee_id:
         raise DomainError("transfer to the current assignee", "工单已经在该人员手中。")
-    return assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment,
-                     action="transfer", actor=actor.label, now=now, keep_resolve_due=True, note=reason,
-                     extra_changes={"clock_cycle": case.clock_cycle + 1}, push="transferred")
+    assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment,
+              action="transfer", actor=actor.label, now=now, keep_resolve_due=True, note=reason,
+              extra_changes={"clock_cycle": case.clock_cycle + 1}, push="transferred")
+    _tell_resident(session, case, "transferred", now)
+    return case
 
 
 def _extension_events(session: Session, case: Case) -> list[CaseEvent]:
@@ -172,6 +196,7 @@ def decide_extension(*, session: Session, sla: SlaPolicy, code: str, actor: Acto
             changes.update(escalation_level=0, next_reminder_at=next_point(probe, sla, now))
         apply_action(session=session, case=case, action="approve_extension", actor=actor.label, now=now,
                      changes=changes, data={"until": request.data["until"], "n": n})
+        _tell_resident(session, case, "extended", now, until=until, reason=request.note, sla=sla)
     else:
         apply_action(session=session, case=case, action="note", actor=actor.label, now=now, note="延期申请未获批准",
                      data={"extension": "denied", "n": n})
@@ -181,6 +206,39 @@ def decide_extension(*, session: Session, sla: SlaPolicy, code: str, actor: Acto
                             recipient=f"worker:{assignee.id}", now=now,
                             message=notices.extension_decided(case, approved=approve, tz=sla.tz))
     return case
+
+
+@dataclass(frozen=True)
+class PendingExtension:
+    """An extension request waiting for a decision: the case and what was asked."""
+
+    case: Case
+    until: datetime
+    reason: str
+    requested_by: str  # the requester's audit label ("worker:7")
+
+
+def list_pending_extensions(*, session: Session, actor: Actor, limit: int = 20) -> list[PendingExtension]:
+    """Extension requests `actor` may decide now (`can("approve_extension")`), oldest first."""
+    if actor.worker is None and not actor.is_admin:
+        return []
+    stmt = (select(Case).join(CaseEvent, col(CaseEvent.case_id) == col(Case.id))
+            .where(col(CaseEvent.action) == "request_extension",
+                   col(Case.status).in_([CaseStatus.assigned.value, CaseStatus.accepted.value,
+                                         CaseStatus.in_progress.value]))
+            .distinct())
+    if not actor.is_admin and actor.worker is not None and actor.worker.role != "street_command":
+        stmt = stmt.where(col(Case.community_id) == actor.worker.community_id)
+    pending: list[PendingExtension] = []
+    for case in session.exec(stmt):
+        events = _extension_events(session, case)
+        if not events or events[-1].action != "request_extension" or not can("approve_extension", case, actor):
+            continue
+        request = events[-1]
+        pending.append(PendingExtension(case=case, until=datetime.fromisoformat(request.data["until"]),
+                                        reason=request.note or "", requested_by=request.actor))
+    pending.sort(key=lambda p: (p.case.resolve_due_at or p.until, p.case.code))
+    return pending[:limit]
 
 
 def approve_extension(*, session: Session, sla: SlaPolicy, code: str, actor: Actor, clock: Clock) -> Case:

@@ -28,13 +28,13 @@ from casestore.routing import Assignment, is_available, kept_away, route
 from policies.models import Policies
 
 
-def request_rating(*, session: Session, case: Case, now: datetime, photo: str | None = None) -> None:
-    """Queue the rating request to the reporter and an update to residents who follow the case."""
+def request_rating(*, session: Session, case: Case, now: datetime, photo: str | None = None,
+                   note: str | None = None) -> None:
+    """Queue the rating request to the reporter (with the worker's note and photo) and an update to residents
+    who follow the case."""
     assert case.id is not None
     if case.resident_id is not None:
-        msg = notices.rating_request(case)
-        if photo:
-            msg = type(msg)(text=msg.text, buttons=msg.buttons, photo=photo)
+        msg = notices.rating_request(case, note=note, photo=photo)
         record_notification(session=session, case_id=case.id, kind="rating_request", level=case.reopen_count,
                             recipient=f"resident:{case.resident_id}", message=msg, now=now)
     merged = {c.resident_id: c for c in session.exec(select(Case).where(col(Case.duplicate_of_id) == case.id))}

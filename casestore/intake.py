@@ -98,7 +98,8 @@ def assign_to(*, session: Session, policies: Policies, sla: SlaPolicy, case: Cas
     resident = session.get(Resident, case.resident_id) if case.resident_id is not None else None
     message = notices.task_push(case, taxonomy=policies.taxonomy, reopened=push == "reopened",
                                 transferred=push == "transferred", tz=sla.tz,
-                                contact=resident.contact_masked if resident is not None else None)
+                                contact=resident.contact_masked if resident is not None else None,
+                                reason=note if push == "transferred" else None)
     record_notification(session=session, case_id=case.id, kind="task", level=case.clock_cycle,
                         recipient=f"worker:{worker.id}", message=message, now=now)
     for role, cc_worker in assignment.cc:

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from bot.dialogue import address, answers, consent, grid_facts, mycases, report, safety, texts
+from bot.dialogue import address, answers, consent, grid_facts, mycases, relay_reply, report, safety, texts
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import AGREE, DISAGREE, NO, THANKS, YES, is_skip, wants_person
@@ -33,6 +33,8 @@ ButtonHandler = Callable[[Turn, str], None]
 
 # ====================================================================== entry point
 def handle(turn: Turn) -> None:
+    if relay_reply.take(turn):  # an answer to the grid worker while a relay is open (casestore.relay)
+        return
     inc = turn.incoming
     if inc.kind == "unsupported":
         turn.say(texts.UNSUPPORTED)

@@ -298,3 +298,23 @@ FACT_BIND_OFFER = (
     "设置住址后，我就能告诉您网格员是谁、怎么联系。请选择您所在的社区（也可以直接输入，例如：芙蓉小区3号楼2单元）："
 )
 FACT_BIND_NEEDS_CONSENT = "想知道您的网格员是谁，需要先设置住址：发送 /start 查看隐私说明并选择「同意」。"
+
+# ---------------- worker ↔ resident through the bot (casestore.relay), approvals ----------------
+BTN_RELAY = "回复居民"
+BTN_ASK_PHONE = "请居民留电话"
+BTN_SHOW_PHONE = "查看电话"
+BTN_APPROVE = "批准"
+BTN_DENY = "驳回"
+ASK_RELAY_TEXT = "工单 {code}：请输入要发给居民的话，我会以「网格员」的名义转给居民（双方都看不到对方的电话号码）。"
+RELAY_SENT = "已发给居民（工单 {code}）。居民回复后我会转给您。"
+RELAY_NEEDS_TEXT = "请输入要发给居民的文字，或点「取消」。"
+ASK_PHONE_REASON = "工单 {code}：请写一句为什么需要居民的电话（例如「需要电话确认上门时间」），或点「不用说明」。"
+DEFAULT_PHONE_REASON = "需要电话与您沟通办理细节"
+PHONE_ASKED = "已请居民留回电号码（工单 {code}），居民留下后我会通知您。"
+SHOW_PHONE = "工单 {code} 居民的回电号码：{phone}（仅供办理本工单使用，请勿外传）"
+NO_PHONE = "工单 {code} 的居民还没有留回电号码。可以点「请居民留电话」请居民留一个。"
+RELAY_TO_WORKER_SENT = "已转给负责的网格员（工单 {code}），有回复我会告诉您。"
+RELAY_PHONE_KEPT = "收到，已转告负责的网格员（工单 {code}），只有他能看到您的号码。"
+RELAY_REPLY_ASK = "请直接输入您想对网格员说的话（工单 {code}），我帮您转达。"
+PENDING_HEADER = "待审批的延期申请："
+PENDING_ITEM = "{code}「{title}」\n申请人：{who}\n办结时限：{due} → {until}\n理由：{reason}"

@@ -1,4 +1,6 @@
-"""The grid worker's side: task buttons (接单/已联系/办结/转派/申请延期), multi-step notes, /tasks, a typed code.
+"""The grid worker's side: task buttons (接单/已联系/办结/转派/申请延期), multi-step notes, /tasks, a typed code,
+and reaching the resident through the bot (回复居民, 请居民留电话, 查看电话: casestore.relay, no numbers shared).
+A supervisor's /tasks also lists the extension requests they may decide, with 批准/驳回.
 
 Owns: the steps of each action as a typed `WorkerTask` (which case, which action, what was chosen so far) and
 the tables from button action and state to handler. Whether a worker may act, and whether the case's state
@@ -18,7 +20,7 @@ from bot.dialogue.drafts import WorkerTask
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import is_skip
-from casestore import actions
+from casestore import actions, relay
 from casestore.cases import get_case, list_open_cases_for_worker
 from casestore.errors import ConcurrentUpdate, DomainError, IllegalTransition, NotFound, PermissionDenied
 from casestore.models import Case, CaseStatus, Worker
@@ -66,7 +68,12 @@ def _case(turn: Turn, code: str | None) -> Case | None:
 
 def _follow_up(code: str) -> list[list[Button]]:
     return [[Button(texts.BTN_RESPOND, "respond", code), Button(texts.BTN_RESOLVE, "resolve", code)],
-            [Button(texts.BTN_TRANSFER, "transfer", code), Button(texts.BTN_EXTEND, "extend", code)]]
+            [Button(texts.BTN_TRANSFER, "transfer", code), Button(texts.BTN_EXTEND, "extend", code)],
+            _reach_row(code)]
+
+
+def _reach_row(code: str) -> list[Button]:
+    return [Button(texts.BTN_RELAY, "relay", code), Button(texts.BTN_ASK_PHONE, "ask_phone", code)]
 
 
 def _note_buttons() -> list[list[Button]]:
@@ -109,13 +116,30 @@ def _idle(turn: Turn) -> None:
 def _tasks(turn: Turn, worker: Worker) -> None:
     assert worker.id is not None
     cases = list_open_cases_for_worker(session=turn.session, worker_id=worker.id)
-    if not cases:
+    pending = actions.list_pending_extensions(session=turn.session, actor=_actor(turn))
+    if not cases and not pending:
         turn.say(texts.TASKS_EMPTY)
         return
-    cases.sort(key=lambda c: _due_of(c) or _FAR_FUTURE)
-    turn.say(texts.TASKS_HEADER)
-    for case in cases[:20]:
-        turn.say(_task_text(turn, case), _task_buttons(case))
+    if cases:
+        cases.sort(key=lambda c: _due_of(c) or _FAR_FUTURE)
+        turn.say(texts.TASKS_HEADER)
+        for case in cases[:20]:
+            turn.say(_task_text(turn, case), _task_buttons(case))
+    if pending:
+        turn.say(texts.PENDING_HEADER)
+        for item in pending:
+            turn.say(_pending_text(turn, item),
+                     [[Button(texts.BTN_APPROVE, "approve_extension", item.case.code),
+                       Button(texts.BTN_DENY, "deny_extension", item.case.code)]])
+
+
+def _pending_text(turn: Turn, item: actions.PendingExtension) -> str:
+    kind, _, ident = item.requested_by.partition(":")
+    who = turn.session.get(Worker, int(ident)) if kind == "worker" and ident.isdigit() else None
+    return texts.PENDING_ITEM.format(code=item.case.code, title=item.case.title,
+                                     who=who.name if who is not None else item.requested_by,
+                                     due=turn.local(item.case.resolve_due_at), until=turn.local(item.until),
+                                     reason=item.reason or "—")
 
 
 def _start(turn: Turn, worker: Worker) -> None:
@@ -164,7 +188,8 @@ def _accept(turn: Turn, case: Case) -> None:
 
 
 def _ask_note(turn: Turn, case: Case, action: str) -> None:
-    if not _allowed(turn, case, action):
+    # relaying is a note on the case: whoever may add one (assignee, supervisor, street, admin) may relay
+    if not _allowed(turn, case, "note" if action in ("relay", "ask_phone") else action):
         return
     turn.go(State.worker_note)
     if action == "respond":
@@ -179,6 +204,12 @@ def _ask_note(turn: Turn, case: Case, action: str) -> None:
         roles = turn.services.policies.routing.transfer_roles
         rows = [[Button(role_name(r), "wxfer", None, r) for r in roles[i:i + 3]] for i in range(0, len(roles), 3)]
         turn.say(texts.ASK_TRANSFER_TO.format(code=case.code), [*rows, [Button(texts.BTN_CANCEL, "wcancel")]])
+    elif action == "relay":
+        turn.data.task = WorkerTask(action="relay", case=case.code)
+        turn.say(texts.ASK_RELAY_TEXT.format(code=case.code), [[Button(texts.BTN_CANCEL, "wcancel")]])
+    elif action == "ask_phone":
+        turn.data.task = WorkerTask(action="ask_phone", case=case.code, step="reason")
+        turn.say(texts.ASK_PHONE_REASON.format(code=case.code), _note_buttons())
     else:
         turn.data.task = WorkerTask(action="extend", case=case.code, step="hours")
         hours = turn.services.policies.routing.extension_hours
@@ -193,6 +224,20 @@ def _decide_extension(turn: Turn, case: Case, approve: bool) -> None:
         turn.say((texts.EXTEND_APPROVED if approve else texts.EXTEND_DENIED).format(code=case.code))
 
 
+def _show_phone(turn: Turn, case: Case) -> None:
+    """The call-back phone the resident left, to the case's assignee only (casestore.relay.reveal_phone)."""
+    try:
+        with turn.session.begin_nested():
+            phone = relay.reveal_phone(session=turn.session, code=case.code, actor=_actor(turn), now=turn.now)
+    except PermissionDenied as exc:
+        turn.say(exc.user_message)
+        return
+    if phone is None:
+        turn.say(texts.NO_PHONE.format(code=case.code), [_reach_row(case.code)])
+    else:
+        turn.say(texts.SHOW_PHONE.format(code=case.code, phone=phone))
+
+
 CASE_BUTTONS: dict[str, Callable[[Turn, Case], None]] = {
     "view": _view,
     "accept": _accept,
@@ -200,6 +245,9 @@ CASE_BUTTONS: dict[str, Callable[[Turn, Case], None]] = {
     "resolve": lambda turn, case: _ask_note(turn, case, "resolve"),
     "transfer": lambda turn, case: _ask_note(turn, case, "transfer"),
     "extend": lambda turn, case: _ask_note(turn, case, "extend"),
+    "relay": lambda turn, case: _ask_note(turn, case, "relay"),
+    "ask_phone": lambda turn, case: _ask_note(turn, case, "ask_phone"),
+    "show_phone": _show_phone,
     "approve_extension": lambda turn, case: _decide_extension(turn, case, True),
     "deny_extension": lambda turn, case: _decide_extension(turn, case, False),
 }
@@ -241,6 +289,8 @@ def _on_wnote(turn: Turn, arg: str) -> None:
         return
     if turn.state != State.worker_note or task.step not in ("note", "reason"):
         turn.expired()
+    elif task.action == "relay":  # 不用说明 does not fit a message: it needs words
+        turn.say(texts.RELAY_NEEDS_TEXT, [[Button(texts.BTN_CANCEL, "wcancel")]])
     elif task.action == "resolve":  # 办结 + 直接办结: two taps
         task.note = texts.DEFAULT_RESOLVE_NOTE
         _finish_resolve(turn, task, photo=None)
@@ -297,7 +347,8 @@ def _on_text(turn: Turn, worker: Worker, text: str) -> None:
         _finish_resolve(turn, task, photo=None)
         return
     if not text:
-        turn.say(texts.EMPTY_INPUT)
+        turn.say(texts.RELAY_NEEDS_TEXT if task is not None and task.action == "relay"
+                 and turn.state == State.worker_note else texts.EMPTY_INPUT)
         return
     prefix = turn.services.policies.grids.street.case_code_prefix
     case = _case(turn, text.strip().upper()) if text.strip().upper().startswith(prefix) else None
@@ -327,7 +378,17 @@ def _with_note(turn: Turn, task: WorkerTask, text: str | None) -> None:
         turn.expired()
         return
     svc, actor = turn.services, _actor(turn)
-    if task.action == "respond":
+    if task.action == "relay" and text:
+        _idle(turn)
+        if _act(turn, case, lambda: relay.send_to_resident(session=turn.session, code=case.code, actor=actor,
+                                                          text=text, now=turn.now)):
+            turn.say(texts.RELAY_SENT.format(code=case.code))
+    elif task.action == "ask_phone":
+        _idle(turn)
+        if _act(turn, case, lambda: relay.ask_for_phone(session=turn.session, code=case.code, actor=actor,
+                                                       reason=note or texts.DEFAULT_PHONE_REASON, now=turn.now)):
+            turn.say(texts.PHONE_ASKED.format(code=case.code))
+    elif task.action == "respond":
         _idle(turn)
         if _act(turn, case, lambda: actions.respond(session=turn.session, sla=svc.sla, code=case.code, actor=actor,
                                                     clock=svc.clock, note=note or texts.DEFAULT_RESPOND_NOTE)):
@@ -392,6 +453,8 @@ def _task_text(turn: Turn, case: Case) -> str:
 
 def _task_buttons(case: Case) -> list[list[Button]]:
     if case.status == CaseStatus.assigned:
-        return [[Button(texts.BTN_ACCEPT, "accept", case.code), Button(texts.BTN_RESPOND, "respond", case.code)],
+        rows = [[Button(texts.BTN_ACCEPT, "accept", case.code), Button(texts.BTN_RESPOND, "respond", case.code)],
                 [Button(texts.BTN_TRANSFER, "transfer", case.code)]]
-    return _follow_up(case.code)
+        return [*rows, _reach_row(case.code)] if case.resident_id is not None else rows
+    rows = _follow_up(case.code)
+    return rows if case.resident_id is not None else rows[:2]
