@@ -61,7 +61,7 @@ def test_default_goes_to_the_grids_full_time_worker_with_task_push(engine, polic
     assert (task.level, task.chat_id, task.recipient) == (0, FU01_FULL, f"worker:{worker_id(engine, FU01_FULL)}")
     msg = OutboundMessage.from_payload(task.payload)
     labels = [b.label for row in msg.buttons for b in row]
-    assert labels == ["接单", "已联系", "办结", "转派", "申请延期"]
+    assert labels == ["接单", "已联系", "办结", "转派", "申请延期", "回复居民", "请居民留电话"]  # a resident to reach
     assert all(b.case_code == case.code for row in msg.buttons for b in row)
     with Session(engine) as s:
         events = list_events(session=s, case_id=case.id)
