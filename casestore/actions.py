@@ -222,11 +222,10 @@ def list_pending_extensions(*, session: Session, actor: Actor, limit: int = 20) 
     """Extension requests `actor` may decide now (`can("approve_extension")`), oldest first."""
     if actor.worker is None and not actor.is_admin:
         return []
-    stmt = (select(Case).join(CaseEvent, col(CaseEvent.case_id) == col(Case.id))
-            .where(col(CaseEvent.action) == "request_extension",
-                   col(Case.status).in_([CaseStatus.assigned.value, CaseStatus.accepted.value,
-                                         CaseStatus.in_progress.value]))
-            .distinct())
+    requested = select(col(CaseEvent.case_id)).where(col(CaseEvent.action) == "request_extension")
+    stmt = select(Case).where(col(Case.id).in_(requested),  # not DISTINCT: PostgreSQL cannot compare JSON columns
+                              col(Case.status).in_([CaseStatus.assigned.value, CaseStatus.accepted.value,
+                                                    CaseStatus.in_progress.value]))
     if not actor.is_admin and actor.worker is not None and actor.worker.role != "street_command":
         stmt = stmt.where(col(Case.community_id) == actor.worker.community_id)
     pending: list[PendingExtension] = []

@@ -238,3 +238,27 @@ def test_relay_contract_empty_and_stale(dlg, engine, clock, reported):
     assert said
     dlg.handle(text("你好"))
     assert not [m for c, m in pushes(engine, clock).sent if c == w]
+
+
+# ---------------------------------------------------------------- the same queries on PostgreSQL
+def test_relay_progress_and_approvals_on_postgresql(settings, pg_engine, pg_url, policies, clock, ai):
+    pg = settings.model_copy(update={"database_url": pg_url})
+    services = Services(pg, clock=clock, engine=pg_engine, policies=policies, classifier=ai.classifier,
+                        knowledge=ai.knowledge)
+    dlg = services.dialogue
+    make_resident(pg_engine, policies, clock=clock)
+    for said in (DESCRIPTION, "跳过", "对"):
+        dlg.handle(text(said))
+    with session_scope(pg_engine) as s:
+        code = s.execute(select(Case.code)).scalar_one()
+    w = FU01_FULL_TIME
+    dlg.handle(press(Button("回复居民", "relay", code), user=w))
+    dlg.handle(text("明天上午上门", user=w))
+    dlg.handle(text("好的"))
+    assert "好的" in _push_to(pushes(pg_engine, clock), w).text
+    dlg.handle(press(Button("申请延期", "extend", code), user=w))
+    dlg.handle(press(Button("24小时", "wext", None, "24"), user=w))
+    dlg.handle(text("等配件", user=w))
+    r = dlg.handle(command("tasks", user=FURONG_SUPERVISOR))
+    dlg.handle(press(find_button(r, "批准"), user=FURONG_SUPERVISOR))
+    assert any("延期" in t for t in pushes(pg_engine, clock).texts_to(RESIDENT_ID))
