@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.dialogue import texts
 from bot.dialogue.drafts import WorkerTask
+from bot.dialogue.myid import show_id
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import is_skip
@@ -66,10 +67,11 @@ def _case(turn: Turn, code: str | None) -> Case | None:
         return None
 
 
-def _follow_up(code: str) -> list[list[Button]]:
-    return [[Button(texts.BTN_RESPOND, "respond", code), Button(texts.BTN_RESOLVE, "resolve", code)],
-            [Button(texts.BTN_TRANSFER, "transfer", code), Button(texts.BTN_EXTEND, "extend", code)],
-            _reach_row(code)]
+def _follow_up(case: Case) -> list[list[Button]]:
+    code = case.code
+    rows = [[Button(texts.BTN_RESPOND, "respond", code), Button(texts.BTN_RESOLVE, "resolve", code)],
+            [Button(texts.BTN_TRANSFER, "transfer", code), Button(texts.BTN_EXTEND, "extend", code)]]
+    return [*rows, _reach_row(code)] if case.resident_id is not None else rows
 
 
 def _reach_row(code: str) -> list[Button]:
@@ -161,7 +163,7 @@ def _unknown_command(turn: Turn, worker: Worker) -> None:
 
 
 COMMANDS: dict[str, Callable[[Turn, Worker], None]] = {
-    "tasks": _tasks, "start": _start, "help": _help, "cancel": _cancel,
+    "tasks": _tasks, "start": _start, "help": _help, "cancel": _cancel, "myid": show_id,
 }
 
 
@@ -184,7 +186,7 @@ def _accept(turn: Turn, case: Case) -> None:
     if _allowed(turn, case, "accept") and _act(turn, case, lambda: actions.accept(
             session=turn.session, code=case.code, actor=_actor(turn), clock=turn.services.clock)):
         _idle(turn)
-        turn.say(texts.ACCEPTED.format(code=case.code), _follow_up(case.code))
+        turn.say(texts.ACCEPTED.format(code=case.code), _follow_up(case))
 
 
 def _ask_note(turn: Turn, case: Case, action: str) -> None:
@@ -456,5 +458,4 @@ def _task_buttons(case: Case) -> list[list[Button]]:
         rows = [[Button(texts.BTN_ACCEPT, "accept", case.code), Button(texts.BTN_RESPOND, "respond", case.code)],
                 [Button(texts.BTN_TRANSFER, "transfer", case.code)]]
         return [*rows, _reach_row(case.code)] if case.resident_id is not None else rows
-    rows = _follow_up(case.code)
-    return rows if case.resident_id is not None else rows[:2]
+    return _follow_up(case)
