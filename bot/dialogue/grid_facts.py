@@ -82,9 +82,22 @@ def detect(text: str) -> Fact | None:
 def gives_way(u: Understanding, *, opens_case: bool) -> bool:
     """Whether the message is a report after all ("网格员电话多少 楼道灯坏了": a case, not a phone number).
 
-    A confident complaint does not count: the words of these questions (网格员, 居委会, 找谁) are the words of a
-    complaint about staff, and a real one ("网格员不接电话") is not detected as a question in the first place."""
-    return opens_case and not u.low_confidence and u.intent.label != "complaint"
+    It is when the reading opens a case and is confident, or when a clause besides the question says something
+    (the problem: "楼道灯坏了，网格员电话多少" reads as a report of low confidence, the question diluting it).
+    A complaint does not count: the words of these questions (网格员, 居委会, 找谁) are the words of a complaint
+    about staff, and a real one ("网格员不接电话") is not detected as a question in the first place."""
+    if not opens_case or u.intent.label == "complaint":
+        return False
+    return not u.low_confidence or len(_rest(u.text)) >= MIN_PROBLEM_CHARS
+
+
+MIN_PROBLEM_CHARS = 4  # "灯坏了" is three: with the question's dilution, four or more say a problem
+
+
+def _rest(text: str) -> str:
+    """The clauses of `text` that are not a grid-fact question, letters and digits only."""
+    kept = [c for c in _CLAUSES.split(text) if c and not any(p.search(c) for p, _ in PATTERNS)]
+    return "".join(ch for ch in "".join(kept) if ch.isalnum())
 
 
 # ====================================================================== the reply
