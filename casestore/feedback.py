@@ -4,6 +4,7 @@ After a resolution the resident is asked "已解决 / ⭐1..5 / 没解决". "Not
 `resident_feedback.reopen_at_or_below` reopens the case, routes it back (the same assignee if still
 available) and restarts the clock; a higher rating closes it as `rated`. No answer: the sweep auto-closes it
 (`auto_closed_without_rating`, not counted as satisfied).
+A resident's later words about their own open case join it as a `note` (`add_resident_note`).
 Also: the resident's 有用/没用 on a knowledge answer (`create_answer_feedback`), audited like every change.
 Must not: reveal another resident's case (NotFound, exactly as for a code that does not exist).
 """
@@ -91,6 +92,14 @@ def rate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, 
                                 cc=assignment.cc)
     return assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment,
                      action="assign", actor="system", now=now, note=assignment.reason, push="reopened")
+
+
+def add_resident_note(*, session: Session, resident_id: int, code: str, note: str, now: datetime,
+                      data: dict[str, object] | None = None) -> Case:
+    """The resident's own words (masked) added to their own open or resolved case, with its audit event."""
+    case = get_case_for_resident(session=session, resident_id=resident_id, code=code)
+    return apply_action(session=session, case=case, action="note", actor=f"resident:{resident_id}", now=now,
+                        note=note[:2000], data={"by": "resident", **(data or {})})
 
 
 def create_answer_feedback(*, session: Session, resident_id: int | None, question: str, useful: bool,

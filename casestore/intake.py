@@ -3,7 +3,8 @@
 Owns: `Report` (what the dialogue hands over, already masked), `open_case`, and `assign_to`, the one place
 that gives a case to a person (used again by transfers and reopens): assignee, deadlines on the SLA clock,
 the first reminder cursor, the `assign` audit event with the routing reason, and the task push and cc
-Notifications, all in the caller's transaction. A complaint about staff (`Report.target == "staff"`) is never
+Notifications, all in the caller's transaction; and `relocate`, the place a resident gives after the case was
+opened (routed again for the new grid). A complaint about staff (`Report.target == "staff"`) is never
 merged into another case and is routed away from the resident's grid and the case's grid (routing.py).
 Must not: know the channel, call an LLM, or send anything (Notification rows are the outbound queue).
 """
@@ -17,15 +18,16 @@ from typing import Any
 from sqlmodel import Session
 
 from casestore import notices
-from casestore.cases import apply_action, create_case, next_case_code
+from casestore.cases import apply_action, create_case, get_case, next_case_code
 from casestore.clock import Clock
 from casestore.deadlines import SlaPolicy
 from casestore.dispatch import record_notification
 from casestore.duplicates import Similarity, case_text, find_duplicate, merge_into
+from casestore.errors import NotFound
 from casestore.hotspots import check_hotspot
-from casestore.models import Case, CaseCreate, Hotspot, Resident
+from casestore.models import Case, CaseCreate, CaseStatus, Hotspot, Resident
 from casestore.residents import community_for_estate
-from casestore.routing import STAFF, Assignment, community_of, grid_worker_ids, route
+from casestore.routing import STAFF, Assignment, community_of, grid_worker_ids, kept_away, route
 from casestore.sweep import first_reminder_at
 from policies.hygiene import clean_text
 from policies.models import Policies
@@ -149,3 +151,40 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
               actor="system", now=now, note=assignment.reason)
     hotspot, raised = check_hotspot(session=session, policies=policies, case=case, now=now)
     return IntakeResult(case=case, hotspot=hotspot, assignment=assignment, hotspot_raised=raised)
+
+
+def relocate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, resident_id: int, code: str,
+             location_text: str, estate: str | None = None, building: int | None = None, unit: int | None = None,
+             attachment: dict[str, Any] | None = None) -> Case:
+    """The resident tells the place of their own open case after it was opened (an emergency filed before any
+    address): the place, grid and community change with a `note` event (data `relocated`), and a case whose grid
+    changes is routed again for the new grid (task push and copies), keeping its deadlines."""
+    case = get_case(session=session, code=code, for_update=True)
+    if case.resident_id != resident_id:
+        raise NotFound(f"case {code} not found for resident {resident_id}")
+    now = clock.now()
+    grid_id = policies.grids.grid_for(estate, building) if estate and building is not None else None
+    community_id = (community_of(session=session, grid_id=grid_id)
+                    or (community_for_estate(policies.grids, estate) if estate else None))
+    changes: dict[str, Any] = {"location_text": clean_text(location_text).strip()[:300] or case.location_text}
+    if attachment is not None:
+        changes["attachments"] = [*case.attachments, attachment]
+    moved = grid_id is not None and grid_id != case.grid_id
+    if moved:
+        changes.update(grid_id=grid_id, community_id=community_id, needs_address_confirmation=False)
+    elif community_id is not None and case.grid_id is None:
+        changes["community_id"] = community_id
+    apply_action(session=session, case=case, action="note", actor=f"resident:{resident_id}", now=now,
+                 note=f"居民补充地点：{changes['location_text']}", changes=changes,
+                 data={"relocated": True, "grid": case.grid_id})
+    if moved and case.status in (CaseStatus.assigned, CaseStatus.accepted, CaseStatus.in_progress,
+                                 CaseStatus.reopened):
+        routed = route(session=session, policies=policies, intent=case.intent, category=case.category,
+                       urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
+                       target=case.complaint_target, target_roles=case.complaint_roles or [],
+                       exclude_worker_ids=kept_away(session=session, case=case))
+        if routed.worker.id != case.assignee_id or routed.cc:
+            assign_to(session=session, policies=policies, sla=sla, case=case, assignment=routed, action="transfer",
+                      actor="system", now=now, restart_clock=False, note="居民补充了地点，按新地点重新分派",
+                      push="transferred")
+    return case

@@ -2,7 +2,8 @@
 
 Owns: choosing the responsible role (first matching rule), finding the person who holds that role in the
 case's grid or community, the fallback chain when that person is inactive or on leave (deputy, then the
-community supervisor), and the duty desk for cases whose grid is unknown. A complaint about the community's
+community supervisor), and the duty desk for cases whose grid is unknown (an emergency copied to the street
+command centre). A complaint about the community's
 own people (`target="staff"`) never reaches the people it may be about: the grid's own workers (full-time,
 part-time, deputy, volunteers) and the holders of the positions it names are skipped, and its fallback is the
 street command centre, never the grid; nobody of the grid is copied either.
@@ -146,7 +147,9 @@ def route(
     if role is not None:
         wanted, cc_roles, reason = role, [], f"transfer→{role}"
     elif grid_id is None and not staff:
-        wanted, cc_roles, reason = routing.unknown_grid, [], f"unknown grid→{routing.unknown_grid}"
+        # a danger with no place yet: the street command centre hears of it at once too (the community is a guess)
+        cc_roles = [Role.street_command.value] if urgency == "emergency" else []
+        wanted, reason = routing.unknown_grid, f"unknown grid→{routing.unknown_grid}"
     else:  # a staff complaint needs no grid: it goes above the grid
         wanted, cc_roles, reason = match_rule(routing, intent=intent, category=category, urgency=urgency,
                                               target=target)

@@ -12,6 +12,7 @@ Must not: retrieve or compose answers (knowledge/ does) or phrase replies inline
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from bot.dialogue import texts
 from bot.dialogue.drafts import LastQuestion, ReportDraft, ReportItem, SourceRef
@@ -19,15 +20,19 @@ from bot.dialogue.filing import due_text, handler_text, open_cases
 from bot.dialogue.places import home_of
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
-from bot.dialogue.words import MIN_ACTIONABLE
+from bot.dialogue.words import MIN_ACTIONABLE, wants_person
 from bot.understanding.types import Understanding
-from casestore.feedback import create_answer_feedback
+from casestore.cases import list_cases_for_resident
+from casestore.feedback import add_resident_note, create_answer_feedback
+from casestore.models import Case, Worker
 from casestore.notify import Button
 from casestore.review import attach_next_message, record_miss
+from casestore.states import OPEN
 from knowledge.types import Answer, Citation
 from policies.masking import mask_text
 
 HANDOFF_TEXT = "居民要求人工服务"
+HANDOFF_REQUEST = "转人工"  # kept as the pending message when consent must come first
 MAX_CANDIDATES = 3
 MAX_LABEL = 40  # characters of a candidate's button label
 
@@ -204,26 +209,43 @@ def note_next_message(turn: Turn, text: str) -> None:
 
 # ====================================================================== 转人工
 def on_human_button(turn: Turn, arg: str) -> None:
+    """转人工 pressed: about that answer's question if it is the last one; an older button still reaches a person."""
     last = turn.data.last_q
-    if last is None or str(last.id) != arg:
-        turn.expired()
+    if last is not None and str(last.id) != arg and turn.data.draft is None:
+        turn.data.last_q = None  # an older answer's button: the request is not about the last question
+        hand_off(turn, automatic=False)
+        turn.data.last_q = last
         return
     hand_off(turn, automatic=False)
 
 
 def hand_off(turn: Turn, *, automatic: bool, about_question: bool = False) -> None:
-    """A person takes over: one 转人工 case with the last question, or with the report in progress.
+    """A person takes over: one 转人工 case with the last question, or with the report in progress, and the
+    resident's last few messages; the resident hears who (the assignee's name from grids.yaml) and by when.
 
     `automatic`: an unanswered question, opened without being asked for, said in one message with the reason.
-    `about_question`: the resident asked for a person about the last question (都不是), whatever else is open."""
+    `about_question`: the resident asked for a person about the last question (都不是), whatever else is open.
+    Asked for (not automatic), an open 转人工 case of the resident is joined instead of opening another."""
     resident = turn.resident()
     if resident is None or not turn.consented():
-        turn.say(texts.HUMAN_NO_CONSENT)
+        _hand_off_later(turn)
         return
     last = turn.data.last_q
-    if last is not None and last.case:
+    if last is not None and last.case and (automatic or about_question or turn.data.draft is None):
         turn.say(texts.HUMAN_ALREADY.format(code=last.case))
         return
+    recent = [m for m in turn.data.recent if not wants_person(m)][-MAX_RECENT:]
+    if not automatic and resident.id is not None:
+        joined = _open_handoff(turn, resident.id)
+        if joined is not None:
+            if recent:
+                add_resident_note(session=turn.session, resident_id=resident.id, code=joined.code,
+                                  note=texts.HANDOFF_RECENT + "；".join(recent), now=turn.now, data={"handoff": True})
+            turn.data.draft, turn.data.pending = None, None
+            turn.go(State.idle)
+            turn.say(texts.HANDOFF_JOINED.format(code=joined.code, handler=handler_text(turn, joined),
+                                                 person=_person(turn, joined), due=due_text(turn, joined)))
+            return
     draft = turn.data.draft
     if last is not None and (automatic or about_question or draft is None):
         if last.candidates and not last.picked:  # 转人工 typed instead of picking a candidate: none fitted
@@ -238,6 +260,9 @@ def hand_off(turn: Turn, *, automatic: bool, about_question: bool = False) -> No
         item = ReportItem(intent="inquiry", category=first.category, urgency=first.urgency, text=first.text)
     else:
         item = ReportItem(intent="inquiry", category="other", urgency="normal", text=turn.data.pending or HANDOFF_TEXT)
+    said = [m for m in recent if m != item.text]
+    if said and not automatic:  # the conversation so far goes with it; the first sentence stays the title
+        item.text = f"{item.text.rstrip('。')}。{texts.HANDOFF_RECENT}{'；'.join(said)}"
     handoff = ReportDraft(items=[item])
     place = (draft.place() if draft is not None and draft.where else None) or home_of(resident)
     if place is not None:
@@ -248,7 +273,61 @@ def hand_off(turn: Turn, *, automatic: bool, about_question: bool = False) -> No
     if not cases:
         return
     case = cases[0]
-    if last is not None:
+    if last is not None and (automatic or about_question or last.case is None):
         last.case = case.code
-    template = texts.NOT_ANSWERED_HANDED_OFF if automatic else texts.HUMAN_OPENED
-    turn.say(template.format(handler=handler_text(turn, case), code=case.code, due=due_text(turn, case)))
+    if automatic:
+        turn.say(texts.NOT_ANSWERED_HANDED_OFF.format(handler=handler_text(turn, case), code=case.code,
+                                                      due=due_text(turn, case)))
+        return
+    turn.say(texts.HANDOFF_OPENED.format(handler=handler_text(turn, case), person=_person(turn, case), code=case.code,
+                                         due=due_text(turn, case), hours=_hours(turn, case)))
+
+
+MAX_RECENT = 4  # resident messages a 转人工 case carries
+
+
+def _open_handoff(turn: Turn, resident_id: int) -> Case | None:
+    """The resident's open 转人工 case (only hand-offs are filed as inquiries), or None."""
+    cases = list_cases_for_resident(session=turn.session, resident_id=resident_id)
+    return next((c for c in cases if c.intent == "inquiry" and c.status in OPEN), None)
+
+
+def _person(turn: Turn, case: Case) -> str:
+    """The assignee's display name from grids.yaml ("王芳（示例）"), or nothing when it has none."""
+    worker = turn.session.get(Worker, case.assignee_id) if case.assignee_id else None
+    if worker is None:
+        return ""
+    entry = next((e for e in turn.services.policies.grids.all_staff() if e.name == worker.name), None)
+    return entry.display_name if entry is not None and entry.display_name else ""
+
+
+def _in_service_hours(turn: Turn) -> bool:
+    clock = turn.services.sla.clock_for("normal")
+    return clock.running_minutes(turn.now, turn.now + timedelta(minutes=1)) > 0
+
+
+def _hours(turn: Turn, case: Case) -> str:
+    """The worker's hours in service hours; out of them, the community's duty desk, its phone and hours."""
+    community = turn.services.policies.grids.community(case.community_id)
+    if community is None:
+        return ""
+    if _in_service_hours(turn):
+        return texts.HANDOFF_WORKER_HOURS.format(hours=community.office_hours) if community.office_hours else ""
+    desk = community.staff.duty_desk
+    return texts.HANDOFF_OFF_HOURS.format(desk=desk.name + (texts.FACT_PHONE.format(phone=desk.phone)
+                                                              if desk.phone else "")
+                                          + (texts.FACT_DUTY_HOURS.format(hours=desk.hours) if desk.hours else ""))
+
+
+def _hand_off_later(turn: Turn) -> None:
+    """No consent yet: the community lines at once, the notice, and the hand-off kept until they agree."""
+    grids = turn.services.policies.grids
+    phones = "；".join(f"{c.name} {c.phone}" for c in grids.communities if c.phone)
+    turn.say(texts.HANDOFF_NO_CONSENT.format(phones=phones) if phones else texts.HUMAN_NO_CONSENT)
+    if turn.data.consent_declined:
+        return
+    turn.say(texts.PRIVACY)
+    turn.say(texts.CONSENT_ASK, [[Button(texts.BTN_AGREE, "consent", None, "yes"),
+                                  Button(texts.BTN_DISAGREE, "consent", None, "no")]])
+    turn.go(State.consent)
+    turn.data.pending = HANDOFF_REQUEST  # replayed after consent and address: the hand-off itself

@@ -14,8 +14,9 @@ from casestore.notify import Button
 from casestore.residents import record_consent
 
 
-def ask_consent(turn: Turn) -> None:
-    turn.say(texts.PRIVACY)
+def ask_consent(turn: Turn, *, why: str | None = None) -> None:
+    """The privacy notice and the 同意/不同意 buttons; `why` leads it when something was done before asking."""
+    turn.say(f"{why}\n{texts.PRIVACY}" if why else texts.PRIVACY)
     turn.say(texts.CONSENT_ASK, [[Button(texts.BTN_AGREE, "consent", None, "yes"),
                                   Button(texts.BTN_DISAGREE, "consent", None, "no")]])
     turn.go(State.consent)
@@ -28,7 +29,7 @@ def on_consent(turn: Turn, yes: bool) -> bool:
         return False
     if not yes:
         turn.go(State.idle)
-        turn.data.consent_declined, turn.data.pending = True, None
+        turn.data.consent_declined, turn.data.pending, turn.data.recent = True, None, []
         turn.say(texts.CONSENT_DECLINED)
         return False
     resident = get_or_create_resident(session=turn.session, channel=turn.channel, external_id=turn.external_id,

@@ -64,6 +64,8 @@ class AddressPick(_Data):
     community: str | None = None
     estate: str | None = None
     building: int | None = None
+    unit: int | None = None  # typed with an estate name still to be confirmed
+    suggested: str | None = None  # the estate a typed name only looked like: asked "您说的是…吗？", not yet bound
     failures: int = 0
 
 
@@ -140,7 +142,8 @@ class DialogueData(_Data):
         if isinstance(raw.get("addr"), dict):  # older rows kept {"c": ..., "e": ..., "b": ...}
             old = raw["addr"]
             raw["addr"] = {"community": old.get("community", old.get("c")), "estate": old.get("estate", old.get("e")),
-                           "building": old.get("building", old.get("b")), "failures": old.get("failures", 0)}
+                           "building": old.get("building", old.get("b")), "failures": old.get("failures", 0),
+                           "unit": old.get("unit"), "suggested": old.get("suggested")}
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

@@ -25,6 +25,8 @@ from policies.masking import find_personal_data, mask_text
 log = logging.getLogger(__name__)
 
 _STATUS_WORDS = re.compile(r"(工单|事项|反映的|报修的).{0,6}(怎么样|进度|到哪|办好|处理得|结果)|我的工单")
+RECENT = 6  # the resident's last messages kept (masked) for a 转人工 case
+_NOTE_NEW = frozenset({texts.BTN_NOTE_NEW, "是新问题", "新的问题", "新的"})
 MAX_REQUEUE = 3  # a handler may hand a message back; bounded so that no turn loops
 
 TextHandler = Callable[[Turn, str], None]
@@ -36,6 +38,7 @@ def handle(turn: Turn) -> None:
     if relay_reply.take(turn):  # an answer to the grid worker while a relay is open (casestore.relay)
         return
     inc = turn.incoming
+    privacy_due = turn.data.privacy_due  # an emergency served last turn: the notice comes now at the latest
     if inc.kind == "unsupported":
         turn.say(texts.UNSUPPORTED)
     elif inc.kind == "button":
@@ -45,13 +48,16 @@ def handle(turn: Turn) -> None:
     elif inc.kind == "photo":
         report.on_photo(turn)
     elif inc.kind == "location":
-        report.on_location(turn)
+        if not safety.on_location(turn):  # an emergency waiting for its place takes it first
+            report.on_location(turn)
     else:
         on_text(turn, inc.text)
     for _ in range(MAX_REQUEUE):
         if not turn.queued:
             break
         process_text(turn, turn.queued.pop(0))
+    if privacy_due:
+        safety.ask_privacy_if_due(turn)
 
 
 # ====================================================================== commands
@@ -137,6 +143,13 @@ def _on_clarify(turn: Turn, choice: str) -> None:
         turn.say(texts.CLARIFY_OTHER)
 
 
+def _on_note_button(turn: Turn, arg: str) -> None:
+    btn = turn.incoming.button
+    new = mycases.on_note_choice(turn, btn.case_code if btn else None, arg)
+    if new:
+        process_text(turn, new, about_cases=False)
+
+
 BUTTONS: dict[str, ButtonHandler] = {
     "consent": _on_consent_button,
     "addr": address.on_button,
@@ -145,6 +158,7 @@ BUTTONS: dict[str, ButtonHandler] = {
     "more": answers.on_more,
     "pick": answers.on_pick,
     "clarify": _on_clarify,
+    "note": _on_note_button,
     "photo_skip": _on_photo_skip,
     "slot_skip": lambda turn, arg: report.skip_slot(turn, arg),
     "confirm": lambda turn, arg: report.on_confirm(turn, arg == "yes"),
@@ -241,17 +255,40 @@ def on_text(turn: Turn, text: str) -> None:
         turn.say(texts.EMPTY_INPUT)
         return
     answers.note_next_message(turn, text)  # after a miss: what they said next goes with it to the review queue
-    if wants_person(text) and turn.state not in (State.start, State.consent):
-        answers.hand_off(turn, automatic=False)  # from any slot: a person, now
+    turn.data.recent = [*turn.data.recent, mask_text(text)[:200]][-RECENT:]
+    if wants_person(text):  # from any state, slot or notice: a person, now
+        _remember_phone(turn, text)  # a number typed with it is their call-back phone, never a case title
+        answers.hand_off(turn, automatic=False)
         return
+    if safety.try_place(turn, text):  # an emergency waiting for its place: this address joins that case
+        return
+    if turn.data.note_pending and _typed_note_choice(turn, text):
+        return
+    turn.data.note_pending = None
     STATES.get(turn.state, STATES[State.idle])(turn, text)
 
 
+def _typed_note_choice(turn: Turn, text: str) -> bool:
+    """新问题 or 补充… typed instead of pressed, while the 补充到工单 / 新问题 question is open."""
+    if text in _NOTE_NEW:
+        _on_note_button(turn, "new")
+        return True
+    if text.startswith("补充"):
+        resident = turn.resident()
+        code = mycases.latest_open_code(turn, resident.id) if resident is not None and resident.id else None
+        mycases.on_note_choice(turn, code, "attach")
+        return True
+    return False
+
+
 def _first_contact(turn: Turn, text: str) -> None:
-    """Any first message: an emergency or a question is served at once; the rest waits for consent."""
+    """Any first message: an emergency or a question is served at once; the rest waits for consent. An
+    emergency asks for consent itself, after its safety steps, its case and its place."""
     u = turn.understand(text)
-    serve_now = safety.is_emergency(u, text) or safety.is_injection(text) or \
-        (u.intent.label == "inquiry" and not u.low_confidence)
+    if safety.is_emergency(u, text):
+        process_text(turn, text, u)
+        return
+    serve_now = safety.is_injection(text) or (u.intent.label == "inquiry" and not u.low_confidence)
     if serve_now:
         process_text(turn, text, u)
     turn.say(texts.WELCOME)
@@ -260,15 +297,16 @@ def _first_contact(turn: Turn, text: str) -> None:
         turn.data.pending = u.text  # masked; replayed after consent and address
 
 
-def process_text(turn: Turn, text: str, u: Understanding | None = None) -> None:
-    """A message in the idle state: decide the path from the understanding."""
+def process_text(turn: Turn, text: str, u: Understanding | None = None, *, about_cases: bool = True) -> None:
+    """A message in the idle state: decide the path from the understanding. `about_cases`: whether it may be
+    about a case already filed (False once the resident said 新问题)."""
     if safety.is_injection(text):
         u = u if u is not None else turn.understand(text)
         if not safety.is_emergency(u, text):  # an emergency gets its safety steps whatever else it says
             log.info("prompt-injection-like input refused cid=%s", turn.cid)
             turn.say(texts.INJECTION)
             return
-    if wants_person(text) and turn.data.last_q is not None:
+    if wants_person(text):
         answers.hand_off(turn, automatic=False)
         return
     if answers.typed_pick(turn, text):  # a clarification's candidate typed instead of pressed
@@ -287,6 +325,8 @@ def process_text(turn: Turn, text: str, u: Understanding | None = None) -> None:
     if _STATUS_WORDS.search(text) or (intent == "status" and not u.low_confidence):
         mycases.my_cases(turn)
         return
+    if about_cases and intent != "inquiry" and mycases.about_filed_case(turn, text, u.category.label):
+        return  # 没修好 after 办结, or more about an open case
     fact = grid_facts.detect(text)
     if fact is not None and not grid_facts.gives_way(u, opens_case=turn.services.policies.taxonomy.opens_case(intent)):
         grid_facts.reply(turn, fact, u.text)  # from grids.yaml and the case store, not from documents

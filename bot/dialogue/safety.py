@@ -1,24 +1,34 @@
 """Safety on the resident's side: emergencies answered before any paperwork, self-harm, prompt injection.
 
 Owns: the recognisers that must not depend on a statistical model (danger words, injection attempts), the safety
-instructions for each kind of danger (110/119/120 and what to do now), and the emergency turn itself.
+instructions for each kind of danger (110/119/120 and what to do now), and the emergency lane itself: the case
+opened and paged before consent or an address, its place asked and joined to it in the same conversation (a
+relative place joined to the bound address), and the privacy notice afterwards.
 Must not: route or set deadlines (casestore does) or phrase replies inline (texts.py does).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 
 from bot.dialogue import texts
-from bot.dialogue.drafts import ReportDraft, ReportItem
+from bot.dialogue.consent import ask_consent
+from bot.dialogue.drafts import Place, ReportDraft, ReportItem
 from bot.dialogue.filing import due_text, handler_text, open_cases
-from bot.dialogue.places import home_of, place_from_details
+from bot.dialogue.places import home_of, parse_address, place_from_details, place_text
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.understanding.target import TargetDetector
 from bot.understanding.types import Understanding
 from casestore.accounts import get_or_create_resident
+from casestore.errors import DomainError
+from casestore.intake import relocate
+from casestore.models import Case
+from policies.masking import mask_text
+
+log = logging.getLogger(__name__)
 
 # ---------------- recognisers that must not depend on a statistical model ----------------
 # Read on the folded message (NFKC, lower case, no spaces): full-width "ｉｇｎｏｒｅ", "I G N O R E" and "忽 略" read
@@ -106,7 +116,11 @@ def safety_guidance(u: Understanding, text: str) -> str:
 
 
 def emergency(turn: Turn, u: Understanding, text: str) -> None:
-    """Guidance first, then an emergency case and an immediate page: no confirmation, no paperwork."""
+    """Guidance first, then an emergency case and an immediate page: no confirmation, no paperwork.
+
+    Before consent and before any address (PIPL Art. 13(4): to protect life and health): a case whose place is
+    not known asks for it, and the next address or shared location joins it (`try_place`, `on_location`);
+    the privacy notice comes after that, saying why the case was opened first."""
     turn.say(safety_guidance(u, text))
     resident = turn.resident()
     has_consent = turn.consented()
@@ -124,7 +138,9 @@ def emergency(turn: Turn, u: Understanding, text: str) -> None:
         item = ReportItem(intent="complaint", category=category, urgency="emergency", text=u.text,
                           target="staff", target_roles=list(staff.roles))
     draft = ReportDraft(items=[item])
-    place = place_from_details(u.details) or (home_of(resident) if has_consent else None)
+    said = place_from_details(u.details)
+    near = said.where if said is not None and not said.estate and said.building is None else None
+    place = near_home(home_of(resident) if has_consent else None, said)
     if place is not None:
         draft.set_place(place)
     turn.go(State.idle)
@@ -136,5 +152,105 @@ def emergency(turn: Turn, u: Understanding, text: str) -> None:
     turn.say(texts.EMERGENCY_OPENED.format(code=case.code, handler=handler_text(turn, case), due=due_text(turn, case)))
     if not has_consent:
         turn.say(texts.EMERGENCY_NO_CONSENT)
-    if case.grid_id is None:
-        turn.say(texts.EMERGENCY_NO_ADDRESS)
+    if case.grid_id is None:  # the place is asked now, and joins this case whatever the consent state
+        turn.data.emergency_case, turn.data.emergency_near = case.code, near
+        turn.say(texts.EMERGENCY_ASK_PLACE)
+        if not has_consent:
+            turn.data.privacy_due = True  # asked on the next turn, once the place is in
+            turn.go(State.consent)
+        return
+    if not has_consent:
+        ask_privacy(turn)
+
+
+# ---------------- where the danger is: relative words joined to the bound address ----------------
+_ESTATE_LEVEL = re.compile(r"小区|大门|车棚|车库|停车场|广场|花园|公园|路口|垃圾站|绿化|花坛|健身|游乐场|门卫")
+_BUILDING_LEVEL = re.compile(r"楼下|楼前|楼后|楼顶|天台")
+_TRAILING = re.compile(r"(?:里|内|中|上|边|旁|这儿|这里|那儿|那里)$")
+
+
+def near_home(home: Place | None, said: Place | None) -> Place | None:
+    """The place to file: a parsed address as it is; "楼道里" with 芙蓉小区3号楼2单元 bound becomes
+    "芙蓉小区3号楼2单元 楼道", "楼下" "芙蓉小区3号楼 楼下", "小区门口" "芙蓉小区 门口"; else the bound address."""
+    if said is None or said.estate or said.building is not None or not said.where:
+        return said or home
+    if home is None or not home.estate:
+        return said
+    word = _TRAILING.sub("", said.where) or said.where
+    if _ESTATE_LEVEL.search(word):
+        base = Place(where=home.estate, estate=home.estate, building=home.building, unit=home.unit)
+        word = word.removeprefix("小区") or word
+    elif _BUILDING_LEVEL.search(word):
+        base = Place(where=place_text(home.estate, home.building, None), estate=home.estate, building=home.building,
+                     unit=home.unit)
+    else:
+        base = home
+    return Place(where=f"{base.where} {word}", estate=base.estate, building=base.building, unit=base.unit)
+
+
+def try_place(turn: Turn, text: str) -> bool:
+    """A typed address while an emergency waits for its place: it joins that case (place, grid, routing)."""
+    code = turn.data.emergency_case
+    resident = turn.resident()
+    if not code or resident is None or resident.id is None:
+        return False
+    grids = turn.services.policies.grids
+    parsed = parse_address(grids, mask_text(text)[:200])
+    if parsed is None or parsed.estate is None:
+        return False
+    where = place_text(parsed.estate, parsed.building, parsed.unit)
+    if turn.data.emergency_near:
+        where = f"{where} {turn.data.emergency_near}"
+    case = _relocate(turn, resident.id, code, where=where, estate=parsed.estate, building=parsed.building,
+                     unit=parsed.unit)
+    if case is None:
+        return False
+    turn.data.emergency_case = turn.data.emergency_near = None
+    turn.say(texts.EMERGENCY_PLACE_ADDED.format(code=case.code, where=where, handler=handler_text(turn, case)))
+    ask_privacy_if_due(turn)
+    return True
+
+
+def on_location(turn: Turn) -> bool:
+    """A shared location while an emergency waits for its place: attached to that case."""
+    code = turn.data.emergency_case
+    resident = turn.resident()
+    if not code or resident is None or resident.id is None or turn.incoming.location is None:
+        return False
+    lat, lng = turn.incoming.location
+    attachment = {"type": "location", "lat": round(lat, 6), "lng": round(lng, 6)}
+    where = texts.LOCATION_WHERE.format(lat=lat, lng=lng)
+    if turn.data.emergency_near:
+        where = f"{where} {turn.data.emergency_near}"
+    case = _relocate(turn, resident.id, code, where=where, attachment=attachment)
+    if case is None:
+        return False
+    turn.say(texts.EMERGENCY_LOCATION_ADDED.format(code=case.code))
+    ask_privacy_if_due(turn)
+    return True
+
+
+def _relocate(turn: Turn, resident_id: int, code: str, *, where: str, estate: str | None = None,
+              building: int | None = None, unit: int | None = None,
+              attachment: dict[str, object] | None = None) -> Case | None:
+    try:
+        with turn.session.begin_nested():
+            return relocate(session=turn.session, policies=turn.services.policies, sla=turn.services.sla,
+                            clock=turn.services.clock, resident_id=resident_id, code=code, location_text=where,
+                            estate=estate, building=building, unit=unit, attachment=attachment)
+    except DomainError as exc:  # closed meanwhile: the place is handled as any other message
+        log.info("emergency place not attached cid=%s: %s", turn.cid, type(exc).__name__)
+        turn.data.emergency_case = turn.data.emergency_near = None
+        return None
+
+
+def ask_privacy(turn: Turn) -> None:
+    """The privacy notice after an emergency was served, saying why it came first."""
+    turn.data.privacy_due = False
+    ask_consent(turn, why=texts.PRIVACY_AFTER_EMERGENCY)
+
+
+def ask_privacy_if_due(turn: Turn) -> None:
+    if turn.data.privacy_due and not turn.consented():
+        ask_privacy(turn)
+    turn.data.privacy_due = False

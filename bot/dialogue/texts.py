@@ -318,3 +318,28 @@ RELAY_PHONE_KEPT = "收到，已转告负责的网格员（工单 {code}），�
 RELAY_REPLY_ASK = "请直接输入您想对网格员说的话（工单 {code}），我帮您转达。"
 PENDING_HEADER = "待审批的延期申请："
 PENDING_ITEM = "{code}「{title}」\n申请人：{who}\n办结时限：{due} → {until}\n理由：{reason}"
+
+# ---------------- reaching a person (issue #15) ----------------
+# 转人工 typed or pressed: who gets back to the resident, and by when (grids.yaml names and hours)
+HANDOFF_OPENED = "已为您转给{handler}{person}（工单号 {code}），{due}，会直接联系您。{hours}"
+HANDOFF_JOINED = "您要找人工的事已经在办了（工单号 {code}），刚才说的我也补充进去了。{handler}{person}会联系您，{due}。"
+HANDOFF_WORKER_HOURS = "网格员上班时间：{hours}。"
+HANDOFF_OFF_HOURS = "现在是下班时间，网格员上班后会尽快联系您；着急的话请找{desk}。"
+HANDOFF_RECENT = "居民最近说："
+HANDOFF_NO_CONSENT = (
+    "要让工作人员在这里回复您，需要先同意下面的隐私说明，同意后我马上转给您的网格员。"
+    "着急的话也可以直接打社区电话：{phones}。"
+)
+# the emergency lane: safety first, the place next, consent last
+EMERGENCY_ASK_PLACE = (
+    "请马上告诉我具体位置：小区、几号楼几单元（例如：曲水花园5号楼2单元），或者直接发送定位。我会补到紧急工单上。"
+)
+EMERGENCY_PLACE_ADDED = "位置已补到紧急工单 {code}：{where}。已通知{handler}，请先确保自身安全。"
+EMERGENCY_LOCATION_ADDED = "定位已补到紧急工单 {code}，网格员会按定位赶过去，请先确保自身安全。"
+PRIVACY_AFTER_EMERGENCY = "紧急情况下先救助，依法可以不经同意先处理。下面是隐私说明，您看一下："
+# 没修好 in words, and later words about an open case
+REOPENED_IN_WORDS = "抱歉没有办好，工单 {code}（{title}）已重新交给网格员办理，会尽快联系您。"
+NOTE_ADDED = "已补充到工单 {code}（{title}），网格员会看到。"
+NOTE_WHICH = "这是工单 {code}（{title}）的补充，还是一个新问题？"
+BTN_NOTE_ATTACH = "补充到工单 {code}"
+BTN_NOTE_NEW = "新问题"
