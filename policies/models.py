@@ -313,6 +313,8 @@ class Estate(_Strict):
     name: str
     buildings: int = Field(ge=1)
     units_per_building: int = Field(default=3, ge=1)
+    # other names residents use for it ("曲水亭" for 曲水亭小区): read as the estate itself, so each names one estate
+    aliases: list[str] = Field(default_factory=list)
 
 
 class CommunityStaff(_Strict):
@@ -365,6 +367,14 @@ class Grids(_Strict):
                         if (cov.estate, b) in covered:
                             raise ValueError(f"{cov.estate} {b}号楼 is in {covered[(cov.estate, b)]} and {g.id}")
                         covered[(cov.estate, b)] = g.id
+        named: dict[str, str] = {e.name: e.name for c in self.communities for e in c.estates}
+        for c in self.communities:
+            for e in c.estates:
+                for alias in e.aliases:
+                    if not alias.strip():
+                        raise ValueError(f"estate {e.name}: an empty alias")
+                    if named.setdefault(alias, e.name) != e.name:
+                        raise ValueError(f"alias {alias!r} of {e.name} already names {named[alias]}")
         for staff in self.all_staff():
             if staff.telegram_id is not None:
                 if staff.telegram_id in seen_ids:
@@ -383,6 +393,10 @@ class Grids(_Strict):
     def estate_names(self) -> list[str]:
         """Every estate of the street, longest name first (so 芙蓉东苑 is tried before a shorter name inside it)."""
         return sorted((e.name for c in self.communities for e in c.estates), key=len, reverse=True)
+
+    def estate_aliases(self) -> dict[str, str]:
+        """Every alias of grids.yaml and the estate it names ("曲水亭" → "曲水亭小区")."""
+        return {a: e.name for c in self.communities for e in c.estates for a in e.aliases if a != e.name}
 
     def community(self, community_id: str | None) -> Community | None:
         return next((c for c in self.communities if c.id == community_id), None)
