@@ -1,16 +1,20 @@
-"""Details in a resident's message: building / unit / room, estate, place, time, and masked personal data;
-and the split of a run-on message into its separate problems.
+"""Details in a resident's message: building / unit / floor / room, estate, place, time, and masked personal
+data; and the split of a run-on message into its separate problems.
 
-Owns: `DetailsExtractor`, built once per street from the estate names of grids.yaml (`from_grids`).
-Must not: guess, or know any estate by name: a field is None when the message does not say it, and the
-estates are the ones the extractor was given.
+Owns: `DetailsExtractor`, built once per street from the estate names and aliases of grids.yaml (`from_grids`),
+and the one reading of building, unit, floor and room (三楼 / 3楼 / 3层 is a floor and 301 / 301室 a room, never a
+building: only 3号楼, 3栋, 三号楼, 3# name one). `closest_estate` suggests the estate a name only looks like.
+Must not: guess, or know any estate by name: a field is None when the message does not say it, the estates are
+the ones the extractor was given, and a suggestion is never an `estate` (the resident confirms it first).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from difflib import SequenceMatcher
 
 from bot.understanding.types import Details
 from policies.masking import find_personal_data, mask_value
@@ -42,10 +46,18 @@ def cn_number(token: str) -> int | None:
 
 # 3-2-1201 / 3－2－1201 : building-unit-room
 _TRIPLE = re.compile(r"(?<![\d-])(\d{1,3})-(\d{1,2})-(\d{3,4})(?![\d-])")
-_BUILDING = re.compile(_NUM + r"\s*(?:号楼|号樓|栋|棟|幢|#楼?|号院楼)")
+_BUILDING = re.compile(r"(?<!\d)" + _NUM + r"\s*(?:号楼|号樓|栋|棟|幢|#楼?|号院楼)")
+# "5号2单元": a bare 号 names the building only right before the unit (alone it may be a date or a room)
+_BUILDING_BEFORE_UNIT = re.compile(
+    r"(?<![\d月])(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*号\s*(?=" + _NUM + r"\s*单元)")
 _UNIT = re.compile(_NUM + r"\s*单元")
-_ROOM = re.compile(r"(?:单元|号楼|栋|#)\s*-?\s*(\d{3,4})(?:室|号|户)?|(?<!\d)(\d{3,4})\s*(?:室|户)|"
+# 三楼, 3楼, 十二层: a number right before 楼/层 (no 号, 栋 or # between) is the floor, not the building
+_FLOOR = re.compile(r"(?<![\d号#])" + _NUM + r"\s*(?:楼|樓|层|層)")
+_ROOM = re.compile(r"(?:单元|号楼|栋|#|楼|层)\s*-?\s*(\d{3,4})(?:室|号|户)?|(?<!\d)(\d{3,4})\s*(?:室|户|号(?!楼))|"
                    r"(?<![\d-])(\d{1,2})(?:号楼|栋)?-(\d{3,4})(?![\d-])")
+# an estate name's generic ending: a fuzzy match must share characters of what comes before it
+_GENERIC_END = re.compile(r"(小区|花园|家园|新村|社区)$")
+FUZZY_MIN_RATIO = 0.7
 _PLACE = re.compile(
     r"(?:(?:小区|菜市场|市场|超市|学校|幼儿园|医院|公园|广场|社区|卫生站|公交站|地铁站|银行|药店|饭店|商场|单元)"
     r"(?:东|西|南|北|正|后|侧)?(?:大)?门口?|"
@@ -68,9 +80,13 @@ def _norm(text: str) -> str:
 class DetailsExtractor:
     """Reads the details of messages sent about one street's estates."""
 
-    def __init__(self, estates: Iterable[str]) -> None:
+    def __init__(self, estates: Iterable[str], aliases: Mapping[str, str] | None = None) -> None:
         # longest first, so 曲水亭小区 is tried before 曲水花园 before a bare 曲水亭; ties keep the given order
         self.estates: tuple[str, ...] = tuple(sorted(dict.fromkeys(estates), key=len, reverse=True))
+        # every form that names an estate exactly: its name, or an alias that names a known estate
+        forms = {name: name for name in self.estates}
+        forms.update({a: e for a, e in (aliases or {}).items() if e in forms and a not in forms})
+        self._forms: tuple[tuple[str, str], ...] = tuple(sorted(forms.items(), key=lambda f: len(f[0]), reverse=True))
         # a short form ("曲水亭", "芙蓉东苑") names an estate when it is the only one that starts that way
         shorts = {name: re.sub(r"(小区|花园|家园)$", "", name) for name in self.estates}
         self._short_forms: tuple[tuple[str, str], ...] = tuple(
@@ -79,18 +95,45 @@ class DetailsExtractor:
 
     @classmethod
     def from_grids(cls, grids: Grids) -> DetailsExtractor:
-        """The extractor for the estates of grids.yaml."""
-        return cls(grids.estate_names())
+        """The extractor for the estates and aliases of grids.yaml."""
+        return cls(grids.estate_names(), grids.estate_aliases())
 
     def find_estate(self, text: str) -> str | None:
-        """The estate `text` names, in full or by its short form; None if it names none or is ambiguous."""
-        for name in self.estates:
-            if name in text:
+        """The estate `text` names, in full, by an alias or by its short form; None if it names none or is
+        ambiguous."""
+        for form, name in self._forms:
+            if form in text:
                 return name
         for short, name in self._short_forms:
             if short in text:
                 return name
         return None
+
+    def closest_estate(self, text: str) -> str | None:
+        """The estate `text` names or most looks like ("曲水小区" → 曲水亭小区, "曲水花圆" → 曲水花园), to be
+        confirmed by the resident; None when nothing is close or two estates are equally close."""
+        s = _norm(text or "")
+        exact = self.find_estate(s)
+        if exact is not None:
+            return exact
+        best: dict[str, float] = {}
+        for form, name in self._forms:
+            stem = Counter(_GENERIC_END.sub("", form) or form)
+            need = min(2, sum(stem.values()))
+            for size in {len(form) - 1, len(form), len(form) + 1}:
+                for i in range(max(0, len(s) - size + 1)):
+                    window = s[i:i + size]
+                    if sum((Counter(window) & stem).values()) < need:
+                        continue
+                    ratio = SequenceMatcher(None, window, form).ratio()
+                    if ratio >= FUZZY_MIN_RATIO and ratio > best.get(name, 0.0):
+                        best[name] = ratio
+        if not best:
+            return None
+        ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)
+        if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < 0.05:
+            return None  # 曲水? 芙蓉? the resident picks instead
+        return ranked[0][0]
 
     def extract(self, text: str) -> Details:
         """Building/unit/room, estate, place, time and masked phones/ID numbers mentioned in `text`."""
@@ -104,15 +147,17 @@ class DetailsExtractor:
             scrubbed = scrubbed[:p.start] + " " * (p.end - p.start) + scrubbed[p.end:]
         s = _norm(scrubbed)
 
-        building = unit = None
+        building = unit = floor = None
         room: str | None = None
         m = _TRIPLE.search(s)
         if m:
             building, unit, room = int(m.group(1)), int(m.group(2)), m.group(3)
-        if building is None and (m := _BUILDING.search(s)):
+        if building is None and (m := _BUILDING.search(s) or _BUILDING_BEFORE_UNIT.search(s)):
             building = cn_number(m.group(1))
         if unit is None and (m := _UNIT.search(s)):
             unit = cn_number(m.group(1))
+        if m := _FLOOR.search(s):
+            floor = cn_number(m.group(1))
         if room is None and (m := _ROOM.search(s)):
             if m.group(4):
                 room = m.group(4)
@@ -127,7 +172,7 @@ class DetailsExtractor:
             frag = tm.group(0).strip()
             if frag and frag not in times and not any(frag in t for t in times):
                 times.append(frag)
-        return Details(building=building, unit=unit, room=room, estate=estate,
+        return Details(building=building, unit=unit, room=room, floor=floor, estate=estate,
                        place=place_m.group(0) if place_m else None,
                        time_text="，".join(times[:3]) if times else None, phones=phones, id_numbers=ids)
 

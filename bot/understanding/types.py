@@ -25,6 +25,7 @@ class Details:
     building: int | None = None
     unit: int | None = None
     room: str | None = None
+    floor: int | None = None  # 三楼 / 3楼 / 3层: never a building
     estate: str | None = None
     place: str | None = None
     time_text: str | None = None
