@@ -262,3 +262,14 @@ def test_relay_progress_and_approvals_on_postgresql(settings, pg_engine, pg_url,
     r = dlg.handle(command("tasks", user=FURONG_SUPERVISOR))
     dlg.handle(press(find_button(r, "批准"), user=FURONG_SUPERVISOR))
     assert any("延期" in t for t in pushes(pg_engine, clock).texts_to(RESIDENT_ID))
+
+
+def test_an_emergency_typed_while_a_relay_is_open_gets_its_safety_steps_not_the_relay(dlg, engine, clock, reported):
+    code, _ = reported
+    w = FU01_FULL_TIME
+    dlg.handle(press(Button("回复居民", "relay", code), user=w))
+    dlg.handle(text("明天上午上门", user=w))
+    pushes(engine, clock)
+    said = all_text(dlg.handle(text("厨房有煤气味")))
+    assert "燃气" in said or "119" in said
+    assert [e.data["relay"] for e in _relay_events(engine, code)] == ["to_resident"]  # still waiting for an answer
