@@ -1,51 +1,75 @@
-"""Addresses as residents type them: "芙蓉小区3号楼2单元", "5号楼", "三单元".
+"""Addresses as residents type them: "芙蓉小区3号楼2单元", "5号楼", "三单元", "曲水花园3楼301".
 
-Owns: reading an estate, building and unit from text (estate names come from grids.yaml), and writing a
-resident's or a report's place back as text. Must not: bind anything (casestore.residents does).
+Owns: reading an estate, building, unit, floor and room from a typed address (through the one reading in
+`bot.understanding.details`, estates and aliases from grids.yaml), and writing a resident's or a report's place
+back as text. A floor or a room is never a building, and an estate the text only looks like is a `suggestion`,
+never the estate. Must not: bind anything (casestore.residents does), or confirm a suggestion (address.py asks).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 from bot.dialogue.drafts import Place
+from bot.understanding.details import DetailsExtractor, cn_number
 from casestore.models import Resident
 from policies.models import Grids
 
-ADDRESS_WORDS = re.compile(r"小区|花园|东苑|号楼|栋|幢|单元|楼")
-_CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
-_BUILDING = re.compile(r"(\d{1,3}|[一二两三四五六七八九十]{1,3})\s*(?:号楼|号|栋|幢|楼)")
-_UNIT = re.compile(r"(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*单元")
+ADDRESS_WORDS = re.compile(r"小区|花园|东苑|号楼|栋|幢|单元|楼|层")
+# typed as the whole address only: "5号" at the end names the building ("12月5号" does not)
+_BARE_BUILDING = re.compile(r"(?<![\d月])(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*号$")
+# a typed address's bare 3-4 digit number ("曲水花园301") is a room
+_BARE_ROOM = re.compile(r"(?<![\d\-])(\d{3,4})(?![\d\-])")
+
+
+@dataclass(frozen=True)
+class AddressReading:
+    """What a typed address says. `estate` is named exactly (its name, an alias, its unique short form);
+    `suggestion` is the estate a name only looks like, which the resident must confirm."""
+
+    estate: str | None = None
+    building: int | None = None
+    unit: int | None = None
+    floor: int | None = None
+    room: str | None = None
+    suggestion: str | None = None
 
 
 def cn_int(token: str) -> int | None:
     """1-99 written in digits or in Chinese numerals (三, 十二, 二十, 二十三)."""
-    if token.isdigit():
-        return int(token)
-    if token in _CN_NUM:
-        return _CN_NUM[token]
-    if len(token) == 2 and token[0] == "十":
-        return 10 + _CN_NUM.get(token[1], 0)
-    if len(token) == 2 and token[1] == "十":
-        return _CN_NUM.get(token[0], 0) * 10
-    if len(token) == 3 and token[1] == "十":
-        return _CN_NUM.get(token[0], 0) * 10 + _CN_NUM.get(token[2], 0)
-    return None
+    n = cn_number(token)
+    return n if n is not None and 0 < n < 100 else None
+
+
+def read_address(grids: Grids, text: str, *, estate: str | None = None) -> AddressReading:
+    """Estate, building, unit, floor and room of a typed address; `estate` is the one already picked."""
+    extractor = DetailsExtractor.from_grids(grids)
+    d = extractor.extract(text)
+    found = d.estate or estate
+    typed = unicodedata.normalize("NFKC", text or "").strip()
+    building, room = d.building, d.room
+    if building is None and found:
+        if estate and re.fullmatch(r"\d{1,2}", typed):  # the estate was picked; "5" is its building
+            building = int(typed)
+        elif m := _BARE_BUILDING.search(typed):
+            building = cn_int(m.group(1))
+    if room is None and (m := _BARE_ROOM.search(typed)):
+        room = m.group(1)
+    suggestion = extractor.closest_estate(typed) if found is None else None
+    return AddressReading(estate=found, building=building, unit=d.unit, floor=d.floor, room=room,
+                          suggestion=suggestion)
 
 
 def parse_address(grids: Grids, text: str, *, estate: str | None = None) -> Place | None:
-    """Estate, building and unit typed as "芙蓉小区3号楼2单元"; `estate` fills in when only the number is typed."""
-    found = next((n for n in grids.estate_names() if n in text), None) or estate
-    b = _BUILDING.search(text)
-    building = cn_int(b.group(1)) if b else None
-    if building is None and estate and text.strip().isdigit():
-        building = int(text.strip())
-    u = _UNIT.search(text)
-    unit = cn_int(u.group(1)) if u else None
-    if found is None or building is None:
+    """Estate, building and unit typed as "芙蓉小区3号楼2单元"; `estate` fills in when only the number is typed.
+    None unless the estate is named exactly and a building is given (a floor or a room is not one)."""
+    r = read_address(grids, text, estate=estate)
+    if r.estate is None or r.building is None:
         return None
-    return Place(where=text, estate=found, building=building, unit=unit)
+    return Place(where=text, estate=r.estate, building=r.building, unit=r.unit)
 
 
 def place_text(estate: str | None, building: int | None, unit: int | None) -> str:
@@ -66,8 +90,10 @@ def place_from_details(details: Any) -> Place | None:
     """The place the classifier read from the message (estate, building, unit, room, "楼道"…), or None."""
     if details is None:
         return None
+    floor = getattr(details, "floor", None)
     bits = [details.estate or "", f"{details.building}号楼" if details.building else "",
-            f"{details.unit}单元" if details.unit else "", str(details.room or ""), str(details.place or "")]
+            f"{details.unit}单元" if details.unit else "", f"{floor}楼" if floor else "", str(details.room or ""),
+            str(details.place or "")]
     where = "".join(bits)
     if not where:
         return None
