@@ -61,6 +61,16 @@ ADDRESS_BOUND = "好的，已记下您的住址：{address}（{grid}）。以后
 ADDRESS_SKIP = "暂不设置"
 ADDRESS_SKIPPED = "好的，住址可以以后再设（发送 /address）。有什么需要，直接跟我说。"
 ADDRESS_NEEDS_CONSENT = "设置住址需要先同意隐私说明，发送 /start 查看。"
+# a floor or a room is not the building; a name that only looks like an estate is confirmed before binding
+ADDRESS_FLOOR_NOT_BUILDING = "{what}，我还需要知道楼号：您住{estate}几号楼？请点按钮选择，或直接输入（例如：5号楼）。"
+ADDRESS_IS_FLOOR = "{floor}楼是楼层"
+ADDRESS_IS_ROOM = "{room}是房间号"
+ADDRESS_ASK_BUILDING = "您住{estate}几号楼？请点按钮选择，或直接输入（例如：5号楼）。"
+ADDRESS_CONFIRM_ESTATE = "您说的是{estate}吗？"
+ADDRESS_NOT_THAT_ESTATE = "好的，请选择您所在的社区，或把小区名再输入一次："
+BTN_YES_ESTATE = "是"
+BTN_NOT_ESTATE = "不是"
+BTN_PICK_ESTATE = "选小区"
 
 # ---------------- help ----------------
 HELP_RESIDENT = (
