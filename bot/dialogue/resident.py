@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 
 from bot.dialogue import address, answers, consent, grid_facts, mycases, relay_reply, report, safety, texts
+from bot.dialogue.myid import show_id
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import AGREE, DISAGREE, NO, THANKS, YES, is_skip, wants_person
@@ -109,6 +110,7 @@ COMMANDS: dict[str, Callable[[Turn], None]] = {
     "mycases": mycases.my_cases,
     "status": mycases.my_cases,
     "cancel": _cancel,
+    "myid": show_id,
 }
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.dialogue import texts
 from bot.dialogue.drafts import WorkerTask
+from bot.dialogue.myid import show_id
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import is_skip
@@ -162,7 +163,7 @@ def _unknown_command(turn: Turn, worker: Worker) -> None:
 
 
 COMMANDS: dict[str, Callable[[Turn, Worker], None]] = {
-    "tasks": _tasks, "start": _start, "help": _help, "cancel": _cancel,
+    "tasks": _tasks, "start": _start, "help": _help, "cancel": _cancel, "myid": show_id,
 }
 
 
