@@ -107,9 +107,10 @@ class Claimed:
     attempts: int
 
 
-def claim_due(*, engine: Engine, now: datetime, limit: int = 100, channel: str | None = None) -> list[Claimed]:
-    """Step 2: take due rows (of one channel, if given) under a lease and commit, so no other dispatcher sends
-    them."""
+def claim_due(*, engine: Engine, now: datetime, limit: int = 100, channel: str | None = None,
+              chat_id: int | None = None, except_channel: str | None = None) -> list[Claimed]:
+    """Step 2: take due rows (of one channel, if given; of one chat on it, if given; of no row on
+    `except_channel`) under a lease and commit, so no other dispatcher sends them."""
     due = or_(
         and_(col(Notification.state) == NotificationState.pending.value, col(Notification.next_attempt_at) <= now),
         and_(col(Notification.state) == NotificationState.sending.value, col(Notification.next_attempt_at) <= now),
@@ -118,8 +119,12 @@ def claim_due(*, engine: Engine, now: datetime, limit: int = 100, channel: str |
         stmt = (select(col(Notification.id), col(Notification.channel), col(Notification.chat_id),
                        col(Notification.payload), col(Notification.attempts), col(Notification.state))
                 .where(due).order_by(col(Notification.next_attempt_at), col(Notification.id)).limit(limit))
-        if channel is not None:
+        if channel is not None and chat_id is not None:  # one account's own pushes (a terminal window)
+            stmt = stmt.where(col(Notification.channel) == channel, col(Notification.chat_id) == chat_id)
+        elif channel is not None:
             stmt = stmt.where(col(Notification.channel).in_([channel, "none"]))
+        if except_channel is not None:
+            stmt = stmt.where(col(Notification.channel) != except_channel)
         if engine.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
         rows = session.execute(stmt).all()
@@ -155,10 +160,13 @@ def _failure(item: Claimed, now: datetime, error: str) -> dict[str, Any]:
 
 
 async def dispatch_pending(*, engine: Engine, notifier: Notifier, clock: Clock, limit: int = 100,
-                           channel: str | None = None) -> int:
-    """Claim due rows (only `channel`'s, when given: each channel's dispatcher sends its own), send each
-    through `notifier`, mark the outcome; returns how many were sent."""
-    claimed = await asyncio.to_thread(claim_due, engine=engine, now=clock.now(), limit=limit, channel=channel)
+                           channel: str | None = None, chat_id: int | None = None,
+                           except_channel: str | None = None) -> int:
+    """Claim due rows (only `channel`'s, when given: each channel's dispatcher sends its own; only one chat's
+    with `chat_id`; none of `except_channel`), send each through `notifier`, mark the outcome; returns how
+    many were sent."""
+    claimed = await asyncio.to_thread(claim_due, engine=engine, now=clock.now(), limit=limit, channel=channel,
+                                      chat_id=chat_id, except_channel=except_channel)
     sent = 0
     for item in claimed:
         if item.chat_id is None:

@@ -2,8 +2,15 @@
 
 Owns: turning a typed line into an `Incoming` (a number or a label picks a button of the last reply;
 `/photo 说明`, `/location 纬度,经度` and `/sticker` stand in for what a keyboard cannot send), rendering
-replies as text, and a Notifier that prints pushes to other people ("→ 推送给 …：…"). Scriptable: read
-from any text stream, one input per line, EOF ends.
+replies as text, and a Notifier that prints pushes. Scriptable: read from any text stream, one input per
+line, EOF ends.
+
+Pushes: a window shows the pushes addressed to its own terminal account (claimed in the database, so two
+windows of one person show each once), after every input and, with `start_polling`, every second while the
+person is reading; that is how a resident's window and a worker's window on one database see each other.
+Pushes to another terminal account are left for that person's window (shown when it opens). Pushes to
+accounts of channels nobody runs here (a worker's Telegram account from grids.yaml) are printed after an input
+as "→ 推送给 …：…", so one window plays the whole loop.
 Must not: hold dialogue logic (the engine does) or business rules.
 """
 
@@ -11,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
 from bot.dialogue.types import Incoming, Reply
-from casestore.accounts import find_worker_by_external_id, link_worker_account, name_of_account
+from casestore.accounts import find_worker_by_external_id, get_worker_by_account, link_worker_account, name_of_account
 from casestore.db import session_scope
 from casestore.dispatch import dispatch_pending
 from casestore.notify import Button, OutboundMessage
@@ -23,8 +32,11 @@ from casestore.notify import Button, OutboundMessage
 if TYPE_CHECKING:
     from bot.services import Services
 
+log = logging.getLogger(__name__)
+
 CHANNEL = "terminal"
 BOT_NAME = "泉小智"
+POLL_SECONDS = 1.0  # how often a window looks for pushes addressed to it while the person reads
 
 
 def render(message: OutboundMessage, *, first_number: int = 1) -> tuple[str, list[Button]]:
@@ -55,22 +67,38 @@ class TerminalNotifier:
         self.name_of = name_of
         self.on_own_buttons = on_own_buttons
         self._own: list[Button] = []
+        self.lead = ""  # written before the next push: a line break when the cursor waits after a prompt
 
     async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
         if chat_id == self.self_chat_id:
             text, buttons = render(message, first_number=len(self._own) + 1)
             self._own += buttons
-            self.out.write(f"{BOT_NAME}：{text}\n")
+            self.out.write(f"{self.lead}{BOT_NAME}：{text}\n")
             self.on_own_buttons(list(self._own))
         else:
             labels = "  ".join(f"[{b.label}]" for row in message.buttons for b in row)
             tail = f"\n   {labels}" if labels else ""
-            self.out.write(f"→ 推送给 {self.name_of(chat_id)}：{message.text}{tail}\n")
+            self.out.write(f"{self.lead}→ 推送给 {self.name_of(chat_id)}：{message.text}{tail}\n")
+        self.lead = ""
         self.out.flush()
 
     def start_turn(self, shown: list[Button]) -> None:
         """Pushes to this person continue the numbering of the reply just shown."""
         self._own = list(shown)
+
+
+def worker_holding(services: Services, user_id: int) -> str | None:
+    """The name of the active worker who holds `user_id` on any channel, or None."""
+    with session_scope(services.engine) as session:
+        worker = find_worker_by_external_id(session=session, external_id=user_id)
+        return worker.name if worker is not None and worker.active else None
+
+
+def terminal_worker(services: Services, user_id: int) -> str | None:
+    """The name of the active worker whose terminal account `user_id` is (the engine treats it as theirs)."""
+    with session_scope(services.engine) as session:
+        worker = get_worker_by_account(session=session, channel=CHANNEL, external_id=user_id)
+        return worker.name if worker is not None and worker.active else None
 
 
 def link_terminal_worker(services: Services, user_id: int) -> str:
@@ -101,6 +129,9 @@ class TerminalChat:
         self._files = itertools.count(1)
         self.notifier = TerminalNotifier(out, self_chat_id=user_id, name_of=self._name_of,
                                          on_own_buttons=self._set_choices)
+        self._lock = threading.RLock()  # the input loop and the poller share the output and the choices
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
 
     # ---- input
     def to_incoming(self, line: str) -> Incoming:
@@ -152,13 +183,50 @@ class TerminalChat:
             return name_of_account(session=session, channel=None, external_id=chat_id) or f"会话 {chat_id}"
 
     # ---- loop
+    def deliver(self, *, others: bool = False) -> int:
+        """Show the pushes due to this window's account (with `others`, print those to accounts on channels
+        no window serves, too); returns how many this window took."""
+        engine, clock = self.services.engine, self.services.clock
+        with self._lock:
+            sent = asyncio.run(dispatch_pending(engine=engine, notifier=self.notifier, clock=clock, channel=CHANNEL,
+                                                chat_id=self.user_id))
+            if others:
+                sent += asyncio.run(dispatch_pending(engine=engine, notifier=self.notifier, clock=clock,
+                                                     except_channel=CHANNEL))
+            return sent
+
     def step(self, line: str) -> Reply:
         """One input: handle it, show the reply, then deliver pushes (the task push to the worker...)."""
         reply = self.services.dialogue.handle(self.to_incoming(line))
-        self.show(reply)
-        self.notifier.start_turn(self.choices)
-        asyncio.run(dispatch_pending(engine=self.services.engine, notifier=self.notifier, clock=self.services.clock))
+        with self._lock:
+            self.show(reply)
+            self.notifier.start_turn(self.choices)
+            self.deliver(others=True)
         return reply
+
+    def start_polling(self, *, every: float = POLL_SECONDS, after_push: Callable[[], None] | None = None) -> None:
+        """Look for this window's pushes every `every` seconds in a thread, until `stop_polling`; `after_push`
+        runs after a push is shown (to show the prompt again)."""
+        def poll() -> None:
+            while not self._stop.wait(every):
+                try:
+                    with self._lock:
+                        self.notifier.lead = "\n" if after_push is not None else ""
+                        if self.deliver() and after_push is not None:
+                            after_push()
+                        self.notifier.lead = ""
+                except Exception as exc:  # noqa: BLE001 - a failed poll is retried next second; the chat goes on
+                    log.warning("terminal poll failed: %s", type(exc).__name__)
+
+        self._stop.clear()
+        self._poller = threading.Thread(target=poll, name="quanbot-terminal-poll", daemon=True)
+        self._poller.start()
+
+    def stop_polling(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
+            self._poller = None
 
     def run(self, lines: Iterable[str], *, prompt: Callable[[], None] | None = None) -> int:
         """Handle every line until EOF; returns how many inputs were handled."""
