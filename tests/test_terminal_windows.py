@@ -204,3 +204,17 @@ def test_two_terminal_windows_on_one_database_see_each_others_pushes(tmp_path: P
     assert worker_out.count("📋 新工单") == 1
     assert "→ 推送给" not in resident_out  # the resident's window no longer shows (and takes) the worker's push
     assert "楼道灯坏了" in worker_out and str(RESIDENT_ID) not in worker_out
+
+
+# ---------------------------------------------------------------- 4. README
+def test_readme_shows_the_loop_in_two_terminal_windows() -> None:
+    from bot.dialogue.myid import MYID, ROLE_WORKER
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("# window 1, the grid worker"):]
+    block = block[: block.index("```")]
+    assert "$ .venv/bin/quanbot chat --as worker --user 900100" in block and "$ .venv/bin/quanbot chat\n" in block
+    said = MYID.format(channel=CHANNEL, id=FU01_FULL_TIME, role=ROLE_WORKER.format(name="芙蓉社区第一网格专职网格员"))
+    assert f"泉小智：{said}" in block  # what /myid really prints
+    assert texts.ACCEPTED.format(code="JN20261202-0001") in block
+    assert "泉小智：📋 新工单" in block and "已接单，会尽快联系您" in block
