@@ -238,7 +238,8 @@ def check_reply(sim: Sim, spec: Any, user: int) -> list[str]:
 CASE_FIELDS = {"category": "category", "urgency": "urgency", "intent": "intent", "status": "status",
                "role": "assignee_role", "grid": "grid_id", "escalation_level": "escalation_level",
                "reopen_count": "reopen_count", "close_reason": "close_reason", "satisfaction": "satisfaction",
-               "needs_address_confirmation": "needs_address_confirmation"}
+               "needs_address_confirmation": "needs_address_confirmation", "title": "title",
+               "location": "location_text"}
 
 
 def check_case(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
@@ -344,7 +345,9 @@ def check_pushed(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
     want = _as_list(spec.get("contains", ""))
     if not any(all(w in t for w in want) for t in texts):
         return [f"no message to {to} containing {want} (got {len(texts)} messages)"]
-    return []
+    # not_contains: no message to them holds any of these (a phone number that must not cross)
+    leaked = [w for w in _as_list(spec.get("not_contains", [])) if any(w in t for t in texts)]
+    return [f"a message to {to} contains {w!r}" for w in leaked]
 
 
 def check_hotspots(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
