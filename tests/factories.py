@@ -72,6 +72,19 @@ def unsupported(kind: str = "sticker", user: int = RESIDENT_ID) -> Incoming:
 
 
 # ---------------------------------------------------------------- replies
+def report_through(dlg: Any, message: str) -> list[str]:
+    """Send a report and answer the form's usual questions (skip the photo, confirm): what the bot said, in order."""
+    said = [all_text(dlg.handle(text(message)))]
+    for _ in range(4):
+        if "照片" in said[-1] and "跳过" in said[-1]:
+            said.append(all_text(dlg.handle(text("跳过"))))
+        elif "我帮您登记" in said[-1]:
+            said.append(all_text(dlg.handle(text("对"))))
+        else:
+            break
+    return said
+
+
 def all_text(reply: Reply) -> str:
     return "\n".join(m.text for m in reply.messages)
 

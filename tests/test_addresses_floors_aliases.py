@@ -31,6 +31,7 @@ from tests.factories import (
     make_resident,
     press,
     pushes,
+    report_through,
     resident_of,
     shared_ai,
     text,
@@ -245,16 +246,7 @@ def test_the_pick_estate_button_shows_the_communities(dlg, engine, policies, clo
 
 # ====================================================================== 3. the reply names the routed position
 def _report(dlg: DialogueEngine, message: str) -> str:
-    said = [all_text(dlg.handle(text(message)))]
-    for _ in range(4):
-        last = said[-1]
-        if "照片" in last and "跳过" in last:
-            said.append(all_text(dlg.handle(text("跳过"))))
-        elif "我帮您登记" in last:
-            said.append(all_text(dlg.handle(text("对"))))
-        else:
-            break
-    return "\n".join(said)
+    return "\n".join(report_through(dlg, message))
 
 
 def test_a_mediation_reply_names_the_mediator_the_case_is_pushed_to(

@@ -27,6 +27,7 @@ from tests.factories import (
     make_resident,
     press,
     pushes,
+    report_through,
     resident_of,
     shared_ai,
     text,
@@ -58,16 +59,7 @@ def _cases(engine) -> list[Case]:  # type: ignore[no-untyped-def]
 
 
 def _report(dlg: DialogueEngine, message: str) -> str:
-    said = [all_text(dlg.handle(text(message)))]
-    for _ in range(4):
-        last = said[-1]
-        if "照片" in last and "跳过" in last:
-            said.append(all_text(dlg.handle(text("跳过"))))
-        elif "我帮您登记" in last:
-            said.append(all_text(dlg.handle(text("对"))))
-        else:
-            break
-    return "\n".join(said)
+    return "\n".join(report_through(dlg, message))
 
 
 # ---------------------------------------------------------------- 1. the emergency lane comes first

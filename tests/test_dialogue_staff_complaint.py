@@ -17,6 +17,7 @@ from tests.factories import (
     all_text,
     make_resident,
     pushes,
+    report_through,
     resident_of,
     shared_ai,
     text,
@@ -39,16 +40,7 @@ def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignor
 
 
 def _report(dlg: DialogueEngine, message: str) -> str:
-    said = [all_text(dlg.handle(text(message)))]
-    for _ in range(4):
-        last = said[-1]
-        if "照片" in last and "跳过" in last:
-            said.append(all_text(dlg.handle(text("跳过"))))
-        elif "我帮您登记" in last:
-            said.append(all_text(dlg.handle(text("对"))))
-        else:
-            break
-    return "\n".join(said)
+    return "\n".join(report_through(dlg, message))
 
 
 def test_a_complaint_about_the_grid_worker_goes_to_the_supervisor_and_the_grid_hears_nothing(

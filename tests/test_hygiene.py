@@ -19,7 +19,7 @@ from casestore.intake import Report, open_case
 from casestore.models import Case
 from policies.hygiene import clean_text, escape_controls, fix_surrogates
 from tests.conftest import SHANGHAI
-from tests.factories import SharedAI, all_text, make_resident, pushes, shared_ai, text
+from tests.factories import SharedAI, make_resident, pushes, report_through, shared_ai
 
 FORGED = "\r\n2026-12-01 09:30:00 INFO bot.scheduler: sweep: 0 due, 0 reminders"
 NASTY = ["\x1b[31m", "\x1b[2J", "\x1b]0;pwned\x07", "\x9b1m", "\r", "\x00", "\x08", "\x7f", "\x85", "\u202e",
@@ -102,15 +102,7 @@ def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignor
 
 
 def _report(dlg: DialogueEngine, message: str) -> list[str]:
-    said = [all_text(dlg.handle(text(message)))]
-    for _ in range(4):
-        if "照片" in said[-1] and "跳过" in said[-1]:
-            said.append(all_text(dlg.handle(text("跳过"))))
-        elif "我帮您登记" in said[-1]:
-            said.append(all_text(dlg.handle(text("对"))))
-        else:
-            break
-    return said
+    return report_through(dlg, message)
 
 
 def _cases(engine) -> list[Case]:  # type: ignore[no-untyped-def]
