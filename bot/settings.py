@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     telegram_rate_per_chat: float = Field(default=1.0, ge=0)
     telegram_send_retries: int = Field(default=8, ge=0)  # 429 retries per message before the update is kept for replay
 
+    # the console (`quanbot web`): cookie-signing key (empty: one made and kept in the database, shared by
+    # every replica), where it listens, and the largest document upload it accepts
+    web_secret_key: SecretStr = SecretStr("")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=1, le=65535)
+    web_max_upload_mb: int = Field(default=10, ge=1, le=200)
+
     # time and scheduling
     timezone: str = "Asia/Shanghai"
     sweep_interval_s: int = Field(default=30, ge=1)

@@ -401,3 +401,102 @@ class ReviewItem(ReviewItemBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     resolved_at: datetime | None = _ts()
+
+
+# ---------------- the console (bot/web): staff accounts, sessions, API tokens, background jobs ----------------
+class AdminScopeKind(StrEnum):
+    street = "street"  # the street command centre: every community
+    community = "community"  # one community's staff
+    grid = "grid"  # one grid's leader
+
+
+class AdminUserBase(SQLModel):
+    username: str = Field(max_length=64)
+    display_name: str = Field(default="", max_length=64)
+    scope_kind: str = Field(default=AdminScopeKind.street, max_length=20)
+    scope_id: str | None = Field(default=None, max_length=20)  # a community id or a grid id; None for the street
+    active: bool = True
+
+
+class AdminUser(AdminUserBase, table=True):
+    """A console account. The password is stored only as an argon2 hash."""
+
+    __tablename__ = "admin_user"
+    __table_args__ = (UniqueConstraint("username", name="uq_admin_user_username"),)
+    id: int | None = Field(default=None, primary_key=True)
+    password_hash: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser: the cookie carries a signed random token, the table its SHA-256 and its CSRF token,
+    so any console replica can verify it."""
+
+    __tablename__ = "console_session"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_console_session_token"),)
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64)
+    admin_id: int = Field(foreign_key="admin_user.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ended_at: datetime | None = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for other city systems (12345, 一网统管) reading /api/; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_token_hash"),)
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64)
+    admin_id: int = Field(foreign_key="admin_user.id", index=True)
+    label: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class LoginAttempt(SQLModel, table=True):
+    """One console login attempt, kept for the failed-login rate limit (per username and per address)."""
+
+    __tablename__ = "login_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, index=True)
+    address: str = Field(default="", max_length=64, index=True)
+    ok: bool = False
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
+class ConsoleKey(SQLModel, table=True):
+    """The cookie-signing key when WEB_SECRET_KEY is not set: made once, shared by every replica."""
+
+    __tablename__ = "console_key"
+    id: int = Field(default=1, primary_key=True)
+    key: str = Field(max_length=128)
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Job(SQLModel, table=True):
+    """A background job started from the console (ingestion, an eval run). Claimed from the table with
+    FOR UPDATE SKIP LOCKED, so each runs once whatever the number of console replicas."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40, index=True)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    state: str = Field(default=JobState.queued, max_length=20, index=True)
+    progress: float = 0.0  # 0..1
+    message: str = Field(default="", max_length=500)  # Chinese, shown beside the progress bar
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    created_by: str = Field(max_length=64)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    started_at: datetime | None = _ts()
+    heartbeat_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()

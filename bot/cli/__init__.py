@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import chat, db, demo, evaluation, knowledge, policies, review, run, scheduler, stats, understanding
+from bot.cli import (chat, db, demo, evaluation, knowledge, policies, review, run, scheduler, stats, understanding,
+                     web)
 from bot.cli.common import console, err_console, quiet_libraries
 
 app = typer.Typer(help="quanbot：网格化社会治理 AI 社工（泉小智式）命令行。", no_args_is_help=True,
@@ -25,10 +26,11 @@ def _every_command() -> None:
 
 
 # top-level commands, in the order `quanbot --help` lists them
-for module in (chat, demo, evaluation, knowledge, stats, scheduler, run, understanding):
+for module in (chat, demo, evaluation, knowledge, stats, scheduler, run, understanding, web):
     app.add_typer(module.app)
 app.add_typer(db.app, name="db")
 app.add_typer(policies.app, name="policies")
 app.add_typer(review.app, name="review")
+app.add_typer(web.admin_app, name="admin")
 
 __all__ = ["app", "console", "err_console"]
