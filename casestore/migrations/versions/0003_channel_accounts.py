@@ -49,15 +49,18 @@ def upgrade() -> None:
     with op.batch_alter_table('auditevent', schema=None) as batch_op:
         batch_op.create_index('ix_auditevent_subject', ['subject', 'at'], unique=False)
 
-    # carry every existing id over as an account of its channel
-    op.execute(sa.text(
-        "INSERT INTO account (channel, external_id, resident_id, created_at, last_seen_at) "
-        "SELECT channel, CAST(telegram_id AS VARCHAR(64)), id, created_at, created_at FROM resident "
-        "WHERE telegram_id IS NOT NULL"))
+    # carry every existing id over as an account of its channel. Workers first: a resident later registered as a
+    # worker (/register_worker) kept both rows with one id, and the old code took such a person for the worker, so
+    # the worker keeps the account (the resident row and its cases stay, without it).
     op.execute(sa.text(
         "INSERT INTO account (channel, external_id, worker_id, created_at) "
         "SELECT 'telegram', CAST(telegram_id AS VARCHAR(64)), id, CURRENT_TIMESTAMP FROM worker "
         "WHERE telegram_id IS NOT NULL"))
+    op.execute(sa.text(
+        "INSERT INTO account (channel, external_id, resident_id, created_at, last_seen_at) "
+        "SELECT channel, CAST(telegram_id AS VARCHAR(64)), id, created_at, created_at FROM resident r "
+        "WHERE telegram_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM account a WHERE a.channel = r.channel "
+        "AND a.external_id = CAST(r.telegram_id AS VARCHAR(64)))"))
 
     with op.batch_alter_table('notification', schema=None) as batch_op:
         batch_op.add_column(sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False,
