@@ -6,6 +6,7 @@ Parses options, wires services and starts uvicorn; the console itself is bot/web
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -21,6 +22,7 @@ def web_cmd(
     port: int = typer.Option(0, "--port", help="端口，默认 WEB_PORT（8000）。"),
     demo: bool = typer.Option(False, "--demo", help="打开 `make demo` 的数据，并打印一次性管理员登录。"),
     no_jobs: bool = typer.Option(False, "--no-jobs", help="本进程不运行后台任务（由其他副本运行）。"),
+    demo_dir: Path = typer.Option(None, "--demo-dir", help="演示目录（`quanbot demo --out` 的目录），默认 var/demo。"),
 ) -> None:
     """指挥中心控制台（网页）：总览、工单、SLA 风险、网格与热点、知识库、评测、人员。"""
     import uvicorn
@@ -34,7 +36,7 @@ def web_cmd(
         from bot.web.demo import DemoMissing, demo_settings
 
         try:
-            settings = demo_settings(settings)
+            settings = demo_settings(settings, demo_dir)
         except DemoMissing as exc:
             fail(str(exc), code=2)
     install_logging(settings)

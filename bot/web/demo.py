@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
@@ -38,10 +39,11 @@ class OffsetClock:
         return datetime.now(UTC) - self._offset
 
 
-def demo_settings(base: Settings) -> Settings:
-    if not (DEMO_DIR / "quanbot.db").exists():
-        raise DemoMissing("还没有演示数据：请先运行 `make demo`，再运行 `quanbot web --demo`。")
-    return runner_settings(base, DEMO_DIR)
+def demo_settings(base: Settings, demo_dir: Path | None = None) -> Settings:
+    where = (demo_dir or DEMO_DIR).resolve()
+    if not (where / "quanbot.db").exists():
+        raise DemoMissing(f"{where} 里还没有演示数据：请先运行 `make demo`，再运行 `quanbot web --demo`。")
+    return runner_settings(base, where)
 
 
 def demo_clock(settings: Settings) -> OffsetClock:
