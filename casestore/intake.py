@@ -4,8 +4,9 @@ Owns: `Report` (what the dialogue hands over, already masked), `open_case`, and 
 that gives a case to a person (used again by transfers and reopens): assignee, deadlines on the SLA clock,
 the first reminder cursor, the `assign` audit event with the routing reason, and the task push and cc
 Notifications, all in the caller's transaction; and `relocate`, the place a resident gives after the case was
-opened (routed again for the new grid). A complaint about staff (`Report.target == "staff"`) is never
-merged into another case and is routed away from the resident's grid and the case's grid (routing.py).
+opened (routed again for the new grid; whoever was paged for the old place is told where it went, audited). A
+complaint about staff (`Report.target == "staff"`) is never merged into another case and is routed away from
+the resident's grid and the case's grid (routing.py).
 Must not: know the channel, call an LLM, or send anything (Notification rows are the outbound queue).
 """
 
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from casestore import notices
+from casestore.audit import record_audit
 from casestore.cases import apply_action, create_case, get_case, next_case_code
 from casestore.clock import Clock
 from casestore.deadlines import SlaPolicy
@@ -25,7 +27,7 @@ from casestore.dispatch import record_notification
 from casestore.duplicates import Similarity, case_text, find_duplicate, merge_into
 from casestore.errors import NotFound
 from casestore.hotspots import check_hotspot
-from casestore.models import Case, CaseCreate, CaseStatus, Hotspot, Resident
+from casestore.models import Case, CaseCreate, CaseEvent, CaseStatus, Grid, Hotspot, Resident
 from casestore.residents import community_for_estate
 from casestore.routing import STAFF, Assignment, community_of, grid_worker_ids, kept_away, route
 from casestore.sweep import first_reminder_at
@@ -174,6 +176,8 @@ def relocate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clo
         changes.update(grid_id=grid_id, community_id=community_id, needs_address_confirmation=False)
     elif community_id is not None and case.grid_id is None:
         changes["community_id"] = community_id
+    paged = _paged(session, case)  # who was paged for the old place: told below if the case leaves them
+    from_grid = case.grid_id
     apply_action(session=session, case=case, action="note", actor=f"resident:{resident_id}", now=now,
                  note=f"居民补充地点：{changes['location_text']}", changes=changes,
                  data={"relocated": True, "grid": case.grid_id})
@@ -187,4 +191,34 @@ def relocate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clo
             assign_to(session=session, policies=policies, sla=sla, case=case, assignment=routed, action="transfer",
                       actor="system", now=now, restart_clock=False, note="居民补充了地点，按新地点重新分派",
                       push="transferred")
+            _tell_moved(session=session, case=case, told=[w for w in paged if w != routed.worker.id],
+                        handler=routed, from_grid=from_grid, now=now)
     return case
+
+
+def _paged(session: Session, case: Case) -> list[int]:
+    """The assignee and the copied workers of the case's latest assignment (its assign/transfer event)."""
+    event = session.exec(select(CaseEvent).where(col(CaseEvent.case_id) == case.id,
+                                                 col(CaseEvent.action).in_(("assign", "transfer")))
+                         .order_by(col(CaseEvent.id).desc()).limit(1)).first()
+    data = event.data or {} if event is not None else {}
+    ids = [data.get("assignee"), *(data.get("cc") or [])]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, int)))
+
+
+def _tell_moved(*, session: Session, case: Case, told: list[int], handler: Assignment, from_grid: str | None,
+                now: datetime) -> None:
+    """Those paged for the old place (a duty desk, the street command centre) hear that the case moved, where
+    and to whom, so that nobody sets out for the wrong place; one `relocate_notice` audit event names them."""
+    if not told:
+        return
+    level = sum(1 for e in session.exec(select(CaseEvent).where(col(CaseEvent.case_id) == case.id,
+                                                                col(CaseEvent.action) == "note"))
+                if (e.data or {}).get("relocated"))
+    grid = session.get(Grid, case.grid_id) if case.grid_id else None
+    message = notices.moved_away(case, grid=grid.name if grid else None, handler=notices.role_name(handler.role))
+    for worker_id in told:
+        record_notification(session=session, case_id=case.id, kind="moved", level=level,
+                            recipient=f"worker:{worker_id}", message=message, now=now)
+    record_audit(session=session, actor="system", action="relocate_notice", subject=f"case:{case.code}", now=now,
+                 data={"told": told, "from_grid": from_grid, "to_grid": case.grid_id, "assignee": handler.worker.id})

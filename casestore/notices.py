@@ -75,6 +75,14 @@ def task_push(case: Case, *, taxonomy: Taxonomy, reopened: bool = False, transfe
                            photo=photo)
 
 
+def moved_away(case: Case, *, grid: str | None, handler: str) -> OutboundMessage:
+    """To those paged for a case's old place: it moved (the resident gave the place), where, and who has it."""
+    who = f"{grid or ''}{handler}"
+    return OutboundMessage(
+        text=(f"↪️ 工单已按新地点改派：【{case.code}】{case.title}\n居民补充了地点：{case.location_text or '—'}，"
+              f"已转给{who}负责。请不要再按原地点出动；如已在处置，请与{who}交接。"))
+
+
 def cc_copy(case: Case, role: str, *, taxonomy: Taxonomy) -> OutboundMessage:
     return OutboundMessage(
         text=f"📎 抄送（{POSITION_ZH.get(role, role)}）\n{_summary(case, taxonomy)}\n请配合责任网格员处理。")

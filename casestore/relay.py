@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from casestore import notices
 from casestore.audit import record_audit
 from casestore.cases import apply_action, get_case
+from casestore.clock import as_utc
 from casestore.dispatch import record_notification
 from casestore.errors import DomainError, IllegalTransition, NotFound, PermissionDenied
 from casestore.models import Case, CaseEvent, CaseStatus, Grid, Resident, Worker
@@ -29,7 +30,11 @@ from casestore.residents import update_contact_phone
 from casestore.routing import STAFF_GRID_POSITIONS
 from policies.masking import mask_text
 
-RELAY_WINDOW = timedelta(hours=24)  # a resident's text goes to the worker this long after the bot's last word
+RELAY_WINDOW = timedelta(hours=24)  # a relay waits this long for the resident's answer, then closes
+# this soon after the worker's words, whatever the resident writes next is taken for an answer unless it plainly
+# is something new (a new report or a question: the dialogue decides, bot.dialogue.relay_reply); later only a
+# plain reply (a thank-you, "明天不在家") or a text after 回复网格员 was pressed
+REPLY_WINDOW = timedelta(minutes=30)
 WORDS_MAX = 500
 OPENING = frozenset({"to_resident", "ask_phone", "reply_opened"})
 _LIVE = (CaseStatus.assigned, CaseStatus.accepted, CaseStatus.in_progress, CaseStatus.reopened, CaseStatus.resolved)
@@ -37,10 +42,24 @@ _LIVE = (CaseStatus.assigned, CaseStatus.accepted, CaseStatus.in_progress, CaseS
 
 @dataclass(frozen=True)
 class OpenRelay:
-    """A relay waiting for the resident's answer: their case, and whether a call-back phone was asked for."""
+    """A relay waiting for the resident's answer: their case, whether a call-back phone was asked for, what
+    opened it ("to_resident", "ask_phone", or "reply_opened": the resident pressed 回复网格员) and when."""
 
     code: str
     wants_phone: bool
+    kind: str = "to_resident"
+    at: datetime | None = None
+    category: str = "other"  # the case's, so that more words about the same problem count as an answer
+    title: str = ""
+
+    @property
+    def explicit(self) -> bool:
+        """The resident said they are answering (pressed 回复网格员)."""
+        return self.kind == "reply_opened"
+
+    def fresh(self, now: datetime) -> bool:
+        """The worker's words are recent enough that the next text is most likely the answer."""
+        return self.at is not None and now - as_utc(self.at) <= REPLY_WINDOW
 
 
 def position_label(*, session: Session, role: str | None, grid_id: str | None) -> str:
@@ -104,16 +123,19 @@ def ask_for_phone(*, session: Session, code: str, actor: Actor, reason: str, now
 
 def open_relay(*, session: Session, resident_id: int, now: datetime) -> OpenRelay | None:
     """The relay waiting for this resident's answer, if any (the latest relay event of their live cases)."""
-    stmt = (select(CaseEvent, Case.code)
+    stmt = (select(CaseEvent, Case.code, Case.category, Case.title)
             .join(Case, col(Case.id) == col(CaseEvent.case_id))
             .where(col(Case.resident_id) == resident_id, col(Case.status).in_([s.value for s in _LIVE]),
                    col(CaseEvent.action) == "note", col(CaseEvent.at) >= now - RELAY_WINDOW)
             .order_by(col(CaseEvent.at).desc(), col(CaseEvent.id).desc()).limit(50))
-    for event, code in session.exec(stmt):
+    for event, code, category, title in session.exec(stmt):
         kind = (event.data or {}).get("relay")
         if kind is None:
             continue
-        return OpenRelay(code=code, wants_phone=kind == "ask_phone") if kind in OPENING else None
+        if kind not in OPENING:
+            return None
+        return OpenRelay(code=code, wants_phone=kind == "ask_phone", kind=kind, at=event.at, category=category,
+                         title=title)
     return None
 
 

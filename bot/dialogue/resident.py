@@ -17,7 +17,18 @@ from bot.dialogue import address, answers, consent, grid_facts, mycases, relay_r
 from bot.dialogue.myid import show_id
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
-from bot.dialogue.words import AGREE, DISAGREE, NO, THANKS, YES, is_skip, wants_person
+from bot.dialogue.words import (
+    AGREE,
+    DISAGREE,
+    MIN_ACTIONABLE,
+    NO,
+    SKIP,
+    THANKS,
+    YES,
+    content_chars,
+    is_skip,
+    wants_person,
+)
 from bot.understanding.types import Understanding
 from casestore.notify import Button
 from casestore.residents import update_contact_phone
@@ -29,6 +40,7 @@ _STATUS_WORDS = re.compile(r"(工单|事项|反映的|报修的).{0,6}(怎么样
 RECENT = 6  # the resident's last messages kept (masked) for a 转人工 case
 _NOTE_NEW = frozenset({texts.BTN_NOTE_NEW, "是新问题", "新的问题", "新的"})
 MAX_REQUEUE = 3  # a handler may hand a message back; bounded so that no turn loops
+_SHORT_REPLIES = YES | NO | AGREE | DISAGREE | SKIP
 
 TextHandler = Callable[[Turn, str], None]
 ButtonHandler = Callable[[Turn, str], None]
@@ -36,7 +48,8 @@ ButtonHandler = Callable[[Turn, str], None]
 
 # ====================================================================== entry point
 def handle(turn: Turn) -> None:
-    if relay_reply.take(turn):  # an answer to the grid worker while a relay is open (casestore.relay)
+    relayed = relay_reply.take(turn)  # an answer to the grid worker while a relay is open (casestore.relay)
+    if relayed.taken:
         return
     inc = turn.incoming
     privacy_due = turn.data.privacy_due  # an emergency served last turn: the notice comes now at the latest
@@ -59,6 +72,8 @@ def handle(turn: Turn) -> None:
         process_text(turn, turn.queued.pop(0))
     if privacy_due:
         safety.ask_privacy_if_due(turn)
+    if relayed.passed:  # a relay is still open: the resident is told this text did not go to the worker
+        relay_reply.hint(turn, relayed.passed)
 
 
 # ====================================================================== commands
@@ -257,17 +272,38 @@ def on_text(turn: Turn, text: str) -> None:
         turn.say(texts.EMPTY_INPUT)
         return
     answers.note_next_message(turn, text)  # after a miss: what they said next goes with it to the review queue
-    turn.data.recent = [*turn.data.recent, mask_text(text)[:200]][-RECENT:]
     if wants_person(text):  # from any state, slot or notice: a person, now
         _remember_phone(turn, text)  # a number typed with it is their call-back phone, never a case title
         answers.hand_off(turn, automatic=False)
+        if turn.consented():
+            turn.data.recent = []  # they went with the 转人工 case; asked again, they are not added twice
         return
     if safety.try_place(turn, text):  # an emergency waiting for its place: this address joins that case
         return
+    _remember_words(turn, text)
     if turn.data.note_pending and _typed_note_choice(turn, text):
         return
     turn.data.note_pending = None
     STATES.get(turn.state, STATES[State.idle])(turn, text)
+
+
+# states whose reply is a slot's value (同意, the address, the place, 对): not the resident's words about the matter
+_SLOT_STATES = frozenset({State.consent, State.address, State.report_where, State.report_confirm})
+# states in which the matter in hand goes on (a report being filled, a reading being clarified)
+_TOPIC_STATES = frozenset({State.clarify, State.report_what, State.report_photo, State.report_edit})
+
+
+def _remember_words(turn: Turn, text: str) -> None:
+    """The resident's own words about the matter in hand, masked, for a 转人工 case ("居民最近说"): no slot
+    answers and no short replies (好的, 跳过, 谢谢); a message from the idle state starts a new matter, so the
+    words of an earlier question or report are dropped."""
+    bare = text.strip()
+    if turn.state in _SLOT_STATES or bare in _SHORT_REPLIES or THANKS.match(bare) or \
+            content_chars(bare) < MIN_ACTIONABLE:
+        return
+    words = mask_text(text)[:200]
+    kept = turn.data.recent if turn.state in _TOPIC_STATES or turn.data.draft is not None else []
+    turn.data.recent = [*kept, words][-RECENT:]
 
 
 def _typed_note_choice(turn: Turn, text: str) -> bool:

@@ -12,16 +12,19 @@ COMMANDS_RESIDENT: list[tuple[str, str]] = [
     ("mycases", "查看我反映的事项"),
     ("address", "设置或修改我的住址"),
     ("help", "我能帮您做什么"),
+    ("myid", "查看我的渠道、ID 和角色"),
 ]
 COMMANDS_WORKER: list[tuple[str, str]] = [
     ("tasks", "我的待办工单"),
     ("help", "网格员使用说明"),
+    ("myid", "查看我的渠道、ID 和角色"),
 ]
 COMMANDS_ADMIN: list[tuple[str, str]] = [
     ("stats", "工单统计摘要"),
     ("broadcast", "向某网格居民发通知：/broadcast 网格号 内容"),
     ("register_worker", "登记网格员：/register_worker 电报ID 网格号 岗位"),
     ("help", "管理员使用说明"),
+    ("myid", "查看我的渠道、ID 和角色（登记网格员时要用）"),
 ]
 
 # ---------------- first contact and consent ----------------
@@ -327,6 +330,9 @@ NO_PHONE = "工单 {code} 的居民还没有留回电号码。可以点「请居
 RELAY_TO_WORKER_SENT = "已转给负责的网格员（工单 {code}），有回复我会告诉您。"
 RELAY_PHONE_KEPT = "收到，已转告负责的网格员（工单 {code}），只有他能看到您的号码。"
 RELAY_REPLY_ASK = "请直接输入您想对网格员说的话（工单 {code}），我帮您转达。"
+BTN_RELAY_REPLY = "回复网格员"
+# a text during an open relay that plainly was something new: handled as such, and the resident is told
+RELAY_NOT_TAKEN = "（这条我按新的事情处理了，没有转给工单 {code} 的网格员。要回复网格员，请点「回复网格员」再发。）"
 PENDING_HEADER = "待审批的延期申请："
 PENDING_ITEM = "{code}「{title}」\n申请人：{who}\n办结时限：{due} → {until}\n理由：{reason}"
 

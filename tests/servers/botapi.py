@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -42,6 +43,7 @@ from tests.servers._threaded import OwnedHTTPServer, ThreadedServer
 __all__ = ["DEFAULT_TOKEN", "BotApiServer"]
 
 DEFAULT_TOKEN = "123456789:TEST-quanbot-token"
+_COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
 
 # Parameters whose value is always a string in the Bot API; never JSON-decode these
 # (so that e.g. text="123" or secret_token="true" stay strings).
@@ -740,6 +742,16 @@ class BotApiServer(ThreadedServer):
         commands = params.get("commands") or []
         if isinstance(commands, str):
             commands = json.loads(commands)
+        # the rules Telegram enforces (https://core.telegram.org/bots/api#botcommand): at most 100 commands,
+        # each 1-32 of a-z, 0-9 and _, with a description of 1-256 characters
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise BotApiServer.Error(400, "Bad Request: too many commands specified")
+        for cmd in commands:
+            name = str((cmd or {}).get("command", ""))
+            if not _COMMAND_NAME.fullmatch(name):
+                raise BotApiServer.Error(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not 1 <= len(str(cmd.get("description", ""))) <= 256:
+                raise BotApiServer.Error(400, "Bad Request: command description is empty or too long")
         key = self._commands_key(params.get("scope"), params.get("language_code"))
         with self._cond:
             self._commands[key] = list(commands)
