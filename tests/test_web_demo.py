@@ -1,0 +1,130 @@
+"""`quanbot web --demo` on a demo day: it prints a one-time login that works (and retires the previous one), the
+console opens on the demo's clock, and the overview's figures are the ones `quanbot stats --json` prints for
+the same database (one definition, casestore.stats)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.demo.runner import demo_settings, prepare_dir, run_day, setup_environment
+from bot.demo.scenario import scenario_from_dict
+from bot.settings import PROJECT_ROOT, Settings
+from knowledge.service import KnowledgeRuntime
+from tests.embedders import HASH_THRESHOLDS, HashEmbedder
+from tests.test_demo import small_scenario
+from tests.web_support import free_port, login
+
+LOGIN_LINE = re.compile(r"演示登录：用户名 ([\w-]+)\s+密码 ([\w-]+)")
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("webdemo") / "demo"
+    prepare_dir(out)
+    base = Settings(_env_file=None, var_dir=PROJECT_ROOT / "var")  # type: ignore[call-arg]
+    settings = demo_settings(base, out)
+    runtime = KnowledgeRuntime(settings, embedder=HashEmbedder(), thresholds=HASH_THRESHOLDS)
+    setup = setup_environment(settings, knowledge=runtime)
+    assert setup.missing == []
+    run_day(setup, out=out, seed=11, scenario=scenario_from_dict(small_scenario()))
+    return out
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CHROMA_DIR", "TELEGRAM_TOKEN")} | {
+        "ANONYMIZED_TELEMETRY": "False", "COLUMNS": "200"}
+
+
+@pytest.fixture
+def web_demo(demo_dir: Path) -> Iterator[tuple[str, str, str]]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "web", "--demo", "--demo-dir", str(demo_dir),
+                             "--port", str(port), "--no-jobs"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=_env(), cwd=PROJECT_ROOT)
+    try:
+        assert proc.stdout is not None
+        username = password = ""
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not username:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                raise AssertionError(f"quanbot web --demo exited with {proc.returncode}")
+            found = LOGIN_LINE.search(line)
+            if found:
+                username, password = found.group(1), found.group(2)
+        assert username, "no one-time login printed"
+        base = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield base, username, password
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _stats_json(demo_dir: Path) -> dict:  # type: ignore[type-arg]
+    env = _env() | {"DATABASE_URL": f"sqlite:///{demo_dir / 'quanbot.db'}"}
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "stats", "--json"], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_one_time_login_opens_the_demo_day_and_the_overview_agrees_with_stats(
+        web_demo: tuple[str, str, str], demo_dir: Path) -> None:
+    base, username, password = web_demo
+    client = login(base, username, password)
+    page = client.get("/")
+    assert "演示模式" in page.text
+    overview = client.get("/api/overview").json()
+    stats = _stats_json(demo_dir)
+    total = stats["total"][0]
+    shown = overview["figures"][0]
+    for key in ("cases", "median_response_min", "p90_response_min", "on_time_response", "on_time_resolution",
+                "satisfaction", "reopen_rate"):
+        assert shown[key] == total[key], key
+    assert total["cases"] > 0
+
+
+def test_a_second_start_retires_the_first_login(demo_dir: Path, web_demo: tuple[str, str, str]) -> None:
+    base, first_user, first_password = web_demo
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "web", "--demo", "--demo-dir", str(demo_dir),
+                             "--port", str(port), "--no-jobs"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=_env(), cwd=PROJECT_ROOT)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if LOGIN_LINE.search(proc.stdout.readline() or ""):
+                break
+        client = httpx.Client(base_url=base)
+        form = client.get("/login").text
+        token = re.search(r'name="form_token" value="([^"]+)"', form)
+        assert token
+        old = client.post("/login", data={"username": first_user, "password": first_password,
+                                          "form_token": token.group(1)})
+        assert old.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_without_a_demo_it_says_to_run_make_demo(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "web", "--demo", "--demo-dir", str(tmp_path / "none")],
+                          capture_output=True, text=True, env=_env(), timeout=60, cwd=PROJECT_ROOT)
+    assert done.returncode == 2 and "make demo" in done.stderr and "Traceback" not in done.stderr
