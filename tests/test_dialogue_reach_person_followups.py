@@ -23,6 +23,7 @@ from tests.factories import (
     SharedAI,
     all_text,
     buttons_of,
+    command,
     make_resident,
     press,
     pushes,
@@ -109,7 +110,6 @@ def test_a_new_question_is_answered_and_hours_later_only_a_plain_reply_is_relaye
 
 def test_after_pressing_reply_the_next_text_is_relayed_whatever_it_reads_like(dlg, engine, clock, relaying):
     clock.advance(hours=3)
-    dlg.handle(text("/start"))  # nothing pending; the resident then presses 回复网格员 on the worker's message
     assert "请直接输入" in all_text(dlg.handle(press(Button(texts.BTN_RELAY_REPLY, "relay_reply", relaying))))
     said = all_text(dlg.handle(text("路灯也不亮了，一起看看")))
     assert texts.RELAY_TO_WORKER_SENT.format(code=relaying) in said
@@ -120,7 +120,8 @@ def test_after_pressing_reply_the_next_text_is_relayed_whatever_it_reads_like(dl
 # ---------------------------------------------------------------- 2. 居民最近说: the matter in hand only
 def test_the_handoff_case_keeps_the_residents_words_about_the_matter_not_the_address_or_earlier_topics(
         dlg, engine, clock):  # type: ignore[no-untyped-def]
-    for said in ("/start", "同意", "芙蓉小区3号楼2单元", "你好", "办居住证要带什么", "楼道灯坏了",
+    dlg.handle(command("start"))
+    for said in ("同意", "芙蓉小区3号楼2单元", "你好", "办居住证要带什么", "楼道灯坏了",
                  "晚上黑乎乎的老人下楼不方便", "转人工"):
         dlg.handle(text(said))
     (case,) = [c for c in _cases(engine) if c.intent == "inquiry"]
@@ -173,3 +174,27 @@ def test_a_second_place_in_the_same_grid_tells_nobody_again(dlg, engine, clock, 
     assert not any("改派" in m.text for _, m in pushes(engine, clock).sent)
     with session_scope(engine) as s:
         assert len(s.execute(select(AuditEvent).where(AuditEvent.action == "relocate_notice")).scalars().all()) == 1
+
+
+# ---------------------------------------------------------------- the same queries on PostgreSQL
+def test_relay_window_and_the_moved_notice_on_postgresql(settings, pg_engine, pg_url, policies, clock, ai):  # type: ignore[no-untyped-def]
+    pg = settings.model_copy(update={"database_url": pg_url})
+    dlg = Services(pg, clock=clock, engine=pg_engine, policies=policies, classifier=ai.classifier,
+                   knowledge=ai.knowledge).dialogue
+    make_resident(pg_engine, policies, clock=clock)
+    for said in ("3号楼2单元楼道灯坏了", "跳过", "对"):
+        dlg.handle(text(said))
+    (case,) = _cases(pg_engine)
+    dlg.handle(press(Button("回复居民", "relay", case.code), user=FU01_FULL_TIME))
+    dlg.handle(text("明天上午来修", user=FU01_FULL_TIME))
+    assert texts.RELAY_NOT_TAKEN.format(code=case.code) in all_text(dlg.handle(text("路灯不亮了")))
+    dlg.handle(command("cancel"))
+    assert texts.RELAY_TO_WORKER_SENT.format(code=case.code) in all_text(dlg.handle(text("好的，上午在家")))
+    assert _relays(pg_engine, case.code) == ["to_resident", "to_worker"]
+
+    dlg.handle(text("着火了 厨房着火了", user=555003))
+    dlg.handle(text("曲水花园5号楼2单元", user=555003))
+    sent = pushes(pg_engine, clock)
+    assert any("改派" in t for t in sent.texts_to(FURONG_DUTY_DESK))
+    with session_scope(pg_engine) as s:
+        assert s.execute(select(AuditEvent).where(AuditEvent.action == "relocate_notice")).scalars().all()
