@@ -44,6 +44,8 @@ class Staff:
 
 
 def db_session(request: Request) -> Iterator[Session]:
+    # declared with scope="function": FastAPI runs the exit (the commit) when the route returns, before the
+    # response is sent; the default scope commits after sending, so a redirect's next GET could miss the change
     with session_scope(request.app.state.services.engine) as session:
         yield session
 
@@ -79,7 +81,7 @@ async def _sent_csrf(request: Request) -> str:
     return ""
 
 
-async def current_staff(request: Request, session: Annotated[Session, Depends(db_session)]) -> Staff:
+async def current_staff(request: Request, session: Annotated[Session, Depends(db_session, scope="function")]) -> Staff:
     services = request.app.state.services
     now = services.clock.now()
     grids = services.policies.grids
@@ -108,5 +110,5 @@ async def current_staff(request: Request, session: Annotated[Session, Depends(db
 
 
 # what a route declares: `def view(staff: StaffDep, session: DbDep)`
-DbDep = Annotated[Session, Depends(db_session)]
+DbDep = Annotated[Session, Depends(db_session, scope="function")]
 StaffDep = Annotated[Staff, Depends(current_staff)]
