@@ -1,28 +1,84 @@
-"""Loop metrics: are the city's promises kept? Per grid, community and category.
+"""Loop metrics: are the city's promises kept? The one definition of each figure, for `quanbot stats`, the demo
+summary, the admin's /stats and the console.
 
-Figures (duplicates merged into another case are counted only as "duplicates", not as cases):
-time to first response (median, p90; wall-clock minutes), on-time response rate (first response by
-response_due_at; cases still unanswered past due count as late, those not yet due are left out), on-time
-resolution rate (resolved by resolve_due_at; unresolved past due count as late), open and overdue counts,
-reopen rate (reopened / ever resolved), average satisfaction (ratings given) and its response rate
-(answered / answered + auto-closed without rating: silence is not satisfaction), duplicates merged and
-hotspots raised. Must not: change anything.
+Every figure is defined here once; callers never recompute one. Two bases, each named where it is shown:
+- case figures are over the cases opened in the window (merged duplicates counted only as "duplicates");
+- event figures (escalations, ratings, questions) are over what happened in the window;
+- `overdue_now` is a snapshot: every open case past a due time at `now`, whenever it was opened.
+
+Definitions:
+- first-response minutes: wall-clock minutes from the start of the case's current handling cycle (its report, or
+  the reopen / transfer that restarted the clock) to its first response in that cycle; median and P90 (nearest
+  rank: 90% of cases were answered within it);
+- on-time response rate: first response by `response_due_at`; a case still unanswered past due counts as late,
+  one not yet due is left out. On-time resolution rate: the same with `resolved_at` and `resolve_due_at`;
+- overdue: open and past its response or resolution due time;
+- reopen rate: cases reopened / cases ever resolved;
+- satisfaction: the mean of every star rating residents gave (1–5, each rating counted, low ones that reopened
+  a case included); rating response rate: cases closed rated / (rated + auto-closed without a rating): silence is
+  not satisfaction;
+- escalations: escalation events (and the cases they concern);
+- answered questions / refusals: knowledge answers given / questions the knowledge base had no answer for
+  (`casestore.questions` records both; refusals before it are the review queue's not_found items).
+Rounding is part of the definition (minutes to 0.1, rates to 0.0001, satisfaction to 0.01), so every output agrees.
+Must not: change anything.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
-from casestore.models import Case, CaseStatus, CloseReason, Grid, Hotspot
+from casestore.models import (
+    AuditEvent,
+    Case,
+    CaseEvent,
+    CaseStatus,
+    CloseReason,
+    Grid,
+    Hotspot,
+    Resident,
+    ReviewItem,
+    Worker,
+)
+from casestore.questions import QUESTION_ACTION, Outcome
 from casestore.states import OPEN
 
 _OPEN = {s.value for s in OPEN}
+RATING_ACTIONS = ("confirm", "reopen")
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# The Chinese label of each figure, as every output shows it.
+LABELS: dict[str, str] = {
+    "cases": "新建工单（不含合并的重复）",
+    "median_response_min": "首次响应中位数（分钟，自然时间，按当前办理周期）",
+    "p90_response_min": "首次响应 P90（分钟，自然时间，按当前办理周期）",
+    "on_time_response": "按时响应率",
+    "on_time_resolution": "按时办结率",
+    "open": "在办",
+    "overdue": "超时（本期新建工单中）",
+    "overdue_now": "当前超时（全部在办工单）",
+    "escalations": "超时升级（次，本期发生）",
+    "escalated_cases": "超时升级（件）",
+    "satisfaction": "满意度（本期每次评价的平均分，含引起退回的低分）",
+    "ratings": "收到评价（次）",
+    "rating_response_rate": "评价率（评价后办结 ÷（评价后办结 + 超时未评价自动办结））",
+    "reopen_rate": "退回重办率（退回过的 ÷ 办结过的）",
+    "answered_questions": "政策问答：已回答（本期）",
+    "refusals": "政策问答：知识库未找到（本期）",
+    "duplicates": "合并的重复工单",
+    "hotspots": "热点",
+}
+WINDOW_LABELS = {"today": "今日", "week": "本周（自周一起）", "all": "全部时间"}
 
 
 @dataclass
@@ -41,6 +97,11 @@ class Figures:
     rating_response_rate: float | None = None
     duplicates: int = 0
     hotspots: int = 0
+    responded: int = 0
+    resolved: int = 0
+    ratings: int = 0
+    escalations: int = 0
+    escalated_cases: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -48,7 +109,7 @@ class Figures:
 
 @dataclass
 class _Acc:
-    responses: list[float]
+    responses: list[float] = field(default_factory=list)
     resp_ok: int = 0
     resp_n: int = 0
     res_ok: int = 0
@@ -56,107 +117,383 @@ class _Acc:
     cases: int = 0
     open: int = 0
     overdue: int = 0
+    resolved: int = 0
     resolved_ever: int = 0
     reopened: int = 0
-    ratings: list[int] | None = None
+    ratings: list[int] = field(default_factory=list)
     answered: int = 0
     auto_closed: int = 0
     duplicates: int = 0
-    clusters: set[int] | None = None
+    clusters: set[int] = field(default_factory=set)
+    escalations: int = 0
+    escalated: set[int] = field(default_factory=set)
 
 
-def _p(values: list[float], q: float) -> float | None:
-    if not values:
+# ---------------------------------------------------------------- the definitions
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1): the smallest value with at least q of the values at or below it."""
+    ordered = sorted(values)
+    if not ordered:
         return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+def _minutes(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
 
 
 def _rate(ok: int, n: int) -> float | None:
-    return ok / n if n else None
+    return round(ok / n, 4) if n else None
+
+
+def response_minutes(case: Any) -> float | None:
+    """Minutes from the start of the case's current cycle to its first response in it; None if unanswered."""
+    if case.first_response_at is None:
+        return None
+    start = case.clock_started_at or case.created_at
+    return max(0.0, (case.first_response_at - start).total_seconds() / 60)
+
+
+def first_response_minutes(*, session: Session, now: datetime, since: datetime | None = None,
+                           scope: Collection[str] | None = None) -> list[float]:
+    """Each answered case's first-response minutes (merged duplicates left out), for a histogram."""
+    return sorted(m for r in _case_rows(session, since=since, until=now, scope=scope)
+                  if r.duplicate_of_id is None and (m := response_minutes(r)) is not None)
+
+
+def is_overdue(case: Any, now: datetime) -> bool:
+    """Open and past its response due time (unanswered) or its resolution due time."""
+    if case.status not in _OPEN:
+        return False
+    return bool((case.first_response_at is None and case.response_due_at is not None and now > case.response_due_at)
+                or (case.resolve_due_at is not None and now > case.resolve_due_at))
+
+
+def _add_case(a: _Acc, r: Any, now: datetime) -> None:
+    if r.cluster_id is not None:
+        a.clusters.add(r.cluster_id)
+    if r.duplicate_of_id is not None:
+        a.duplicates += 1
+        return
+    a.cases += 1
+    minutes = response_minutes(r)
+    if minutes is not None:
+        a.responses.append(minutes)
+    if r.response_due_at is not None:
+        if r.first_response_at is not None:
+            a.resp_n += 1
+            a.resp_ok += r.first_response_at <= r.response_due_at
+        elif now > r.response_due_at and r.status in _OPEN:
+            a.resp_n += 1
+    if r.resolve_due_at is not None:
+        if r.resolved_at is not None:
+            a.res_n += 1
+            a.res_ok += r.resolved_at <= r.resolve_due_at
+        elif now > r.resolve_due_at and r.status in _OPEN:
+            a.res_n += 1
+    if r.status in _OPEN:
+        a.open += 1
+        a.overdue += is_overdue(r, now)
+    a.resolved += r.resolved_at is not None
+    if r.resolved_at is not None or r.reopen_count or r.status == CaseStatus.closed:
+        a.resolved_ever += 1
+    a.reopened += r.reopen_count > 0
+    if r.close_reason == CloseReason.rated:
+        a.answered += 1
+    elif r.close_reason == CloseReason.auto_closed_without_rating:
+        a.auto_closed += 1
+
+
+def _figures(key: str, name: str, a: _Acc, hotspot_ids: set[int]) -> Figures:
+    return Figures(
+        key=key, name=name, cases=a.cases,
+        median_response_min=_minutes(statistics.median(a.responses)) if a.responses else None,
+        p90_response_min=_minutes(percentile(a.responses, 0.9)), on_time_response=_rate(a.resp_ok, a.resp_n),
+        on_time_resolution=_rate(a.res_ok, a.res_n), open=a.open, overdue=a.overdue,
+        reopen_rate=_rate(a.reopened, a.resolved_ever),
+        satisfaction=round(statistics.fmean(a.ratings), 2) if a.ratings else None,
+        rating_response_rate=_rate(a.answered, a.answered + a.auto_closed), duplicates=a.duplicates,
+        hotspots=len(a.clusters & hotspot_ids), responded=len(a.responses), resolved=a.resolved,
+        ratings=len(a.ratings), escalations=a.escalations, escalated_cases=len(a.escalated))
+
+
+_CASE_COLS = (Case.id, Case.grid_id, Case.community_id, Case.category, Case.status, Case.created_at,
+              Case.clock_started_at, Case.response_due_at, Case.resolve_due_at, Case.first_response_at,
+              Case.resolved_at, Case.close_reason, Case.satisfaction, Case.reopen_count, Case.duplicate_of_id,
+              Case.cluster_id, Case.assignee_id)
+
+
+def _case_rows(session: Session, *, since: datetime | None, until: datetime | None,
+               scope: Collection[str] | None) -> list[Any]:
+    stmt = select(*(col(c) for c in _CASE_COLS))
+    if since is not None:
+        stmt = stmt.where(col(Case.created_at) >= since)
+    if until is not None:
+        stmt = stmt.where(col(Case.created_at) <= until)
+    if scope is not None:
+        stmt = stmt.where(col(Case.grid_id).in_(list(scope)))
+    return list(session.execute(stmt))
+
+
+def _events(session: Session, actions: Collection[str], *, since: datetime | None, until: datetime | None,
+            scope: Collection[str] | None) -> list[Any]:
+    """(case id, grid, community, category, duplicate?, data) of the case events of `actions` in the window."""
+    stmt = (select(col(CaseEvent.case_id), col(CaseEvent.data), col(Case.grid_id), col(Case.community_id),
+                   col(Case.category))
+            .join(Case, col(Case.id) == col(CaseEvent.case_id))
+            .where(col(CaseEvent.action).in_(list(actions))))
+    if since is not None:
+        stmt = stmt.where(col(CaseEvent.at) >= since)
+    if until is not None:
+        stmt = stmt.where(col(CaseEvent.at) <= until)
+    if scope is not None:
+        stmt = stmt.where(col(Case.grid_id).in_(list(scope)))
+    return list(session.execute(stmt))
+
+
+def _star(data: dict[str, Any] | None) -> int | None:
+    rating = (data or {}).get("rating")
+    return rating if isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5 else None
 
 
 def compute(*, session: Session, now: datetime, since: datetime | None = None, grid_id: str | None = None,
-            category_names: dict[str, str] | None = None) -> dict[str, list[Figures]]:
-    """{"total": [...], "grid": [...], "community": [...], "category": [...]}."""
-    cols = (Case.grid_id, Case.community_id, Case.category, Case.status, Case.created_at, Case.clock_started_at,
-            Case.response_due_at, Case.resolve_due_at, Case.first_response_at, Case.resolved_at, Case.close_reason,
-            Case.satisfaction, Case.reopen_count, Case.duplicate_of_id, Case.cluster_id)
-    stmt = select(*(col(c) for c in cols))
-    if since is not None:
-        stmt = stmt.where(col(Case.created_at) >= since)
+            category_names: dict[str, str] | None = None, scope: Collection[str] | None = None,
+            ) -> dict[str, list[Figures]]:
+    """{"total": [...], "grid": [...], "community": [...], "category": [...]}: case figures over the cases opened
+    from `since` to `now`, event figures over events from `since` to `now` (see the module docstring)."""
     if grid_id is not None:
-        stmt = stmt.where(col(Case.grid_id) == grid_id)
+        scope = {grid_id} if scope is None else set(scope) & {grid_id}
     groups: dict[tuple[str, str], _Acc] = {}
 
-    def acc(kind: str, key: str) -> _Acc:
-        a = groups.get((kind, key))
-        if a is None:
-            a = groups[(kind, key)] = _Acc(responses=[], ratings=[], clusters=set())
-        return a
+    def targets(grid: str | None, community: str | None, category: str) -> list[_Acc]:
+        keys = (("total", "all"), ("grid", grid or "(未定位)"), ("community", community or "?"),
+                ("category", category))
+        return [groups.setdefault(k, _Acc()) for k in keys]
 
-    for r in session.execute(stmt):
-        targets = [acc("total", "all"), acc("grid", r.grid_id or "(未定位)"), acc("community", r.community_id or "?"),
-                   acc("category", r.category)]
-        for a in targets:
-            if r.cluster_id is not None:
-                a.clusters.add(r.cluster_id)  # type: ignore[union-attr]
-            if r.duplicate_of_id is not None:
-                a.duplicates += 1
-                continue
-            a.cases += 1
-            if r.first_response_at is not None:
-                start = r.clock_started_at or r.created_at
-                a.responses.append(max(0.0, (r.first_response_at - start).total_seconds() / 60))
-            if r.response_due_at is not None:
-                if r.first_response_at is not None:
-                    a.resp_n += 1
-                    a.resp_ok += r.first_response_at <= r.response_due_at
-                elif now > r.response_due_at and r.status in _OPEN:
-                    a.resp_n += 1
-            if r.resolve_due_at is not None:
-                if r.resolved_at is not None:
-                    a.res_n += 1
-                    a.res_ok += r.resolved_at <= r.resolve_due_at
-                elif now > r.resolve_due_at and r.status in _OPEN:
-                    a.res_n += 1
-            if r.status in _OPEN:
-                a.open += 1
-                late = (r.first_response_at is None and r.response_due_at is not None and now > r.response_due_at) \
-                    or (r.resolve_due_at is not None and now > r.resolve_due_at)
-                a.overdue += late
-            if r.resolved_at is not None or r.reopen_count or r.status == CaseStatus.closed:
-                a.resolved_ever += 1
-            a.reopened += r.reopen_count > 0
-            if r.close_reason == CloseReason.rated:
-                a.answered += 1
-                if r.satisfaction is not None:
-                    a.ratings.append(r.satisfaction)  # type: ignore[union-attr]
-            elif r.close_reason == CloseReason.auto_closed_without_rating:
-                a.auto_closed += 1
+    for r in _case_rows(session, since=since, until=now, scope=scope):
+        for a in targets(r.grid_id, r.community_id, r.category):
+            _add_case(a, r, now)
+    for ev in _events(session, RATING_ACTIONS, since=since, until=now, scope=scope):
+        star = _star(ev.data)
+        if star is not None:
+            for a in targets(ev.grid_id, ev.community_id, ev.category):
+                a.ratings.append(star)
+    for ev in _events(session, ("escalate",), since=since, until=now, scope=scope):
+        for a in targets(ev.grid_id, ev.community_id, ev.category):
+            a.escalations += 1
+            a.escalated.add(ev.case_id)
 
     grids = list(session.exec(select_model(Grid)))
     grid_names = {g.id: g.name for g in grids}
     community_names = {g.community_id: g.community_name for g in grids}
-    hotspot_ids = {h.id for h in session.exec(select_model(Hotspot))}
+    hotspot_ids = {h.id for h in session.exec(select_model(Hotspot)) if h.id is not None}
     names = {"total": {"all": "全部"}, "grid": grid_names, "community": community_names,
              "category": category_names or {}}
     out: dict[str, list[Figures]] = {"total": [], "grid": [], "community": [], "category": []}
     for (kind, key), a in sorted(groups.items()):
-        responses = sorted(a.responses)
-        out[kind].append(Figures(
-            key=key, name=names[kind].get(key, key), cases=a.cases,
-            median_response_min=statistics.median(responses) if responses else None,
-            p90_response_min=_p(responses, 0.9), on_time_response=_rate(a.resp_ok, a.resp_n),
-            on_time_resolution=_rate(a.res_ok, a.res_n), open=a.open, overdue=a.overdue,
-            reopen_rate=_rate(a.reopened, a.resolved_ever),
-            satisfaction=statistics.fmean(a.ratings) if a.ratings else None,
-            rating_response_rate=_rate(a.answered, a.answered + a.auto_closed), duplicates=a.duplicates,
-            hotspots=len((a.clusters or set()) & hotspot_ids)))
+        out[kind].append(_figures(key, names[kind].get(key, key), a, hotspot_ids))
     return out
 
 
+# ---------------------------------------------------------------- the console's figures
+@dataclass(frozen=True)
+class WindowFigures:
+    """One window's figures (today, this week, all time) for the overview."""
+
+    window: str
+    label: str
+    start: datetime | None
+    end: datetime
+    cases: int
+    median_response_min: float | None
+    p90_response_min: float | None
+    on_time_response: float | None
+    on_time_resolution: float | None
+    open: int
+    overdue_now: int
+    escalations: int
+    escalated_cases: int
+    satisfaction: float | None
+    ratings: int
+    rating_response_rate: float | None
+    reopen_rate: float | None
+    answered_questions: int
+    refusals: int
+    duplicates: int
+    hotspots: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["start"] = self.start.isoformat() if self.start else None
+        d["end"] = self.end.isoformat()
+        return d
+
+
+@dataclass(frozen=True)
+class Overview:
+    """总览: today's, this week's and all-time figures for a scope (None = the whole street)."""
+
+    now: datetime
+    tz: str
+    scope: list[str] | None
+    today: WindowFigures
+    week: WindowFigures
+    all: WindowFigures
+    labels: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"now": self.now.isoformat(), "tz": self.tz, "scope": self.scope, "labels": dict(self.labels),
+                "windows": dict(WINDOW_LABELS), "today": self.today.to_dict(), "week": self.week.to_dict(),
+                "all": self.all.to_dict()}
+
+
+def window_starts(now: datetime, tz: ZoneInfo) -> dict[str, datetime | None]:
+    """The windows' starts in UTC-aware time: local midnight today, local Monday midnight, and None (all time)."""
+    local = now.astimezone(tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    monday = midnight - timedelta(days=local.weekday())
+    return {"today": midnight, "week": monday, "all": None}
+
+
+def overdue_now(*, session: Session, now: datetime, scope: Collection[str] | None = None) -> int:
+    """Open cases past a due time at `now`, whenever they were opened (merged duplicates left out)."""
+    stmt = select(*(col(c) for c in _CASE_COLS)).where(col(Case.status).in_(sorted(_OPEN)),
+                                                       col(Case.duplicate_of_id).is_(None))
+    if scope is not None:
+        stmt = stmt.where(col(Case.grid_id).in_(list(scope)))
+    return sum(is_overdue(r, now) for r in session.execute(stmt))
+
+
+def question_counts(*, session: Session, since: datetime | None, until: datetime,
+                    scope: Collection[str] | None = None) -> tuple[int, int]:
+    """(answered questions, refusals) in the window. Refusals are the recorded not-found outcomes; where none were
+    recorded (a database from before `casestore.questions`), the review queue's not_found items."""
+    def in_window(stmt: Any, at: Any) -> Any:
+        stmt = stmt.where(at <= until)
+        return stmt.where(at >= since) if since is not None else stmt
+
+    grid_of: dict[int, str | None] | None = None
+    if scope is not None:
+        grid_of = {r.id: r.grid_id for r in session.execute(select(col(Resident.id), col(Resident.grid_id)))}
+    answered = refused = 0
+    recorded = session.execute(select(col(AuditEvent.id)).where(col(AuditEvent.action) == QUESTION_ACTION)
+                               .limit(1)).first() is not None
+    stmt = select(col(AuditEvent.data)).where(col(AuditEvent.action) == QUESTION_ACTION)
+    events: list[dict[str, Any] | None] = list(session.execute(in_window(stmt, col(AuditEvent.at))).scalars())
+    for data in events:
+        if scope is not None and (data or {}).get("grid") not in scope:
+            continue
+        outcome = (data or {}).get("outcome")
+        answered += outcome == Outcome.answered
+        refused += outcome == Outcome.not_found
+    if not recorded:
+        misses = in_window(select(col(ReviewItem.resident_id)).where(col(ReviewItem.kind) == "not_found"),
+                           col(ReviewItem.created_at))
+        residents: list[int | None] = list(session.execute(misses).scalars())
+        for resident_id in residents:
+            if grid_of is None or (resident_id is not None and grid_of.get(resident_id) in (scope or ())):
+                refused += 1
+    return answered, refused
+
+
+def _window(session: Session, name: str, start: datetime | None, now: datetime, scope: Collection[str] | None,
+            overdue: int) -> WindowFigures:
+    t = compute(session=session, now=now, since=start, scope=scope)["total"]
+    f = t[0] if t else Figures(key="all", name="全部")
+    answered, refused = question_counts(session=session, since=start, until=now, scope=scope)
+    return WindowFigures(
+        window=name, label=WINDOW_LABELS[name], start=start, end=now, cases=f.cases,
+        median_response_min=f.median_response_min, p90_response_min=f.p90_response_min,
+        on_time_response=f.on_time_response, on_time_resolution=f.on_time_resolution, open=f.open,
+        overdue_now=overdue, escalations=f.escalations, escalated_cases=f.escalated_cases,
+        satisfaction=f.satisfaction, ratings=f.ratings, rating_response_rate=f.rating_response_rate,
+        reopen_rate=f.reopen_rate, answered_questions=answered, refusals=refused, duplicates=f.duplicates,
+        hotspots=f.hotspots)
+
+
+def overview(*, session: Session, now: datetime, tz: ZoneInfo = SHANGHAI,
+             scope: Collection[str] | None = None) -> Overview:
+    """The overview's figures for today and this week (local days, the week from Monday) and all time; its times
+    are given in `tz`."""
+    now = now.astimezone(tz)
+    overdue = overdue_now(session=session, now=now, scope=scope)
+    windows = {name: _window(session, name, start, now, scope, overdue)
+               for name, start in window_starts(now, tz).items()}
+    return Overview(now=now, tz=str(tz), scope=sorted(scope) if scope is not None else None,
+                    today=windows["today"], week=windows["week"], all=windows["all"], labels=dict(LABELS))
+
+
+def grid_figures(*, session: Session, now: datetime, since: datetime | None = None,
+                 scope: Collection[str] | None = None) -> list[Figures]:
+    """Per-grid figures (the same definitions as the overview), grids of `scope` only."""
+    return compute(session=session, now=now, since=since, scope=scope)["grid"]
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """Case counts, community × category (merged duplicates left out)."""
+
+    communities: list[tuple[str, str]]
+    categories: list[tuple[str, str]]
+    counts: dict[tuple[str, str], int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"communities": [{"id": c, "name": n} for c, n in self.communities],
+                "categories": [{"id": c, "name": n} for c, n in self.categories],
+                "cells": [{"community": c, "category": k, "count": n} for (c, k), n in sorted(self.counts.items())]}
+
+
+def category_heatmap(*, session: Session, now: datetime, since: datetime | None = None,
+                     scope: Collection[str] | None = None, category_names: dict[str, str] | None = None) -> Heatmap:
+    counts: dict[tuple[str, str], int] = {}
+    for r in _case_rows(session, since=since, until=now, scope=scope):
+        if r.duplicate_of_id is None:
+            key = (r.community_id or "?", r.category)
+            counts[key] = counts.get(key, 0) + 1
+    names = {g.community_id: g.community_name for g in session.exec(select_model(Grid))}
+    communities = sorted({c for c, _ in counts} | (set(names) if scope is None else set()))
+    categories = sorted({k for _, k in counts})
+    return Heatmap(communities=[(c, names.get(c, c)) for c in communities],
+                   categories=[(k, (category_names or {}).get(k, k)) for k in categories], counts=counts)
+
+
+@dataclass(frozen=True)
+class WorkerLoad:
+    """One worker's open cases, those overdue, and the on-time resolution rate of the cases assigned to them."""
+
+    worker_id: int
+    name: str
+    role: str
+    grid_id: str | None
+    open: int
+    overdue: int
+    on_time_resolution: float | None
+    resolved: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def worker_load(*, session: Session, now: datetime, since: datetime | None = None,
+                scope: Collection[str] | None = None) -> list[WorkerLoad]:
+    """Each worker's load (the cases currently assigned to them), most open first; workers of `scope` only."""
+    per: dict[int, _Acc] = {}
+    for r in _case_rows(session, since=since, until=now, scope=None):
+        if r.assignee_id is not None:
+            _add_case(per.setdefault(r.assignee_id, _Acc()), r, now)
+    out: list[WorkerLoad] = []
+    for w in session.exec(select_model(Worker).order_by(col(Worker.id))):
+        if w.id is None or (scope is not None and w.grid_id not in scope):
+            continue
+        a = per.get(w.id, _Acc())
+        if not w.active and not a.cases:
+            continue
+        out.append(WorkerLoad(worker_id=w.id, name=w.name, role=w.role, grid_id=w.grid_id, open=a.open,
+                              overdue=a.overdue, on_time_resolution=_rate(a.res_ok, a.res_n), resolved=a.resolved))
+    return sorted(out, key=lambda x: (-x.open, -x.overdue, x.worker_id))
+
+
+# ---------------------------------------------------------------- text
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x * 100:.0f}%"
 
@@ -177,10 +514,11 @@ def summary_text(*, session: Session, now: datetime, tz: object = None, taxonomy
     t = figures["total"][0]
     lines = [
         f"工单 {t.cases} 件（在办 {t.open}，超时 {t.overdue}）；合并重复 {t.duplicates} 件，热点 {t.hotspots} 个",
-        (f"首次响应：中位 {_num(t.median_response_min)} 分钟，P90 {_num(t.p90_response_min)} 分钟，"
+        (f"首次响应（自然时间）：中位 {_num(t.median_response_min)} 分钟，P90 {_num(t.p90_response_min)} 分钟，"
          f"按时响应率 {_pct(t.on_time_response)}"),
-        f"按时办结率 {_pct(t.on_time_resolution)}，退回重办率 {_pct(t.reopen_rate)}",
-        f"满意度 {_num(t.satisfaction, '{:.1f}')} 分（评价率 {_pct(t.rating_response_rate)}，超时未评价不计满意）",
+        f"按时办结率 {_pct(t.on_time_resolution)}，退回重办率 {_pct(t.reopen_rate)}，超时升级 {t.escalations} 次",
+        (f"满意度 {_num(t.satisfaction, '{:.1f}')} 分（{t.ratings} 次评价的平均分；"
+         f"评价率 {_pct(t.rating_response_rate)}，超时未评价不计满意）"),
     ]
     late = sorted((g for g in figures["grid"] if g.overdue), key=lambda g: -g.overdue)[:3]
     if late:

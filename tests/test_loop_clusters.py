@@ -155,7 +155,7 @@ def test_stats_count_promises_and_silence_is_not_satisfaction(engine, policies, 
     t = figures["total"][0]
     assert t.cases == 3 and t.open == 1 and t.overdue == 1
     assert t.median_response_min == 55.0  # 20 and 90 minutes
-    assert t.on_time_response == 1 / 3  # a on time, b late, c unanswered past due
+    assert t.on_time_response == round(1 / 3, 4)  # a on time, b late, c unanswered past due
     assert t.satisfaction == 4.0 and t.rating_response_rate == 0.5  # b's silence counts as no answer
     assert [g.key for g in figures["grid"]] == ["FU01"] and case_by_code(engine, c).first_response_at is None
     with Session(engine) as s:

@@ -3,16 +3,17 @@
 Owns: `compute_figures` (every number comes from the database's cases, audit events, notifications and
 hotspots — never from the simulation's own bookkeeping), `print_summary` (Chinese rich tables) and
 `write_report` (one self-contained HTML file with inline SVG; nothing to fetch).
-Times are per case's first cycle: opened at creation, first response = the first 已联系/处理中/办结 event,
-resolved = the first 办结 event; due times are the SLA windows from creation (a reopen restarts the clock,
-but the promise we measure is the first one).
-Must not: change the database.
+Every figure `quanbot stats` also shows (response times, on-time rates, satisfaction, rating rate, escalations,
+reopen rate) is taken from `casestore.stats` (its all-time window at the run's end) with that module's label, so
+the two agree on the same database. Only the demo's own counts (reminders, rating requests, street-level
+escalations, scenario agreement) are counted here. The HTML timeline draws each case's first cycle (opened at
+creation, first 已联系/处理中/办结 event, first 办结 event), and says so.
+Must not: change the database or define a figure `casestore.stats` defines.
 """
 
 from __future__ import annotations
 
 import html
-import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from bot.demo.simulation import CHANNEL
 from casestore import stats
 from casestore.deadlines import SlaPolicy
 from casestore.models import Account, Case, CaseEvent, CloseReason, Feedback, Hotspot, Notification
+from casestore.stats import LABELS
 from casestore.stats import Figures as GridFigures
 from policies.models import Policies
 
@@ -93,6 +95,9 @@ class Figures:
     ratings: int = 0
     rating_avg: float | None = None
     rating_response_rate: float | None = None
+    reopen_rate: float | None = None
+    answered_questions: int = 0
+    refusals: int = 0
     low_ratings: int = 0
     reopened: int = 0
     auto_closed: int = 0
@@ -107,13 +112,6 @@ class Figures:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1) of a non-empty list."""
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))
-    return ordered[k]
 
 
 def case_lines(session: Session, sla: SlaPolicy) -> list[CaseLine]:
@@ -151,11 +149,14 @@ def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed:
         spots = session.exec(select(Hotspot)).all()
         fig.answer_feedback = len(session.exec(select(col(Feedback.id))).all())
         owners = _chat_users(session)
+        street = stats.overview(session=session, now=now, tz=tz).all  # the one definition of each figure
+        totals = stats.compute(session=session, now=now)["total"]
+        minutes = stats.first_response_minutes(session=session, now=now)
     _agreement(fig, cases, owners, expected or [])
+    total = totals[0] if totals else GridFigures(key="all", name="全部")
     fig.cases = len(lines)
-    handled = [ln for ln in lines if not ln.duplicate]
-    fig.handled_cases = len(handled)
-    fig.duplicates_merged = len(lines) - len(handled)
+    fig.handled_cases = street.cases
+    fig.duplicates_merged = street.duplicates
     for ln in lines:
         fig.by_category.setdefault(ln.category, {}).setdefault(ln.urgency, 0)
         fig.by_category[ln.category][ln.urgency] += 1
@@ -163,50 +164,30 @@ def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed:
         hour = ln.opened.astimezone(tz).hour
         fig.per_hour.setdefault(hour, {}).setdefault(ln.urgency, 0)
         fig.per_hour[hour][ln.urgency] += 1
-    minutes = [(ln.responded - ln.opened).total_seconds() / 60 for ln in handled if ln.responded]
-    fig.responded = len(minutes)
-    if minutes:
-        fig.response_median_min = round(statistics.median(minutes), 1)
-        fig.response_p90_min = round(_pct(minutes, 0.9), 1)
+    fig.responded, fig.resolved = total.responded, total.resolved
+    fig.response_median_min, fig.response_p90_min = street.median_response_min, street.p90_response_min
     fig.histogram = [sum(1 for m in minutes if lo <= m and (hi is None or m < hi)) for lo, hi in HIST_BINS]
-    due_resp = [ln for ln in handled if ln.responded or ln.response_due <= now]
-    if due_resp:
-        on_time = sum(1 for ln in due_resp if ln.responded and ln.responded <= ln.response_due)
-        fig.response_on_time_rate = round(on_time / len(due_resp), 4)
-    due_res = [ln for ln in handled if ln.resolved or ln.resolve_due <= now]
-    fig.resolved = sum(1 for ln in handled if ln.resolved)
-    if due_res:
-        on_time = sum(1 for ln in due_res if ln.resolved and ln.resolved <= ln.resolve_due)
-        fig.resolve_on_time_rate = round(on_time / len(due_res), 4)
-    escalated: set[int] = set()
-    street: set[int] = set()
+    fig.response_on_time_rate, fig.resolve_on_time_rate = street.on_time_response, street.on_time_resolution
+    fig.escalations, fig.escalated_cases = street.escalations, street.escalated_cases
+    fig.ratings, fig.rating_avg = street.ratings, street.satisfaction
+    fig.rating_response_rate, fig.reopen_rate = street.rating_response_rate, street.reopen_rate
+    fig.answered_questions, fig.refusals = street.answered_questions, street.refusals
+    street_level: set[int] = set()
     top = max((s.level for s in policies.sla.escalation.ladder), default=0)
-    ratings: list[int] = []
+    threshold = policies.sla.resident_feedback.reopen_at_or_below
     for ev in events:
         data = ev.data or {}
-        if ev.action == "escalate":
-            fig.escalations += 1
-            escalated.add(ev.case_id)
-            if data.get("level") == top:
-                street.add(ev.case_id)
-        elif ev.action in ("confirm", "reopen") and isinstance(data.get("rating"), int):
-            ratings.append(int(data["rating"]))
-        elif ev.action in ("confirm", "reopen") and "fixed" in data:
-            ratings.append(0)  # answered 已解决/没解决 without stars: a response, not a score
+        if ev.action == "escalate" and data.get("level") == top:
+            street_level.add(ev.case_id)
+        elif ev.action in stats.RATING_ACTIONS and isinstance(data.get("rating"), int):
+            fig.low_ratings += int(data["rating"]) <= threshold
         if ev.action == "reopen":
             fig.reopened += 1
         elif ev.action == "auto_close":
             fig.auto_closed += 1
-    fig.escalated_cases, fig.street_level_cases = len(escalated), len(street)
+    fig.street_level_cases = len(street_level)
     fig.reminders = sum(1 for k in kinds if k.startswith("remind_"))
     fig.rating_requests = sum(1 for k in kinds if k == "rating_request")
-    scored = [r for r in ratings if r > 0]
-    fig.ratings = len(ratings)
-    if scored:
-        fig.rating_avg = round(sum(scored) / len(scored), 2)
-    fig.low_ratings = sum(1 for r in scored if r <= policies.sla.resident_feedback.reopen_at_or_below)
-    if fig.rating_requests:
-        fig.rating_response_rate = round(len(ratings) / fig.rating_requests, 4)
     fig.closed_rated = sum(1 for c in cases if c.close_reason == CloseReason.rated.value)
     fig.still_open = sum(1 for c in cases if c.status not in ("resolved", "closed"))
     fig.hotspots = len(spots)
@@ -293,16 +274,17 @@ def print_summary(console: Console, fig: Figures, policies: Policies, *, missing
         ("居民消息（剧本）", str(fig.messages)),
         ("模拟居民", str(fig.residents)),
         ("工单总数（含合并的重复）", str(fig.cases)),
-        ("派给网格员的工单", str(fig.handled_cases)),
-        ("首次响应 中位数（自然时间）", _min(fig.response_median_min)),
-        ("首次响应 P90（自然时间）", _min(fig.response_p90_min)),
-        ("按时响应率", _rate(fig.response_on_time_rate)),
-        ("按时办结率", _rate(fig.resolve_on_time_rate)),
+        (LABELS["cases"], str(fig.handled_cases)),
+        (LABELS["median_response_min"], _min(fig.response_median_min)),
+        (LABELS["p90_response_min"], _min(fig.response_p90_min)),
+        (LABELS["on_time_response"], _rate(fig.response_on_time_rate)),
+        (LABELS["on_time_resolution"], _rate(fig.resolve_on_time_rate)),
+        (LABELS["reopen_rate"], _rate(fig.reopen_rate)),
         ("催办提醒", str(fig.reminders)),
         ("超时升级（次 / 件）", f"{fig.escalations} / {fig.escalated_cases}"),
         ("升级到街道指挥中心（件）", str(fig.street_level_cases)),
         ("热点（未诉先办）", f"{fig.hotspots}（涉及 {fig.hotspot_reports} 件诉求）"),
-        ("合并的重复工单", str(fig.duplicates_merged)),
+        (LABELS["duplicates"], str(fig.duplicates_merged)),
         ("仍未办结", str(fig.still_open)),
         ("分类与剧本标注一致（类别 / 紧急程度）",
          f"{_rate(fig.category_agreement)} / {_rate(fig.urgency_agreement)}（{fig.labelled_cases} 件）"),
@@ -310,22 +292,25 @@ def print_summary(console: Console, fig: Figures, policies: Policies, *, missing
     for name, value in rows:
         k.add_row(name, value)
     console.print(k)
-    console.print("[dim]注：时间为自然时间。一般件按服务时间（8:30–17:30，工作日）计时限，夜里报的一般件次日上班处理仍算按时，"
-                  "所以 P90 可能很长；按时率按各自的时限计算。[/dim]")
+    console.print("[dim]注：以上与 quanbot stats 同一口径（casestore.stats，全部时间）。时间为自然时间，"
+                  "从当前办理周期开始（报告、退回重办或转派）算起；一般件按服务时间（8:30–17:30，工作日）计时限，夜里报的一般件次日上班处理仍算"
+                  "按时，所以 P90 可能很长；按时率按各自的时限计算。[/dim]")
 
     s = Table(title="居民满意度")
     s.add_column("指标")
     s.add_column("数值", justify="right")
     for name, value in (
         ("评价邀请", str(fig.rating_requests)),
-        ("收到评价", str(fig.ratings)),
-        ("评价率", _rate(fig.rating_response_rate)),
-        ("平均分（1–5）", "—" if fig.rating_avg is None else f"{fig.rating_avg:.2f}"),
-        (f"低分（≤{policies.sla.resident_feedback.reopen_at_or_below}）并退回重办",
+        (LABELS["ratings"], str(fig.ratings)),
+        (LABELS["rating_response_rate"], _rate(fig.rating_response_rate)),
+        (LABELS["satisfaction"], "—" if fig.rating_avg is None else f"{fig.rating_avg:.2f}"),
+        (f"低分（≤{policies.sla.resident_feedback.reopen_at_or_below}）次数 / 退回重办次数",
          f"{fig.low_ratings} / {fig.reopened}"),
         ("评价后办结", str(fig.closed_rated)),
         ("72 小时未评价自动办结", str(fig.auto_closed)),
         ("政策回答的有用/没用反馈", str(fig.answer_feedback)),
+        (LABELS["answered_questions"], str(fig.answered_questions)),
+        (LABELS["refusals"], str(fig.refusals)),
     ):
         s.add_row(name, value)
     console.print(s)
@@ -374,14 +359,16 @@ def render_html(fig: Figures, lines: list[CaseLine], policies: Policies, *, titl
         spans.append(charts.Span(label=label, group=ln.grid, opened=ln.opened, responded=ln.responded,
                                  resolved=ln.resolved, response_on_time=resp_ok, resolve_on_time=res_ok))
     timeline_end = day_end + timedelta(hours=2)
-    tl = charts.timeline("各网格工单时效（开单 → 首次响应 → 办结；超出右边界的以箭头表示）", spans, start=start,
-                         end=timeline_end, tz=tz)
-    cards = [("居民消息", fig.messages), ("工单", fig.cases), ("首次响应中位数", _min(fig.response_median_min)),
-             ("首次响应 P90", _min(fig.response_p90_min)), ("按时响应率", _rate(fig.response_on_time_rate)),
-             ("按时办结率", _rate(fig.resolve_on_time_rate)), ("超时升级", fig.escalations), ("热点", fig.hotspots),
-             ("合并重复", fig.duplicates_merged),
-             ("平均满意度", "—" if fig.rating_avg is None else f"{fig.rating_avg:.2f}"),
-             ("评价率", _rate(fig.rating_response_rate)), ("自动办结", fig.auto_closed)]
+    tl = charts.timeline("各网格工单时效（首个办理周期：开单 → 首次响应 → 办结；超出右边界的以箭头表示）", spans,
+                         start=start, end=timeline_end, tz=tz)
+    cards = [("居民消息", fig.messages), ("工单（含合并的重复）", fig.cases),
+             (LABELS["median_response_min"], _min(fig.response_median_min)),
+             (LABELS["p90_response_min"], _min(fig.response_p90_min)),
+             (LABELS["on_time_response"], _rate(fig.response_on_time_rate)),
+             (LABELS["on_time_resolution"], _rate(fig.resolve_on_time_rate)), (LABELS["escalations"], fig.escalations),
+             (LABELS["hotspots"], fig.hotspots), (LABELS["duplicates"], fig.duplicates_merged),
+             (LABELS["satisfaction"], "—" if fig.rating_avg is None else f"{fig.rating_avg:.2f}"),
+             (LABELS["rating_response_rate"], _rate(fig.rating_response_rate)), ("自动办结", fig.auto_closed)]
     cat_rows = "".join(
         f"<tr><td>{_e(tax.name_of(c))}</td>" + "".join(f"<td class='n'>{row.get(u, 0)}</td>"
                                                         for u in ("emergency", "urgent", "normal"))
