@@ -168,3 +168,19 @@ def worker_addresses(*, session: Session) -> dict[int, Address]:
         if address is not None:
             out[worker_id] = address
     return out
+
+
+def resident_addresses(*, session: Session, resident_ids: list[int]) -> dict[int, Address]:
+    """The push address of each of `resident_ids` that has one, in one query per 500 ids (a notice's recipients)."""
+    by_resident: dict[int, list[Account]] = {}
+    for start in range(0, len(resident_ids), 500):
+        chunk = resident_ids[start:start + 500]
+        for account in session.exec(select(Account).where(col(Account.resident_id).in_(chunk))):
+            assert account.resident_id is not None
+            by_resident.setdefault(account.resident_id, []).append(account)
+    out: dict[int, Address] = {}
+    for resident_id, accounts in by_resident.items():
+        address = _address(accounts)
+        if address is not None:
+            out[resident_id] = address
+    return out

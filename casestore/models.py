@@ -111,6 +111,8 @@ class Resident(ResidentBase, table=True):
     contact_phone: str | None = None  # raw; only the owner and the assignee's task push see it, masked
     consent_at: datetime | None = _ts()
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    # notice topics (casestore.broadcasts.TOPICS keys) the resident asked not to receive; "all" is every topic
+    notice_opt_out: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
 
 
 class Account(SQLModel, table=True):
@@ -261,6 +263,9 @@ class Notification(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("case_id", "kind", "level", "recipient", name="uq_notification_once"),
         Index("ix_notification_pending", "state", "next_attempt_at"),
+        # a NULL case_id never conflicts in uq_notification_once: pushes of no case (notices) are unique here
+        Index("uq_notification_nocase_once", "kind", "level", "recipient", unique=True,
+              postgresql_where=text("case_id IS NULL"), sqlite_where=text("case_id IS NULL")),
     )
     id: int | None = Field(default=None, primary_key=True)
     case_id: int | None = Field(default=None, foreign_key="case.id")
@@ -276,6 +281,24 @@ class Notification(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts()
     sent_at: datetime | None = _ts()
     last_error: str | None = None
+
+
+class Notice(SQLModel, table=True):
+    """A staff notice (停水、停电、电梯维保、疫苗接种…) to the residents of some buildings, an estate, a grid or a
+    community. Unique on `key` (the form's or the command's idempotency key): a repeated click or a resumed run
+    finds this row and queues nothing twice; its deliveries are Notification rows (kind "notice", level = id)."""
+
+    __table_args__ = (UniqueConstraint("key", name="uq_notice_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64)
+    topic: str = Field(max_length=20)  # casestore.broadcasts.TOPICS key
+    text: str = Field(max_length=1000)  # masked
+    target: str = Field(max_length=200)  # "buildings:芙蓉小区:3,芙蓉小区:4", "estate:芙蓉小区", "grid:FU01", ...
+    hotspot_id: int | None = Field(default=None, foreign_key="hotspot.id")
+    recipients: int = 0  # Notification rows queued
+    opted_out: int = 0  # residents of the target left out by their opt-out
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class InboundState(StrEnum):

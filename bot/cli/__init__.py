@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import (chat, db, demo, evaluation, knowledge, policies, review, run, scheduler, stats, understanding,
-                     web)
+from bot.cli import chat, db, demo, evaluation, knowledge, policies, review, run, scheduler, stats, understanding, web
+from bot.cli import notify as notify_command
 from bot.cli.common import console, err_console, quiet_libraries
 
 app = typer.Typer(help="quanbot：网格化社会治理 AI 社工（泉小智式）命令行。", no_args_is_help=True,
@@ -28,6 +28,7 @@ def _every_command() -> None:
 # top-level commands, in the order `quanbot --help` lists them
 for module in (chat, demo, evaluation, knowledge, stats, scheduler, run, understanding, web):
     app.add_typer(module.app)
+app.add_typer(notify_command.app)
 app.add_typer(db.app, name="db")
 app.add_typer(policies.app, name="policies")
 app.add_typer(review.app, name="review")

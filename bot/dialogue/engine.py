@@ -16,7 +16,7 @@ import traceback
 import uuid
 from dataclasses import replace
 
-from bot.dialogue import admin, resident, texts, worker
+from bot.dialogue import admin, notice_optout, resident, texts, worker
 from bot.dialogue.drafts import DialogueData
 from bot.dialogue.state import get_conversation, update_conversation
 from bot.dialogue.turn import DialogueServices, ModelCalls, ModelNeeded, Turn
@@ -82,7 +82,7 @@ class DialogueEngine:
         person = get_worker_by_account(session=turn.session, channel=turn.channel, external_id=turn.external_id)
         if person is not None and person.active:
             worker.handle(turn, person)
-        else:
+        elif not notice_optout.take(turn):  # 「不再接收此类通知」 under a notice, 退订通知, 恢复通知
             resident.handle(turn)
         # written last: a write takes SQLite's lock, which must not be held while a handler waits for the LLM
         account = get_account(session=turn.session, channel=turn.channel, external_id=turn.external_id)
