@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
     web_max_upload_mb: int = Field(default=10, ge=1, le=200)
+    # a running console job whose runner sent no heartbeat this long is taken back by another replica
+    web_job_stale_after_s: int = Field(default=120, ge=2, le=3600)
 
     # time and scheduling
     timezone: str = "Asia/Shanghai"

@@ -31,10 +31,11 @@ def enqueue_job(*, session: Session, kind: str, params: dict[str, Any], actor: s
     return job
 
 
-def claim_job(*, engine: Engine, runner: str, now: datetime, kinds: list[str] | None = None) -> int | None:
-    """Take the oldest queued job (or one whose runner went silent) and commit; its id, or None."""
+def claim_job(*, engine: Engine, runner: str, now: datetime, kinds: list[str] | None = None,
+              stale_after: timedelta = STALE_AFTER) -> int | None:
+    """Take the oldest queued job (or one whose runner was silent for `stale_after`) and commit; its id, or None."""
     with session_scope(engine) as session:
-        stale = now - STALE_AFTER
+        stale = now - stale_after
         stmt = (select(col(Job.id), col(Job.state), col(Job.heartbeat_at))
                 .where((col(Job.state) == JobState.queued.value)
                        | ((col(Job.state) == JobState.running.value) & (col(Job.heartbeat_at) < stale)))

@@ -12,11 +12,14 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from casestore.audit import record_audit
 from casestore.db import session_scope
 from casestore.jobs import claim_job, finish_job, get_job, report_progress
 
@@ -32,6 +35,7 @@ class JobContext:
     params: dict[str, Any]
     actor: str
     services: Services
+    runner: str = ""  # which process runs it ("host:pid:tag")
 
     def progress(self, fraction: float, message: str) -> None:
         report_progress(engine=self.services.engine, job_id=self.job_id, progress=fraction, message=message,
@@ -56,7 +60,7 @@ def job_runner(kind: str) -> Callable[[Runner], Runner]:
 def run_one(services: Services, runner_name: str) -> int | None:
     """Claim and run one queued job; its id, or None when there was none."""
     job_id = claim_job(engine=services.engine, runner=runner_name, now=services.clock.now(),
-                       kinds=sorted(RUNNERS))
+                       kinds=sorted(RUNNERS), stale_after=timedelta(seconds=services.settings.web_job_stale_after_s))
     if job_id is None:
         return None
     with session_scope(services.engine) as session:
@@ -64,7 +68,7 @@ def run_one(services: Services, runner_name: str) -> int | None:
         assert job is not None
         kind, params, actor = job.kind, dict(job.params), job.created_by
     try:
-        result = RUNNERS[kind](JobContext(job_id, params, actor, services))
+        result = RUNNERS[kind](JobContext(job_id, params, actor, services, runner_name))
     except JobFailed as exc:
         finish_job(engine=services.engine, job_id=job_id, now=services.clock.now(), error=str(exc))
     except Exception:
@@ -75,6 +79,27 @@ def run_one(services: Services, runner_name: str) -> int | None:
     else:
         finish_job(engine=services.engine, job_id=job_id, now=services.clock.now(), result=result)
     return job_id
+
+
+NOOP_MAX_S = 60.0
+
+
+@job_runner("noop")
+def run_noop(ctx: JobContext) -> dict[str, Any]:
+    """A harmless job for checking the queue across replicas (tests, an operator's smoke test): waits
+    `seconds` (at most a minute) with a heartbeat, and records each run as a `job_run` audit event."""
+    try:
+        seconds = min(max(float(ctx.params.get("seconds", 0.1)), 0.0), NOOP_MAX_S)
+    except (TypeError, ValueError):
+        raise JobFailed("参数 seconds 应为数字（秒）。") from None
+    with session_scope(ctx.services.engine) as session:
+        record_audit(session=session, actor=ctx.actor, action="job_run", subject=f"job:{ctx.job_id}",
+                     now=ctx.services.clock.now(), data={"runner": ctx.runner})
+    ends = time.monotonic() + seconds
+    while (left := ends - time.monotonic()) > 0:
+        ctx.progress(1 - left / seconds, "等待中")
+        time.sleep(min(left, 0.2))
+    return {"runner": ctx.runner, "seconds": seconds}
 
 
 class JobWorker(threading.Thread):
