@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, literal, or_, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
@@ -109,24 +109,26 @@ class Figures:
 
 @dataclass
 class _Acc:
-    responses: list[float] = field(default_factory=list)
-    resp_ok: int = 0
-    resp_n: int = 0
-    res_ok: int = 0
-    res_n: int = 0
+    """One group's sums, from SQL (cases, events) plus its response minutes and star ratings."""
+
     cases: int = 0
+    duplicates: int = 0
+    resp_n: int = 0
+    resp_ok: int = 0
+    res_n: int = 0
+    res_ok: int = 0
     open: int = 0
     overdue: int = 0
     resolved: int = 0
     resolved_ever: int = 0
     reopened: int = 0
-    ratings: list[int] = field(default_factory=list)
     answered: int = 0
     auto_closed: int = 0
-    duplicates: int = 0
-    clusters: set[int] = field(default_factory=set)
+    hotspots: int = 0
     escalations: int = 0
-    escalated: set[int] = field(default_factory=set)
+    escalated_cases: int = 0
+    responses: list[float] = field(default_factory=list)
+    ratings: list[int] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the definitions
@@ -146,65 +148,129 @@ def _rate(ok: int, n: int) -> float | None:
     return round(ok / n, 4) if n else None
 
 
-def response_minutes(case: Any) -> float | None:
-    """Minutes from the start of the case's current cycle to its first response in it; None if unanswered."""
-    if case.first_response_at is None:
-        return None
-    start = case.clock_started_at or case.created_at
-    return max(0.0, (case.first_response_at - start).total_seconds() / 60)
+def _flag(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def is_open() -> Any:
+    return col(Case.status).in_(sorted(_OPEN))
+
+
+def overdue_condition(now: datetime) -> Any:
+    """The rule for "overdue" as SQL (the board filters with it too): open and past its response due time
+    (unanswered) or its resolution due time."""
+    return and_(is_open(), or_(and_(col(Case.first_response_at).is_(None), col(Case.response_due_at).is_not(None),
+                                    col(Case.response_due_at) < now),
+                               and_(col(Case.resolve_due_at).is_not(None), col(Case.resolve_due_at) < now)))
+
+
+def _response_minutes_sql(dialect: str) -> Any:
+    """Minutes from the current cycle's start (clock_started_at, else the report) to the first response."""
+    start = func.coalesce(col(Case.clock_started_at), col(Case.created_at))
+    if dialect == "postgresql":
+        return func.extract("epoch", col(Case.first_response_at) - start) / 60.0
+    return (func.julianday(col(Case.first_response_at)) - func.julianday(start)) * 1440.0
+
+
+def _case_filters(*, since: datetime | None, until: datetime | None, scope: Collection[str] | None) -> list[Any]:
+    where: list[Any] = []
+    if since is not None:
+        where.append(col(Case.created_at) >= since)
+    if until is not None:
+        where.append(col(Case.created_at) <= until)
+    if scope is not None:
+        where.append(col(Case.grid_id).in_(sorted(scope)))
+    return where
+
+
+def _event_filters(*, since: datetime | None, until: datetime | None, scope: Collection[str] | None) -> list[Any]:
+    where: list[Any] = []
+    if since is not None:
+        where.append(col(CaseEvent.at) >= since)
+    if until is not None:
+        where.append(col(CaseEvent.at) <= until)
+    if scope is not None:
+        where.append(col(Case.grid_id).in_(sorted(scope)))
+    return where
+
+
+def _star(data: dict[str, Any] | None) -> int | None:
+    rating = (data or {}).get("rating")
+    return rating if isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5 else None
+
+
+_SUMS = ("cases", "duplicates", "resp_n", "resp_ok", "res_n", "res_ok", "open", "overdue", "resolved",
+         "resolved_ever", "reopened", "answered", "auto_closed", "hotspots")  # _aggregate's columns, in order
+
+
+def _rows(session: Session, stmt: Any) -> list[Any]:
+    return list(session.execute(stmt).all())
+
+
+def _aggregate(session: Session, key: Any, *, now: datetime, since: datetime | None,
+               scope: Collection[str] | None, events: bool = True) -> dict[Any, _Acc]:
+    """Every figure's parts per value of `key` (a Case column, or None for one group keyed None)."""
+    group = [key] if key is not None else []
+    keycol = key if key is not None else literal(None)
+    real = col(Case.duplicate_of_id).is_(None)
+    due_resp, due_res = col(Case.response_due_at), col(Case.resolve_due_at)
+    first, resolved = col(Case.first_response_at), col(Case.resolved_at)
+    cases_where = _case_filters(since=since, until=now, scope=scope)
+    stmt = (select(keycol,
+                   _flag(real), _flag(~real),
+                   _flag(and_(real, due_resp.is_not(None),
+                              or_(first.is_not(None), and_(due_resp < now, is_open())))),
+                   _flag(and_(real, due_resp.is_not(None), first.is_not(None), first <= due_resp)),
+                   _flag(and_(real, due_res.is_not(None),
+                              or_(resolved.is_not(None), and_(due_res < now, is_open())))),
+                   _flag(and_(real, due_res.is_not(None), resolved.is_not(None), resolved <= due_res)),
+                   _flag(and_(real, is_open())), _flag(and_(real, overdue_condition(now))),
+                   _flag(and_(real, resolved.is_not(None))),
+                   _flag(and_(real, or_(resolved.is_not(None), col(Case.reopen_count) > 0,
+                                        col(Case.status) == CaseStatus.closed.value))),
+                   _flag(and_(real, col(Case.reopen_count) > 0)),
+                   _flag(and_(real, col(Case.close_reason) == CloseReason.rated.value)),
+                   _flag(and_(real, col(Case.close_reason) == CloseReason.auto_closed_without_rating.value)),
+                   func.count(func.distinct(case((col(Case.cluster_id).in_(select(col(Hotspot.id))),
+                                                  col(Case.cluster_id)), else_=None))))
+            .where(*cases_where).group_by(*group))
+    out: dict[Any, _Acc] = {}
+    for row in _rows(session, stmt):
+        k, *n = row
+        acc = out[k] = _Acc()
+        for name, value in zip(_SUMS, n, strict=True):
+            setattr(acc, name, int(value or 0))
+    dialect = session.get_bind().dialect.name
+    minutes = (select(keycol, _response_minutes_sql(dialect))
+               .where(*cases_where, real, first.is_not(None)))
+    for k, m in _rows(session, minutes):
+        out.setdefault(k, _Acc()).responses.append(max(0.0, float(m)))
+    if not events:
+        return out
+    joined = select(keycol, col(CaseEvent.data)).join(Case, col(Case.id) == col(CaseEvent.case_id))
+    for k, data in _rows(session, joined.where(col(CaseEvent.action).in_(RATING_ACTIONS),
+                                                *_event_filters(since=since, until=now, scope=scope))):
+        star = _star(data)
+        if star is not None:
+            out.setdefault(k, _Acc()).ratings.append(star)
+    escalations = (select(keycol, func.count(), func.count(func.distinct(col(CaseEvent.case_id))))
+                   .join(Case, col(Case.id) == col(CaseEvent.case_id))
+                   .where(col(CaseEvent.action) == "escalate", *_event_filters(since=since, until=now, scope=scope))
+                   .group_by(*group))
+    for k, n, distinct in _rows(session, escalations):
+        acc = out.setdefault(k, _Acc())
+        acc.escalations, acc.escalated_cases = int(n), int(distinct)
+    return out
 
 
 def first_response_minutes(*, session: Session, now: datetime, since: datetime | None = None,
                            scope: Collection[str] | None = None) -> list[float]:
     """Each answered case's first-response minutes (merged duplicates left out), for a histogram."""
-    return sorted(m for r in _case_rows(session, since=since, until=now, scope=scope)
-                  if r.duplicate_of_id is None and (m := response_minutes(r)) is not None)
+    parts = _aggregate(session, None, now=now, since=since, scope=scope, events=False)
+    return sorted(parts[None].responses) if None in parts else []
 
 
-def is_overdue(case: Any, now: datetime) -> bool:
-    """Open and past its response due time (unanswered) or its resolution due time."""
-    if case.status not in _OPEN:
-        return False
-    return bool((case.first_response_at is None and case.response_due_at is not None and now > case.response_due_at)
-                or (case.resolve_due_at is not None and now > case.resolve_due_at))
-
-
-def _add_case(a: _Acc, r: Any, now: datetime) -> None:
-    if r.cluster_id is not None:
-        a.clusters.add(r.cluster_id)
-    if r.duplicate_of_id is not None:
-        a.duplicates += 1
-        return
-    a.cases += 1
-    minutes = response_minutes(r)
-    if minutes is not None:
-        a.responses.append(minutes)
-    if r.response_due_at is not None:
-        if r.first_response_at is not None:
-            a.resp_n += 1
-            a.resp_ok += r.first_response_at <= r.response_due_at
-        elif now > r.response_due_at and r.status in _OPEN:
-            a.resp_n += 1
-    if r.resolve_due_at is not None:
-        if r.resolved_at is not None:
-            a.res_n += 1
-            a.res_ok += r.resolved_at <= r.resolve_due_at
-        elif now > r.resolve_due_at and r.status in _OPEN:
-            a.res_n += 1
-    if r.status in _OPEN:
-        a.open += 1
-        a.overdue += is_overdue(r, now)
-    a.resolved += r.resolved_at is not None
-    if r.resolved_at is not None or r.reopen_count or r.status == CaseStatus.closed:
-        a.resolved_ever += 1
-    a.reopened += r.reopen_count > 0
-    if r.close_reason == CloseReason.rated:
-        a.answered += 1
-    elif r.close_reason == CloseReason.auto_closed_without_rating:
-        a.auto_closed += 1
-
-
-def _figures(key: str, name: str, a: _Acc, hotspot_ids: set[int]) -> Figures:
+def _figures(key: str, name: str, a: _Acc) -> Figures:
     return Figures(
         key=key, name=name, cases=a.cases,
         median_response_min=_minutes(statistics.median(a.responses)) if a.responses else None,
@@ -213,47 +279,12 @@ def _figures(key: str, name: str, a: _Acc, hotspot_ids: set[int]) -> Figures:
         reopen_rate=_rate(a.reopened, a.resolved_ever),
         satisfaction=round(statistics.fmean(a.ratings), 2) if a.ratings else None,
         rating_response_rate=_rate(a.answered, a.answered + a.auto_closed), duplicates=a.duplicates,
-        hotspots=len(a.clusters & hotspot_ids), responded=len(a.responses), resolved=a.resolved,
-        ratings=len(a.ratings), escalations=a.escalations, escalated_cases=len(a.escalated))
+        hotspots=a.hotspots, responded=len(a.responses), resolved=a.resolved,
+        ratings=len(a.ratings), escalations=a.escalations, escalated_cases=a.escalated_cases)
 
 
-_CASE_COLS = (Case.id, Case.grid_id, Case.community_id, Case.category, Case.status, Case.created_at,
-              Case.clock_started_at, Case.response_due_at, Case.resolve_due_at, Case.first_response_at,
-              Case.resolved_at, Case.close_reason, Case.satisfaction, Case.reopen_count, Case.duplicate_of_id,
-              Case.cluster_id, Case.assignee_id)
-
-
-def _case_rows(session: Session, *, since: datetime | None, until: datetime | None,
-               scope: Collection[str] | None) -> list[Any]:
-    stmt = select(*(col(c) for c in _CASE_COLS))
-    if since is not None:
-        stmt = stmt.where(col(Case.created_at) >= since)
-    if until is not None:
-        stmt = stmt.where(col(Case.created_at) <= until)
-    if scope is not None:
-        stmt = stmt.where(col(Case.grid_id).in_(list(scope)))
-    return list(session.execute(stmt))
-
-
-def _events(session: Session, actions: Collection[str], *, since: datetime | None, until: datetime | None,
-            scope: Collection[str] | None) -> list[Any]:
-    """(case id, grid, community, category, duplicate?, data) of the case events of `actions` in the window."""
-    stmt = (select(col(CaseEvent.case_id), col(CaseEvent.data), col(Case.grid_id), col(Case.community_id),
-                   col(Case.category))
-            .join(Case, col(Case.id) == col(CaseEvent.case_id))
-            .where(col(CaseEvent.action).in_(list(actions))))
-    if since is not None:
-        stmt = stmt.where(col(CaseEvent.at) >= since)
-    if until is not None:
-        stmt = stmt.where(col(CaseEvent.at) <= until)
-    if scope is not None:
-        stmt = stmt.where(col(Case.grid_id).in_(list(scope)))
-    return list(session.execute(stmt))
-
-
-def _star(data: dict[str, Any] | None) -> int | None:
-    rating = (data or {}).get("rating")
-    return rating if isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5 else None
+def _has_anything(a: _Acc) -> bool:
+    return bool(a.cases or a.duplicates or a.ratings or a.escalations)
 
 
 def compute(*, session: Session, now: datetime, since: datetime | None = None, grid_id: str | None = None,
@@ -263,35 +294,17 @@ def compute(*, session: Session, now: datetime, since: datetime | None = None, g
     from `since` to `now`, event figures over events from `since` to `now` (see the module docstring)."""
     if grid_id is not None:
         scope = {grid_id} if scope is None else set(scope) & {grid_id}
-    groups: dict[tuple[str, str], _Acc] = {}
-
-    def targets(grid: str | None, community: str | None, category: str) -> list[_Acc]:
-        keys = (("total", "all"), ("grid", grid or "(未定位)"), ("community", community or "?"),
-                ("category", category))
-        return [groups.setdefault(k, _Acc()) for k in keys]
-
-    for r in _case_rows(session, since=since, until=now, scope=scope):
-        for a in targets(r.grid_id, r.community_id, r.category):
-            _add_case(a, r, now)
-    for ev in _events(session, RATING_ACTIONS, since=since, until=now, scope=scope):
-        star = _star(ev.data)
-        if star is not None:
-            for a in targets(ev.grid_id, ev.community_id, ev.category):
-                a.ratings.append(star)
-    for ev in _events(session, ("escalate",), since=since, until=now, scope=scope):
-        for a in targets(ev.grid_id, ev.community_id, ev.category):
-            a.escalations += 1
-            a.escalated.add(ev.case_id)
-
     grids = list(session.exec(select_model(Grid)))
-    grid_names = {g.id: g.name for g in grids}
-    community_names = {g.community_id: g.community_name for g in grids}
-    hotspot_ids = {h.id for h in session.exec(select_model(Hotspot)) if h.id is not None}
-    names = {"total": {"all": "全部"}, "grid": grid_names, "community": community_names,
-             "category": category_names or {}}
-    out: dict[str, list[Figures]] = {"total": [], "grid": [], "community": [], "category": []}
-    for (kind, key), a in sorted(groups.items()):
-        out[kind].append(_figures(key, names[kind].get(key, key), a, hotspot_ids))
+    names = {"total": {"all": "全部"}, "grid": {g.id: g.name for g in grids},
+             "community": {g.community_id: g.community_name for g in grids}, "category": category_names or {}}
+    keys = {"total": None, "grid": col(Case.grid_id), "community": col(Case.community_id),
+            "category": col(Case.category)}
+    unknown = {"total": "all", "grid": "(未定位)", "community": "?", "category": "?"}
+    out: dict[str, list[Figures]] = {}
+    for kind, key in keys.items():
+        parts = _aggregate(session, key, now=now, since=since, scope=scope)
+        rows = [(unknown[kind] if k is None else str(k), a) for k, a in parts.items() if _has_anything(a)]
+        out[kind] = [_figures(k, names[kind].get(k, k), a) for k, a in sorted(rows, key=lambda r: r[0])]
     return out
 
 
@@ -357,11 +370,9 @@ def window_starts(now: datetime, tz: ZoneInfo) -> dict[str, datetime | None]:
 
 def overdue_now(*, session: Session, now: datetime, scope: Collection[str] | None = None) -> int:
     """Open cases past a due time at `now`, whenever they were opened (merged duplicates left out)."""
-    stmt = select(*(col(c) for c in _CASE_COLS)).where(col(Case.status).in_(sorted(_OPEN)),
-                                                       col(Case.duplicate_of_id).is_(None))
-    if scope is not None:
-        stmt = stmt.where(col(Case.grid_id).in_(list(scope)))
-    return sum(is_overdue(r, now) for r in session.execute(stmt))
+    stmt = select(func.count()).select_from(Case).where(overdue_condition(now), col(Case.duplicate_of_id).is_(None),
+                                                        *_case_filters(since=None, until=None, scope=scope))
+    return int(session.execute(stmt).scalar_one())
 
 
 def question_counts(*, session: Session, since: datetime | None, until: datetime,
@@ -398,8 +409,8 @@ def question_counts(*, session: Session, since: datetime | None, until: datetime
 
 def _window(session: Session, name: str, start: datetime | None, now: datetime, scope: Collection[str] | None,
             overdue: int) -> WindowFigures:
-    t = compute(session=session, now=now, since=start, scope=scope)["total"]
-    f = t[0] if t else Figures(key="all", name="全部")
+    parts = _aggregate(session, None, now=now, since=start, scope=scope)  # the street total only
+    f = _figures("all", "全部", parts.get(None, _Acc()))
     answered, refused = question_counts(session=session, since=start, until=now, scope=scope)
     return WindowFigures(
         window=name, label=WINDOW_LABELS[name], start=start, end=now, cases=f.cases,
@@ -445,11 +456,14 @@ class Heatmap:
 
 def category_heatmap(*, session: Session, now: datetime, since: datetime | None = None,
                      scope: Collection[str] | None = None, category_names: dict[str, str] | None = None) -> Heatmap:
+    """Cases opened in the window per (community, category), merged duplicates left out."""
+    stmt = (select(col(Case.community_id), col(Case.category), func.count())
+            .where(col(Case.duplicate_of_id).is_(None), *_case_filters(since=since, until=now, scope=scope))
+            .group_by(col(Case.community_id), col(Case.category)))
     counts: dict[tuple[str, str], int] = {}
-    for r in _case_rows(session, since=since, until=now, scope=scope):
-        if r.duplicate_of_id is None:
-            key = (r.community_id or "?", r.category)
-            counts[key] = counts.get(key, 0) + 1
+    for community, category, n in _rows(session, stmt):
+        key = (community or "?", category)
+        counts[key] = counts.get(key, 0) + int(n)
     names = {g.community_id: g.community_name for g in session.exec(select_model(Grid))}
     communities = sorted({c for c, _ in counts} | (set(names) if scope is None else set()))
     categories = sorted({k for _, k in counts})
@@ -477,10 +491,7 @@ class WorkerLoad:
 def worker_load(*, session: Session, now: datetime, since: datetime | None = None,
                 scope: Collection[str] | None = None) -> list[WorkerLoad]:
     """Each worker's load (the cases currently assigned to them), most open first; workers of `scope` only."""
-    per: dict[int, _Acc] = {}
-    for r in _case_rows(session, since=since, until=now, scope=None):
-        if r.assignee_id is not None:
-            _add_case(per.setdefault(r.assignee_id, _Acc()), r, now)
+    per = _aggregate(session, col(Case.assignee_id), now=now, since=since, scope=None, events=False)
     out: list[WorkerLoad] = []
     for w in session.exec(select_model(Worker).order_by(col(Worker.id))):
         if w.id is None or (scope is not None and w.grid_id not in scope):
