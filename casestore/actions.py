@@ -8,6 +8,8 @@ read FOR UPDATE so that a worker's tap waits for a running sweep instead of fail
 The resident hears every step (accepted, contacted, an approved extension with its time and reason, a transfer
 by position, the resolution with the worker's note and photo) as a Notification in the same transaction
 (`notices.PROGRESS`, `notices.rating_request`). `list_pending_extensions` is a supervisor's approval queue.
+Above the assignee (a supervisor, or the console's admin `Actor`): `close` with a note, `merge_duplicate`
+into an open original, `reopen` with a reason (routed back like a resident's 没解决).
 Must not: know the channel; the handlers parse buttons and call these functions.
 """
 
@@ -23,6 +25,7 @@ from casestore.cases import apply_action, get_case
 from casestore.clock import Clock
 from casestore.deadlines import SlaPolicy
 from casestore.dispatch import record_notification
+from casestore.duplicates import BigramSimilarity, case_text, merge_into
 from casestore.errors import DomainError, IllegalTransition
 from casestore.feedback import request_rating
 from casestore.intake import assign_to
@@ -38,9 +41,13 @@ from casestore.routing import (
     route,
     supervisor_for,
 )
+from casestore.states import OPEN
 from casestore.sweep import first_reminder_at, next_point
 from policies.models import Policies
 
+_EXTENDABLE = frozenset({CaseStatus.assigned, CaseStatus.accepted, CaseStatus.in_progress})
+CLOSED_BY_STAFF = "closed_by_staff"  # Case.close_reason of `close`
+NOTE_MAX = 2000
 _KEPT_AWAY = "这是投诉本网格或社区工作人员的工单，不能转给被投诉的人员或本网格人员，请转给网格长或街道指挥中心。"
 
 
@@ -250,3 +257,83 @@ def view(*, session: Session, code: str, actor: Actor) -> Case:
     case = get_case(session=session, code=code.strip().upper())
     require("view", case, actor)
     return case
+
+
+def pending_extension(*, session: Session, case: Case) -> PendingExtension | None:
+    """The extension request of `case` still waiting for a decision, if any (what the worker asked and why)."""
+    if CaseStatus(case.status) not in _EXTENDABLE:
+        return None
+    events = _extension_events(session, case)
+    if not events or events[-1].action != "request_extension":
+        return None
+    request = events[-1]
+    return PendingExtension(case=case, until=datetime.fromisoformat(request.data["until"]),
+                            reason=request.note or "", requested_by=request.actor)
+
+
+def close(*, session: Session, code: str, actor: Actor, clock: Clock, note: str) -> Case:
+    """结案 from above the assignee with a note: an open or resolved case closes now (a resolution time is set
+    if it had none, so the on-time resolution figure still sees a late case)."""
+    note = note.strip()
+    if not note:
+        raise DomainError("close needs a note", "请填写结案说明。")
+    now = clock.now()
+    case = _load(session, code)
+    require("close", case, actor)
+    changes: dict[str, object] = {"closed_at": now, "close_reason": CLOSED_BY_STAFF, "next_reminder_at": None}
+    if case.resolved_at is None:
+        changes["resolved_at"] = now
+    return apply_action(session=session, case=case, action="close", actor=actor.label, now=now,
+                        note=note[:NOTE_MAX], changes=changes)
+
+
+def merge_duplicate(*, session: Session, code: str, into: str, actor: Actor, clock: Clock) -> Case:
+    """合并重复: close the open case `code` as a duplicate of the open case `into` (its reporter follows the
+    original); both must be within the actor's reach."""
+    now = clock.now()
+    case = _load(session, code)
+    original = _load(session, into)
+    if case.id == original.id:
+        raise DomainError("merge into itself", "不能把工单合并到它自己。")
+    require("merge_duplicate", case, actor)
+    require("view", original, actor)
+    if CaseStatus(original.status) not in OPEN or original.duplicate_of_id is not None:
+        raise IllegalTransition(f"merge target {original.code} is not an open original",
+                                "目标工单已办结或本身是重复工单，请选择一个在办的原工单。")
+    score = BigramSimilarity().similarity(case_text(case.title, case.description),
+                                          case_text(original.title, original.description))
+    merge_into(session=session, new_case=case, original=original, score=score, actor=actor.label, now=now)
+    return case
+
+
+def reopen(*, session: Session, policies: Policies, sla: SlaPolicy, code: str, actor: Actor, clock: Clock,
+           reason: str) -> Case:
+    """重新办理 from above the assignee: a resolved or closed case is reopened with a fresh clock and routed back
+    (the same assignee if still available), as a resident's 没解决 does (casestore.feedback.rate)."""
+    reason = reason.strip()
+    if not reason:
+        raise DomainError("reopen needs a reason", "请说明重新办理的原因。")
+    now = clock.now()
+    case = _load(session, code)
+    require("reopen", case, actor)
+    if case.duplicate_of_id is not None:
+        original = session.get(Case, case.duplicate_of_id)
+        raise IllegalTransition(f"case {case.code} was merged", "这是已合并的重复工单，请重新办理原工单 "
+                                f"{original.code if original else ''}。")
+    apply_action(session=session, case=case, action="reopen", actor=actor.label, now=now, note=reason[:NOTE_MAX],
+                 changes={"reopen_count": case.reopen_count + 1, "clock_cycle": case.clock_cycle + 1,
+                          "resolved_at": None, "closed_at": None, "close_reason": None, "next_reminder_at": None},
+                 data={"by": "staff"})
+    previous = session.get(Worker, case.assignee_id) if case.assignee_id is not None else None
+    away = kept_away(session=session, case=case)
+    if previous is not None and is_available(previous) and previous.id not in away:
+        assignment = Assignment(worker=previous, role=case.assignee_role or previous.role,
+                                wanted_role=case.assignee_role or previous.role, reason="reopened: same assignee")
+    else:
+        routed = route(session=session, policies=policies, intent=case.intent, category=case.category,
+                       urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
+                       target=case.complaint_target, target_roles=case.complaint_roles or [], exclude_worker_ids=away)
+        assignment = Assignment(worker=routed.worker, role=routed.role, wanted_role=routed.wanted_role,
+                                reason="reopened; previous assignee unavailable; " + routed.reason, cc=routed.cc)
+    return assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment,
+                     action="assign", actor="system", now=now, note=assignment.reason, push="reopened")

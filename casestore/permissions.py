@@ -3,7 +3,9 @@
 Owns: `Actor` (a resolved person: a worker, a resident or an admin, named for the audit trail), `actor_for`
 (an account to an Actor), `can` and `require`. Scope: the assignee works their case; the supervisor (网格长) of
 the case's community and the street command centre may act on any case there; an admin may act anywhere;
-extension requests are decided by a supervisor or an admin, never by the requester; a resident sees and rates
+extension requests, closing with a note, merging a duplicate and a staff reopen are decided by a supervisor
+or an admin, never by the assignee; an admin may be limited to some grids (`Actor.grid_ids`, the console's
+community and grid accounts); a resident sees and rates
 only their own cases. A refusal is logged (action, case code, actor); it is not written as a CaseEvent
 because a refused attempt is not a change of the case.
 Must not: change anything.
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 # actions a resident takes on their own case; everything else is staff work
 RESIDENT_ACTIONS = frozenset({"view", "confirm", "reopen", "rate"})
 # actions decided above the assignee
-SUPERVISOR_ACTIONS = frozenset({"approve_extension", "deny_extension"})
+SUPERVISOR_ACTIONS = frozenset({"approve_extension", "deny_extension", "close", "merge_duplicate"})
 # the button and the state machine use different names for two moves
 _MOVE_OF = {"extend": "request_extension", "deny_extension": "approve_extension", "rate": "confirm"}
 
@@ -38,6 +40,8 @@ class Actor:
     worker: Worker | None = None
     resident_id: int | None = None
     is_admin: bool = False
+    # an admin limited to these grids (a console account of one community or grid); None: everywhere
+    grid_ids: frozenset[str] | None = None
 
 
 def actor_for(*, session: Session, channel: str, external_id: int | str, is_admin: bool = False) -> Actor:
@@ -58,7 +62,7 @@ def actor_for(*, session: Session, channel: str, external_id: int | str, is_admi
 
 def _in_scope(actor: Actor, case: Case, *, assignee_allowed: bool) -> bool:
     if actor.is_admin:
-        return True
+        return actor.grid_ids is None or (case.grid_id is not None and case.grid_id in actor.grid_ids)
     worker = actor.worker
     if worker is None or not worker.active:
         return False
@@ -87,6 +91,8 @@ def allowed_by_role(action: str, case: Case, actor: Actor) -> bool:
     if actor.resident_id is not None and actor.worker is None and not actor.is_admin:
         return action in RESIDENT_ACTIONS and case.resident_id == actor.resident_id
     if action in SUPERVISOR_ACTIONS:
+        return _in_scope(actor, case, assignee_allowed=False)
+    if action == "reopen":  # a resident's own move; above the assignee, staff may reopen too (the console)
         return _in_scope(actor, case, assignee_allowed=False)
     if action in RESIDENT_ACTIONS - {"view"}:
         return False  # staff do not rate or confirm for a resident

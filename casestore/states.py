@@ -29,7 +29,10 @@ TRANSITIONS: dict[str, Move] = {
     "escalate": Move(OPEN, None),
     "request_extension": Move(frozenset({S.assigned, S.accepted, S.in_progress}), None),
     "approve_extension": Move(frozenset({S.assigned, S.accepted, S.in_progress}), None),
-    "merge_duplicate": Move(frozenset({S.new}), S.closed),
+    # at intake (new) or later from the console, while the report is still open
+    "merge_duplicate": Move(OPEN, S.closed),
+    # staff close a case with a note (the console): open or waiting for the resident's rating
+    "close": Move(OPEN | {S.resolved}, S.closed),
     "withdraw": Move(OPEN, S.closed),
     "note": Move(OPEN | {S.resolved}, None),
     # a report joins a hotspot (未诉先办) whatever its status: a merged duplicate is closed and still counts
