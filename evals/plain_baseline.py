@@ -17,6 +17,33 @@ from knowledge.documents import LoadError, list_documents, load_document
 from knowledge.embeddings import Embedder
 
 CHUNK_SIZE, CHUNK_OVERLAP, TOP_K = 500, 50, 3
+# passages go to the embedder a few at a time: each call looks in the shared disk cache first, so a second process
+# filling the same cache from the other end (evals.runner's lanes, `evals.suites.retrieval.prefetch_passages`)
+# saves this one the work. The vectors do not depend on how texts are grouped (tests/test_embedding_cache.py).
+EMBED_SLICE = 16
+
+
+def embed_in_slices(embedder: Embedder, texts: list[str], size: int = EMBED_SLICE) -> list[list[float]]:
+    """`embedder.embed_documents(texts)`, asked `size` texts at a time."""
+    out: list[list[float]] = []
+    for i in range(0, len(texts), size):
+        out.extend(embedder.embed_documents(texts[i:i + size]))
+    return out
+
+
+def split_documents(docs_dir: Path) -> list[Any]:
+    """The baseline's chunks (langchain Documents with their doc_id), in the order they are embedded."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
+    chunks: list[Any] = []
+    for path in list_documents(Path(docs_dir)):
+        try:
+            doc = load_document(path)
+        except LoadError:
+            continue
+        chunks.extend(splitter.create_documents([doc.text], metadatas=[{"doc_id": doc.doc_id}]))
+    return chunks
 
 
 def available() -> bool:
@@ -34,25 +61,16 @@ class PlainBaseline:
     def __init__(self, docs_dir: Path, embedder: Embedder) -> None:
         import chromadb
         from langchain_chroma import Chroma
-        from langchain_core.documents import Document
         from langchain_core.embeddings import Embeddings
-        from langchain_text_splitters import RecursiveCharacterTextSplitter
 
         class _Same(Embeddings):  # quanbot's embedder behind langchain's interface: the same vectors
             def embed_documents(self, texts: list[str]) -> list[list[float]]:
-                return [list(map(float, v)) for v in embedder.embed_documents(list(texts))]
+                return [list(map(float, v)) for v in embed_in_slices(embedder, list(texts))]
 
             def embed_query(self, text: str) -> list[float]:
                 return list(map(float, embedder.embed_query(text)))
 
-        splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
-        chunks: list[Document] = []
-        for path in list_documents(Path(docs_dir)):
-            try:
-                doc = load_document(path)
-            except LoadError:
-                continue
-            chunks.extend(splitter.create_documents([doc.text], metadatas=[{"doc_id": doc.doc_id}]))
+        chunks = split_documents(Path(docs_dir))
         self.chunks = len(chunks)
         client: Any = chromadb.EphemeralClient()
         self._store = Chroma(collection_name=f"plain-{uuid.uuid4().hex[:8]}", embedding_function=_Same(),

