@@ -4,7 +4,11 @@
 Each function returns the file's new text, already checked to load with the same reader the product uses, and
 `write_atomically` puts it in place; nothing is written when a check fails. The files are appended to as text, so
 their comments and layout stay as the admins wrote them (no round-trip YAML library is installed).
-Must not: touch the database (the caller resolves the review item in the same unit of work) or read settings.
+`resolve_with_faq` / `resolve_with_scope` / `resolve_with_lexicon` / `dismiss` are the whole fix for one review
+item, as `quanbot review` and the console's 知识库 page both apply it: the item is resolved (casestore.review, with its
+audit event, in the caller's session) and the file replaced after that flush and before the commit, so a failed
+write rolls the item back and a failed check writes nothing.
+Must not: open a session or commit (the caller owns the unit of work) or read settings (`CurationPaths` come in).
 """
 
 from __future__ import annotations
@@ -13,11 +17,17 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlmodel import Session
 
+from casestore.models import ReviewItem
+from casestore.review import dismiss_item, resolve_item
 from knowledge.documents import list_documents
 from knowledge.faq import FaqError, load_faq
 from knowledge.scope import ScopeError, load_scope_examples
@@ -222,3 +232,67 @@ def write_atomically(path: Path, text: str) -> None:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
+
+
+# ---------------- one review item's fix, applied (the CLI and the console) ----------------
+@dataclass(frozen=True)
+class CurationPaths:
+    """Where the fixes go: settings.knowledge_dir, faq_path, scope_examples and POLICIES_DIR/lexicon.yaml."""
+
+    knowledge_dir: Path
+    faq_path: Path
+    scope_examples: Path
+    lexicon: Path
+
+    @classmethod
+    def of(cls, settings: Any) -> CurationPaths:
+        return cls(Path(settings.knowledge_dir), Path(settings.faq_path), Path(settings.scope_examples),
+                   Path(settings.policies_dir) / "lexicon.yaml")
+
+
+def _resolve(session: Session, item_id: int, resolution: str, doc: str | None, by: str, now: datetime,
+             new_text: Callable[[ReviewItem], tuple[Path, str]]) -> ReviewItem:
+    """Resolve the item, then replace the file `new_text` gives back for it (after the flush, before the commit)."""
+    item = resolve_item(session=session, item_id=item_id, resolution=resolution, doc=doc, by=by, now=now)
+    path, text = new_text(item)
+    write_atomically(path, text)
+    return item
+
+
+def resolve_with_faq(*, session: Session, item_id: int, paths: CurationPaths, doc: str, section: str, answer: str,
+                     by: str, now: datetime) -> ReviewItem:
+    """The item's question with `answer` (citing `doc` › `section`) appended to the FAQ as `review-<id>`."""
+    missing = [label for label, value in (("文档", doc), ("小节", section), ("答案", answer)) if not value.strip()]
+    if missing:
+        raise CurationError(f"缺少{'、'.join(missing)}：FAQ 需要答案出处的文档、小节和给居民的答案。")
+    slug = require_document(doc, paths.knowledge_dir)
+    return _resolve(session, item_id, "faq", slug, by, now, lambda item: (paths.faq_path, faq_with_entry(
+        paths.faq_path, entry_id=f"review-{item.id}", question=item.question, answer=answer, doc=slug,
+        section=section)))
+
+
+def resolve_with_scope(*, session: Session, item_id: int, paths: CurationPaths, in_scope: bool, doc: str | None,
+                       by: str, now: datetime) -> ReviewItem:
+    """The item's question as a scope example: answered by `doc` (in scope) or not answered (no doc)."""
+    doc = (doc or "").strip() or None
+    if in_scope and doc is None:
+        raise CurationError("知识库能回答时需要写明回答它的文档（文件名，不含扩展名）。")
+    if not in_scope and doc is not None:
+        raise CurationError("“知识库不能回答”表示没有答案文档，不能再指定文档。")
+    slug = require_document(doc, paths.knowledge_dir) if doc is not None else None
+    return _resolve(session, item_id, "scope", slug, by, now, lambda item: (paths.scope_examples, scope_with_example(
+        paths.scope_examples, question=item.question, expected=[slug] if slug else [])))
+
+
+def resolve_with_lexicon(*, session: Session, item_id: int, paths: CurationPaths, term: str, means: list[str],
+                         doc: str | None, by: str, now: datetime) -> ReviewItem:
+    """`term` → `means` in the lexicon (query expansion), the item resolved (with `doc` when given)."""
+    doc = (doc or "").strip() or None
+    slug = require_document(doc, paths.knowledge_dir) if doc is not None else None
+    return _resolve(session, item_id, "lexicon", slug, by, now, lambda item: (paths.lexicon, lexicon_with_term(
+        paths.lexicon, term=term, means=means)))
+
+
+def dismiss(*, session: Session, item_id: int, by: str, now: datetime) -> ReviewItem:
+    """Close the item with nothing to fix (a test message, a one-off)."""
+    return dismiss_item(session=session, item_id=item_id, by=by, now=now)

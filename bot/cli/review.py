@@ -160,18 +160,13 @@ def review_show(item_id: str = typer.Argument(..., metavar="ID", help="待审编
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _resolve(settings: Settings, number: int, resolution: str, doc: str | None,
-             new_text: Callable[[ReviewItem], tuple[Any, str]]) -> ReviewItem:
-    """Resolve the item and replace the file `new_text` gives back for it, as one unit of work."""
-    from bot.curation import write_atomically
-    from casestore.review import resolve_item
+def _apply(settings: Settings, fix: Callable[..., ReviewItem], number: int, **options: Any) -> ReviewItem:
+    """Apply one of bot.curation's fixes to the item as one unit of work (the file is written before the commit)."""
+    from bot.curation import CurationPaths
 
     with _session(settings) as session, _people_errors():
-        item = resolve_item(session=session, item_id=number, resolution=resolution, doc=doc, by=_actor(),
-                            now=datetime.now(UTC))
-        path, text = new_text(item)
-        write_atomically(path, text)  # after the flush, before the commit: a failed write rolls the item back
-    return item
+        return fix(session=session, item_id=number, paths=CurationPaths.of(settings), by=_actor(),
+                   now=datetime.now(UTC), **options)
 
 
 @app.command("faq")
@@ -180,7 +175,7 @@ def review_faq(item_id: str = typer.Argument(..., metavar="ID", help="待审编�
                section: str | None = typer.Option(None, "--section", help="文档里的小节"),
                answer: str | None = typer.Option(None, "--answer", help="给居民的答案")) -> None:
     """把这个问题和答案加进 FAQ（FAQ_PATH），并标为已处理。"""
-    from bot.curation import faq_with_entry, require_document
+    from bot.curation import require_document, resolve_with_faq
 
     number = _item_id(item_id)
     missing = [flag for flag, value in (("--doc", doc), ("--section", section), ("--answer", answer))
@@ -193,8 +188,7 @@ def review_faq(item_id: str = typer.Argument(..., metavar="ID", help="待审编�
     with _people_errors():
         slug = require_document(doc, settings.knowledge_dir)
     faq_path = settings.faq_path
-    _resolve(settings, number, "faq", slug, lambda item: (faq_path, faq_with_entry(
-        faq_path, entry_id=f"review-{item.id}", question=item.question, answer=answer, doc=slug, section=section)))
+    _apply(settings, resolve_with_faq, number, doc=slug, section=section, answer=answer)
     console.print(f"[green]✓[/green] 第 {number} 条已加入 FAQ（review-{number}，{escape(slug)} › {escape(section)}）："
                   f"{escape(str(faq_path))}；重启机器人后生效", highlight=False, soft_wrap=True)
 
@@ -205,7 +199,7 @@ def review_scope(item_id: str = typer.Argument(..., metavar="ID", help="待审�
                                                       help="知识库能回答（需 --doc）/ 不能回答"),
                  doc: str | None = typer.Option(None, "--doc", help="能回答时：回答它的文档")) -> None:
     """把这个问题加为范围示例（SCOPE_EXAMPLES）：知识库能回答或不能回答，并标为已处理。"""
-    from bot.curation import require_document, scope_with_example
+    from bot.curation import require_document, resolve_with_scope
 
     number = _item_id(item_id)
     if in_scope is None:
@@ -222,8 +216,7 @@ def review_scope(item_id: str = typer.Argument(..., metavar="ID", help="待审�
         with _people_errors():
             slug = require_document(doc, settings.knowledge_dir)
     path = settings.scope_examples
-    _resolve(settings, number, "scope", slug, lambda item: (path, scope_with_example(
-        path, question=item.question, expected=[slug] if slug else [])))
+    _apply(settings, resolve_with_scope, number, in_scope=bool(in_scope), doc=slug)
     what = f"知识库能回答（{escape(slug)}）" if slug else "知识库不能回答"
     console.print(f"[green]✓[/green] 第 {number} 条已加为范围示例：{what}：{escape(str(path))}；重启机器人后生效",
                   highlight=False, soft_wrap=True)
@@ -235,7 +228,7 @@ def review_lexicon(item_id: str = typer.Argument(..., metavar="ID", help="待审
                    means: list[str] | None = typer.Option(None, "--means", help="文档里的正式名称（可重复）"),
                    doc: str | None = typer.Option(None, "--doc", help="讲这个词的文档（可选）")) -> None:
     """把居民的说法和文档里的正式名称加进词表（POLICIES_DIR/lexicon.yaml），并标为已处理。"""
-    from bot.curation import lexicon_with_term, require_document
+    from bot.curation import require_document, resolve_with_lexicon
 
     number = _item_id(item_id)
     if not (term or "").strip() or not [m for m in means or [] if m.strip()]:
@@ -247,7 +240,7 @@ def review_lexicon(item_id: str = typer.Argument(..., metavar="ID", help="待审
         with _people_errors():
             slug = require_document(doc, settings.knowledge_dir)
     path = settings.policies_dir / "lexicon.yaml"
-    _resolve(settings, number, "lexicon", slug, lambda item: (path, lexicon_with_term(path, term=term, means=means)))
+    _apply(settings, resolve_with_lexicon, number, term=term, means=means, doc=slug)
     console.print(f"[green]✓[/green] 第 {number} 条已加入词表：{escape(term.strip())} → "
                   f"{escape('、'.join(m.strip() for m in means if m.strip()))}：{escape(str(path))}",
                   highlight=False, soft_wrap=True)
@@ -256,10 +249,10 @@ def review_lexicon(item_id: str = typer.Argument(..., metavar="ID", help="待审
 @app.command("dismiss")
 def review_dismiss(item_id: str = typer.Argument(..., metavar="ID", help="待审编号")) -> None:
     """忽略这一条（无需修正：测试消息、一次性的问题）。"""
-    from casestore.review import dismiss_item
+    from bot.curation import dismiss
 
     number = _item_id(item_id)
     settings = settings_or_exit()
     with _session(settings) as session, _people_errors():
-        dismiss_item(session=session, item_id=number, by=_actor(), now=datetime.now(UTC))
+        dismiss(session=session, item_id=number, by=_actor(), now=datetime.now(UTC))
     console.print(f"[green]✓[/green] 第 {number} 条已忽略", highlight=False)
