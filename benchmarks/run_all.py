@@ -26,6 +26,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench_memory", [], []),
     ("bench_startup", ["--runs", "5"], ["--runs", "3"]),
     ("bench_llm_load", [], ["--residents", "20", "--timeout", "4"]),
+    ("console_pages", [], ["--cases", "20000", "--requests", "10"]),
 ]
 
 
