@@ -13,6 +13,7 @@ personal data in a notice (the text is masked here).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -181,6 +182,14 @@ def notice_message(notice: Notice) -> OutboundMessage:
 
 
 # ---------------------------------------------------------------- sending
+def content_key(*, prefix: str, target: Target, topic: str, text: str, day: str) -> str:
+    """The idempotency key of a notice by what it says: the same target, topic and text on the same local `day`
+    is the same notice (a repeated click, a form submitted again after 返回, a command run twice)."""
+    body = mask_text(" ".join(text.split()))
+    digest = hashlib.sha256(f"{target.key}|{topic_code(topic)}|{body}|{day}".encode()).hexdigest()
+    return f"{prefix}:{digest[:40]}"
+
+
 @dataclass(frozen=True)
 class NoticeResult:
     notice: Notice
@@ -220,7 +229,7 @@ def send_notice(*, session: Session, key: str, topic: str, text: str, target: Ta
                                         hotspot_id=hotspot_id, recipients=0, opted_out=0, created_by=actor[:64],
                                         created_at=now)
         .on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)).first()
-    notice = session.execute(select(Notice).where(col(Notice.key) == key)).scalars().one()
+    notice: Notice = session.execute(select(Notice).where(col(Notice.key) == key)).scalars().one()
     created = inserted is not None
     assert notice.id is not None
     message = notice_message(notice)
@@ -286,8 +295,9 @@ def delivery_states(*, session: Session, notice_ids: Collection[int]) -> dict[in
             .where(col(Notification.kind) == KIND, col(Notification.case_id).is_(None),
                    col(Notification.level).in_(list(notice_ids)))
             .group_by(col(Notification.level), col(Notification.state)))
-    for level, state, n in session.execute(stmt):
-        out.setdefault(level, Counter())[state] += n
+    rows: list[Any] = list(session.execute(stmt))
+    for level, state, n in rows:
+        out.setdefault(int(level), Counter())[str(state)] += int(n)
     return {i: dict(c) for i, c in out.items()}
 
 

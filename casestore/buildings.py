@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
@@ -27,7 +28,8 @@ def open_cases_by_building(*, session: Session, grid_ids: Collection[str] | None
             .group_by(col(Resident.estate), col(Resident.building)))
     if grid_ids is not None:
         stmt = stmt.where(col(Case.grid_id).in_(sorted(grid_ids)))
-    return {(estate, building): int(n) for estate, building, n in session.execute(stmt)}
+    rows: list[Any] = list(session.execute(stmt))
+    return {(str(r[0]), int(r[1])): int(r[2]) for r in rows}
 
 
 def building_cases(*, session: Session, estate: str, building: int, grid_ids: Collection[str] | None = None,
@@ -55,9 +57,9 @@ def hotspot_cases(*, session: Session, hotspots: Sequence[Hotspot]) -> list[Hots
     by_code: dict[str, Case] = {}
     homes: dict[int, Building] = {}
     for start in range(0, len(codes), 500):
-        rows = session.execute(select(Case, col(Resident.estate), col(Resident.building))
+        rows: list[Any] = list(session.execute(select(Case, col(Resident.estate), col(Resident.building))
                                .outerjoin(Resident, col(Resident.id) == col(Case.resident_id))
-                               .where(col(Case.code).in_(codes[start:start + 500]))).all()
+                               .where(col(Case.code).in_(codes[start:start + 500]))).all())
         for case, estate, number in rows:
             by_code[case.code] = case
             if case.resident_id is not None and estate and number:

@@ -9,8 +9,6 @@ Must not: send anything itself or choose the recipients (casestore does).
 
 from __future__ import annotations
 
-import hashlib
-
 import typer
 
 from bot.cli.common import config_errors, console, fail, settings_or_exit
@@ -34,6 +32,7 @@ def notify_cmd(
     from casestore.broadcasts import (
         building_target,
         community_target,
+        content_key,
         estate_target,
         grid_target,
         parse_building,
@@ -59,7 +58,7 @@ def notify_cmd(
         else:
             target = community_target(grids, community)
         day = now.astimezone(settings.tz).strftime("%Y%m%d")
-        key = key or "cli:" + hashlib.sha256(f"{target.key}|{topic}|{text}|{day}".encode()).hexdigest()[:40]
+        key = key or content_key(prefix="cli", target=target, topic=topic, text=text, day=day)
         with config_errors():
             engine = make_engine(settings.database_url)
             try:
