@@ -143,7 +143,8 @@ def test_unknown_page_and_bad_input_get_chinese_answers(base: str) -> None:
     assert missing.status_code == 404 and "没有这个页面" in missing.text
     api_missing = client.get("/api/no-such")
     assert api_missing.status_code == 404 and api_missing.json()["detail"] == "没有这个页面。"
-    binary = client.post("/login", content=b"\xff\xfe\x00garbage", headers={"content-type": "application/x-www-form-urlencoded"})
+    binary = client.post("/login", content=b"\xff\xfe\x00garbage",
+                         headers={"content-type": "application/x-www-form-urlencoded"})
     assert binary.status_code in (401, 403, 422) and "Traceback" not in binary.text
 
 

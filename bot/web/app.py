@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 # the areas, in nav order; each is bot/web/routes/<name>.py
-AREAS = ("auth", "overview", "cases", "sla", "grids", "people")
+AREAS = ("auth", "overview", "cases", "sla", "grids", "knowledge", "evals", "people", "jobs")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 _STATUS_OF: list[tuple[type[DomainError], int]] = [
