@@ -23,9 +23,12 @@ from bot.dialogue.grid_facts import Fact, detect
 from bot.dialogue.turn import ModelCalls, ModelNeeded
 from bot.services import Services
 from bot.settings import PROJECT_ROOT, Settings
+from casestore.audit import list_audit
 from casestore.clock import FakeClock
 from casestore.db import session_scope
 from casestore.models import Case, ReviewItem
+from casestore.questions import QUESTION_ACTION
+from casestore.stats import overview
 from knowledge.types import Answer, Citation
 from policies.masking import contains_unmasked
 from policies.models import Policies
@@ -393,3 +396,17 @@ def test_asking_for_a_person_instead_of_picking_counts_as_none_picked(dlg, engin
     (case,) = cases(engine)
     assert case.code in all_text(r)
     assert [i.kind for i in reviews(engine)] == ["clarify_unpicked"]
+
+
+# ---------------------------------------------------------------- answered questions and refusals are counted
+def test_each_question_shown_is_recorded_once_with_its_outcome_and_counted_by_stats(dlg, engine, clock, policies,
+                                                                                  kb):
+    make_resident(engine, policies, clock=clock)
+    question_of(dlg, kb, "居住证怎么办", Answer("带身份证和住所证明。", True, "faq"))
+    dlg.handle(text("居住证怎么办"))
+    dlg.handle(text("医保卡丢了咋补办"))  # not found
+    with session_scope(engine) as s:
+        outcomes = [e.data["outcome"] for e in list_audit(session=s, action=QUESTION_ACTION)]
+        figures = overview(session=s, now=clock.now())
+    assert outcomes == ["answered", "not_found"]
+    assert (figures.today.answered_questions, figures.today.refusals) == (1, 1)

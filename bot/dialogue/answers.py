@@ -26,6 +26,7 @@ from casestore.cases import list_cases_for_resident
 from casestore.feedback import add_resident_note, create_answer_feedback
 from casestore.models import Case, Worker
 from casestore.notify import Button
+from casestore.questions import Outcome, record_question
 from casestore.review import attach_next_message, record_miss
 from casestore.states import OPEN
 from knowledge.types import Answer, Citation
@@ -51,6 +52,10 @@ def show(turn: Turn, *, question: str, category: str, result: Answer, worth_a_pe
     last = LastQuestion(id=qid, text=question[:500], category=category, answered=bool(result.answered),
                         mode=result.mode, sources=_refs(result.citations))
     turn.data.last_q = last
+    outcome = (Outcome.answered if result.answered
+               else Outcome.clarify if result.clarify and may_clarify else Outcome.not_found)
+    record_question(session=turn.session, outcome=outcome, resident_id=_consented_id(turn), answer_mode=result.mode,
+                    now=turn.now)
     if not result.answered and result.clarify and may_clarify:
         _offer_candidates(turn, last, result.clarify[:MAX_CANDIDATES])
         return
