@@ -4,21 +4,24 @@ the same database (one definition, casestore.stats)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlmodel import Session
 
 from bot.demo.runner import demo_settings, prepare_dir, run_day, setup_environment
 from bot.demo.scenario import scenario_from_dict
 from bot.settings import PROJECT_ROOT, Settings
+from casestore.db import make_engine
+from casestore.stats import overview
 from knowledge.service import KnowledgeRuntime
 from tests.embedders import HASH_THRESHOLDS, HashEmbedder
 from tests.test_demo import small_scenario
@@ -76,28 +79,29 @@ def web_demo(demo_dir: Path) -> Iterator[tuple[str, str, str]]:
         proc.wait(timeout=20)
 
 
-def _stats_json(demo_dir: Path) -> dict:  # type: ignore[type-arg]
-    env = _env() | {"DATABASE_URL": f"sqlite:///{demo_dir / 'quanbot.db'}"}
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "stats", "--json"], capture_output=True, text=True,
-                          env=env, timeout=120, cwd=PROJECT_ROOT)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def test_the_one_time_login_opens_the_demo_day_and_the_overview_agrees_with_stats(
+def test_the_one_time_login_opens_the_demo_day_and_the_overview_is_casestore_stats(
         web_demo: tuple[str, str, str], demo_dir: Path) -> None:
+    """The page's figures are casestore.stats.overview at the console's clock (tests/test_stats_one_definition.py
+    proves `quanbot stats --json` prints that same overview)."""
     base, username, password = web_demo
     client = login(base, username, password)
     page = client.get("/")
-    assert "演示模式" in page.text
-    overview = client.get("/api/overview").json()
-    stats = _stats_json(demo_dir)
-    total = stats["total"][0]
-    shown = overview["figures"][0]
-    for key in ("cases", "median_response_min", "p90_response_min", "on_time_response", "on_time_resolution",
-                "satisfaction", "reopen_rate"):
-        assert shown[key] == total[key], key
-    assert total["cases"] > 0
+    assert "演示模式" in page.text and "今日" in page.text and "本周" in page.text
+    shown = client.get("/api/overview").json()
+    now = datetime.fromisoformat(shown["now"])
+    # the console's clock is the end of the demo's day, not the wall clock
+    assert now.date() < datetime.now(UTC).date()
+    engine = make_engine(f"sqlite:///{demo_dir / 'quanbot.db'}")
+    try:
+        with Session(engine) as session:
+            expected = overview(session=session, now=now).to_dict()
+    finally:
+        engine.dispose()
+    for window in ("today", "week", "all"):
+        assert shown[window] == expected[window], window
+    assert shown["all"]["cases"] > 0
+    fragment = client.get("/overview/fragment")
+    assert fragment.status_code == 200 and str(shown["all"]["cases"]) in fragment.text
 
 
 def test_a_second_start_retires_the_first_login(demo_dir: Path, web_demo: tuple[str, str, str]) -> None:
