@@ -17,6 +17,7 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.cli.common import console as cli_console
 from bot.demo.runner import DemoResult, demo_settings, prepare_dir, run_day, setup_environment
 from bot.demo.scenario import scenario_from_dict
 from bot.demo.summary import print_summary
@@ -95,7 +96,8 @@ def test_both_outputs_label_a_figure_the_same_way(demo: tuple[DemoResult, Path, 
     printed = io.StringIO()
     print_summary(Console(file=printed, width=200), result.figures, load_policies())
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
-    monkeypatch.setenv("COLUMNS", "200")
+    # the CLI's console is made once, at import, with whatever width the run had then: a narrow one wraps labels
+    monkeypatch.setattr(cli_console, "width", 200)
     table = CliRunner().invoke(app, ["stats", "--at", now.astimezone(SHANGHAI).isoformat()])
     assert table.exit_code == 0, table.output
     satisfaction = f"{result.figures.rating_avg:.2f}"

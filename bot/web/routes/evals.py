@@ -33,7 +33,7 @@ from bot.settings import PROJECT_ROOT
 from bot.web.jobs import JobContext, JobFailed, job_runner
 from bot.web.render import page
 from bot.web.routes.jobs import JobPublic, job_public
-from bot.web.security import DbDep, Staff, StaffDep
+from bot.web.security import DbDep, RowId, Staff, StaffDep
 from casestore.db import session_scope
 from casestore.errors import DomainError, NotFound, PermissionDenied
 from casestore.jobs import enqueue_job, list_jobs
@@ -328,7 +328,7 @@ def runs_api(request: Request, _staff: StaffDep, session: DbDep) -> list[RunSumm
 
 
 @api.get("/evals/runs/{job_id}", summary="一次评测的报告（中文标签）与基线对比")
-def run_api(request: Request, staff: StaffDep, session: DbDep, job_id: int) -> dict[str, Any]:
+def run_api(request: Request, staff: StaffDep, session: DbDep, job_id: RowId) -> dict[str, Any]:
     job = _eval_job(session, job_id)
     view = _report_view(job, _taxonomy(request))
     return {"job": job_public(job, with_result=False).model_dump(mode="json"),
@@ -353,7 +353,7 @@ def start_page(request: Request, staff: StaffDep, session: DbDep,
 
 
 @pages.get("/evals/{job_id}")
-def report_page(request: Request, staff: StaffDep, session: DbDep, job_id: int) -> Response:
+def report_page(request: Request, staff: StaffDep, session: DbDep, job_id: RowId) -> Response:
     job = _eval_job(session, job_id)
     suite = str(job.params.get("suite", ""))
     return page(request, "evals_report.html", staff, job=job_public(job, with_result=False),

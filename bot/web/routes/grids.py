@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from bot.web.render import page
-from bot.web.security import DbDep, Staff, StaffDep
+from bot.web.security import MAX_ROW_ID, DbDep, RowId, Staff, StaffDep
 from casestore import broadcasts
 from casestore.broadcasts import TOPICS, NoticeError, Target
 from casestore.buildings import HotspotCases, building_cases, hotspot_cases, list_hotspots, open_cases_by_building
@@ -300,7 +300,7 @@ class NoticeIn(BaseModel):
     estate: str | None = Field(default=None, max_length=50)
     grid: str | None = Field(default=None, max_length=12)
     community: str | None = Field(default=None, max_length=50)
-    hotspot_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    hotspot_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     skip_reporters: bool = Field(default=True, description="热点通知不发给已反映的居民（他们会收到自己工单的进展）")
 
 
@@ -402,7 +402,7 @@ def notices_api(request: Request, staff: StaffDep, session: DbDep,
 
 @api.get("/grids/notices/{notice_id}", summary="一条通知的送达状态", response_model=NoticeOut)
 def notice_api(request: Request, staff: StaffDep, session: DbDep,
-               notice_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:
+               notice_id: RowId) -> dict[str, Any]:
     return _notice_or_404(request, staff, session, notice_id)
 
 
@@ -459,7 +459,7 @@ def _choices(grids: Grids, staff: Staff) -> list[dict[str, Any]]:
 
 @pages.get("/grids/notify")
 def notify_page(request: Request, staff: StaffDep, session: DbDep,
-                hotspot: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+                hotspot: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
                 building: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 - FastAPI's query list
                 error: str = "") -> Response:
     grids = _services(request).policies.grids
@@ -479,7 +479,7 @@ def notify_page(request: Request, staff: StaffDep, session: DbDep,
 def notify_submit(request: Request, staff: StaffDep, session: DbDep, topic: Annotated[str, Form(max_length=20)],
                   text: Annotated[str, Form(max_length=2000)],
                   building: Annotated[list[str], Form(max_length=500)] = [],  # noqa: B006 - FastAPI's form list
-                  hotspot_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
+                  hotspot_id: Annotated[int | None, Form(ge=1, le=MAX_ROW_ID)] = None,
                   skip_reporters: Annotated[bool, Form()] = False) -> Response:
     services = _services(request)
     grids = services.policies.grids
@@ -510,13 +510,13 @@ def _form_again(request: Request, staff: Staff, grids: Grids, building: list[str
 
 @pages.get("/grids/notices/{notice_id}")
 def notice_page(request: Request, staff: StaffDep, session: DbDep,
-                notice_id: Annotated[int, Path(ge=1, le=2**31 - 1)], new: int = 0) -> Response:
+                notice_id: RowId, new: int = 0) -> Response:
     notice = _notice_or_404(request, staff, session, notice_id)
     return page(request, "grids_notice.html", staff, notice=notice, new=new, delivery_labels=DELIVERY_LABELS)
 
 
 @pages.get("/grids/notices/{notice_id}/states")
 def notice_states_fragment(request: Request, staff: StaffDep, session: DbDep,
-                           notice_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Response:
+                           notice_id: RowId) -> Response:
     notice = _notice_or_404(request, staff, session, notice_id)
     return page(request, "grids_notice_states.html", staff, notice=notice, delivery_labels=DELIVERY_LABELS)

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from bot.web.render import page
-from bot.web.security import DbDep, Staff, StaffDep
+from bot.web.security import DbDep, RowId, Staff, StaffDep
 from casestore.errors import NotFound, PermissionDenied
 from casestore.jobs import get_job, list_jobs
 from casestore.models import Job
@@ -57,7 +57,7 @@ def visible(staff: Staff, job: Job) -> bool:
     return staff.scope.is_street or job.created_by == staff.actor
 
 
-def job_in_scope(staff: Staff, session: DbDep, job_id: int) -> Job:
+def job_in_scope(staff: Staff, session: DbDep, job_id: RowId) -> Job:
     """The job, or NotFound / PermissionDenied (403) when this account may not see it."""
     job = get_job(session=session, job_id=job_id)
     if job is None:
@@ -68,7 +68,7 @@ def job_in_scope(staff: Staff, session: DbDep, job_id: int) -> Job:
 
 
 @api.get("/jobs/{job_id}", response_model=JobPublic, summary="一个后台任务的状态、进度与结果")
-def job_api(staff: StaffDep, session: DbDep, job_id: int) -> JobPublic:
+def job_api(staff: StaffDep, session: DbDep, job_id: RowId) -> JobPublic:
     return job_public(job_in_scope(staff, session, job_id))
 
 
@@ -81,7 +81,7 @@ def jobs_api(staff: StaffDep, session: DbDep,
 
 
 @pages.get("/jobs/{job_id}/progress")
-def job_progress(request: Request, staff: StaffDep, session: DbDep, job_id: int) -> Response:
+def job_progress(request: Request, staff: StaffDep, session: DbDep, job_id: RowId) -> Response:
     """The progress bar of one job (polled by htmx until the job is done or failed)."""
     job = job_in_scope(staff, session, job_id)
     return page(request, "job_progress.html", staff, job=job_public(job), labels=STATE_LABELS)

@@ -21,7 +21,6 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi import Path as UrlPath
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -37,7 +36,7 @@ from bot.curation import (
 from bot.web.jobs import JobContext, job_runner
 from bot.web.render import page
 from bot.web.routes.jobs import JobPublic, job_public
-from bot.web.security import DbDep, Staff, StaffDep
+from bot.web.security import DbDep, RowId, Staff, StaffDep
 from casestore.audit import record_audit
 from casestore.errors import DomainError, PermissionDenied
 from casestore.jobs import enqueue_job, list_jobs
@@ -56,8 +55,6 @@ from knowledge.library import (
 from policies.masking import mask_text
 
 NAV = ("/knowledge", "知识库")
-# a database id: a larger one never exists and must not reach the database (the fuzz test found a 500)
-ItemId = Annotated[int, UrlPath(ge=1, le=2_147_483_647)]
 
 api = APIRouter(tags=["知识库"])
 pages = APIRouter()
@@ -382,23 +379,23 @@ def review_api(staff: StaffDep, session: DbDep,
 
 
 @api.post("/knowledge/review/{item_id}/faq", response_model=ReviewDone, summary="待审问题 → 常见问题")
-def review_faq_api(request: Request, staff: StaffDep, session: DbDep, item_id: ItemId, body: FaqFix) -> ReviewDone:
+def review_faq_api(request: Request, staff: StaffDep, session: DbDep, item_id: RowId, body: FaqFix) -> ReviewDone:
     return _fix(request, staff, session, item_id, "faq", doc=body.doc, section=body.section, answer=body.answer)
 
 
 @api.post("/knowledge/review/{item_id}/scope", response_model=ReviewDone, summary="待审问题 → 范围示例")
-def review_scope_api(request: Request, staff: StaffDep, session: DbDep, item_id: ItemId, body: ScopeFix) -> ReviewDone:
+def review_scope_api(request: Request, staff: StaffDep, session: DbDep, item_id: RowId, body: ScopeFix) -> ReviewDone:
     return _fix(request, staff, session, item_id, "scope", in_scope=body.in_scope, doc=body.doc)
 
 
 @api.post("/knowledge/review/{item_id}/lexicon", response_model=ReviewDone, summary="待审问题 → 词表")
-def review_lexicon_api(request: Request, staff: StaffDep, session: DbDep, item_id: ItemId,
+def review_lexicon_api(request: Request, staff: StaffDep, session: DbDep, item_id: RowId,
                        body: LexiconFix) -> ReviewDone:
     return _fix(request, staff, session, item_id, "lexicon", term=body.term, means=body.means, doc=body.doc)
 
 
 @api.post("/knowledge/review/{item_id}/dismiss", response_model=ReviewDone, summary="忽略待审问题")
-def review_dismiss_api(request: Request, staff: StaffDep, session: DbDep, item_id: ItemId) -> ReviewDone:
+def review_dismiss_api(request: Request, staff: StaffDep, session: DbDep, item_id: RowId) -> ReviewDone:
     return _fix(request, staff, session, item_id, "dismiss")
 
 
@@ -461,7 +458,7 @@ def review_page(request: Request, staff: StaffDep, session: DbDep,
 
 
 @pages.post("/knowledge/review/{item_id}/{how}")
-def review_action_page(request: Request, staff: StaffDep, session: DbDep, item_id: ItemId, how: str,
+def review_action_page(request: Request, staff: StaffDep, session: DbDep, item_id: RowId, how: str,
                        doc: Annotated[str, Form(max_length=200)] = "",
                        section: Annotated[str, Form(max_length=200)] = "",
                        answer: Annotated[str, Form(max_length=4000)] = "",

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from bot.web.render import page
-from bot.web.security import DbDep, Staff, StaffDep
+from bot.web.security import MAX_ROW_ID, DbDep, Staff, StaffDep
 from casestore.errors import DomainError, NotFound, PermissionDenied
 from casestore.models import AdminScopeKind, Grid, Worker
 from casestore.staff import (
@@ -46,8 +46,8 @@ NAV = ("/people", "人员")
 api = APIRouter(tags=["人员"])
 pages = APIRouter()
 
-WorkerId = Annotated[int, Path(ge=1, le=2_147_483_647, description="工作人员编号")]
-AccountId = Annotated[int, Path(ge=1, le=2_147_483_647, description="渠道账号编号")]
+WorkerId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="工作人员编号")]
+AccountId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="渠道账号编号")]
 RoleValue = Literal["full_time", "part_time", "volunteer", "supervisor", "mediator", "property_manager",
                     "duty_desk", "street_command"]
 ChannelValue = Literal["telegram", "wechat", "wecom", "terminal"]
