@@ -18,27 +18,21 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.engine import Engine
 
 from bot.services import Services
 from bot.settings import Settings
-from bot.web.app import create_app
 from casestore.admins import create_admin, issue_token
 from casestore.clock import FakeClock
 from casestore.db import make_engine, session_scope, upgrade
@@ -46,6 +40,7 @@ from casestore.models import AdminScopeKind, Case, Grid, Resident, Worker
 from casestore.org import sync_org
 from policies.loader import load_policies
 from policies.taxonomy import Category, Intent, Urgency
+from tests.web_support import console_server
 
 NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 CASE: Table = Case.__table__  # type: ignore[attr-defined]
@@ -145,32 +140,6 @@ def _case(rng: random.Random, case_id: int, first_res: int, n_res: int, grids: l
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(services: Services) -> Iterator[str]:
-    """The console over `services` on a real uvicorn on 127.0.0.1 (no job runner); yields the base URL."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services, run_jobs=False), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("console server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def street_token(engine: Engine, now: datetime) -> str:
     with session_scope(engine) as session:
         create_admin(session=session, username="bench_street", password="压测-密码-2026",
@@ -219,7 +188,7 @@ def run(url: str, label: str, n: int, requests: int, tmp: Path) -> bool:
     services = Services(settings, clock=FakeClock(NOW), engine=engine, policies=policies)
     token = street_token(engine, NOW)
     ok = True
-    with serve(services) as base:
+    with console_server(services) as base:
         for path, (p50, p95, status) in measure(base, token, PAGES, requests).items():
             if status != 200:
                 print(f"[{label}] GET {path}: HTTP {status} (page not there yet), not timed")
