@@ -15,12 +15,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from bot.dialogue.engine import DialogueEngine
+from bot.services import Services
 from bot.settings import Settings
 from casestore.clock import FakeClock
 from casestore.db import make_engine, session_scope, upgrade
 from casestore.org import sync_org
 from policies.loader import load_policies
 from policies.models import Policies
+from tests.factories import SharedAI, shared_ai
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
@@ -115,3 +118,16 @@ def docs(tmp_path: Path) -> Path:
     from tests.factories import write_sample_docs
 
     return write_sample_docs(tmp_path / "docs")
+
+
+@pytest.fixture(scope="session")
+def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
+    """The real classifier and knowledge service, built once per test process (tests.factories.shared_ai)."""
+    return shared_ai(tmp_path_factory.mktemp("ai"))
+
+
+@pytest.fixture
+def dlg(settings: Settings, engine: Engine, policies: Policies, clock: FakeClock, ai: SharedAI) -> DialogueEngine:
+    """The dialogue engine over this test's database and the shared classifier and knowledge service."""
+    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
+                    knowledge=ai.knowledge).dialogue

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from bot.dialogue import texts
 from bot.dialogue.engine import DialogueEngine
 from bot.dialogue.places import parse_address, read_address
-from bot.services import Services
 from bot.understanding.details import DetailsExtractor
 from casestore.db import session_scope
 from casestore.models import Case
@@ -23,7 +22,6 @@ from policies.loader import load_policies
 from tests.factories import (
     FURONG_MEDIATOR,
     RESIDENT_ID,
-    SharedAI,
     all_text,
     buttons_of,
     command,
@@ -33,7 +31,6 @@ from tests.factories import (
     pushes,
     report_through,
     resident_of,
-    shared_ai,
     text,
     worker_of,
 )
@@ -153,17 +150,6 @@ def test_no_suggestion_for_a_name_that_is_not_like_any_estate(typed: str) -> Non
 
 
 # ---------------------------------------------------------------------- the dialogue
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
-
-
-@pytest.fixture
-def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
-    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                    knowledge=ai.knowledge).dialogue
-
-
 def _bound(engine) -> tuple[str | None, int | None, str | None]:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         r = resident_of(s, RESIDENT_ID)

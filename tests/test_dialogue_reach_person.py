@@ -11,14 +11,12 @@ from sqlalchemy import select
 from bot.dialogue import texts
 from bot.dialogue.engine import DialogueEngine
 from bot.dialogue.words import HUMAN
-from bot.services import Services
 from casestore import actions
 from casestore.db import session_scope
 from casestore.models import Case, CaseEvent, CaseStatus, Resident
 from tests.factories import (
     FU01_FULL_TIME,
     RESIDENT_ID,
-    SharedAI,
     actor,
     all_text,
     button,
@@ -29,7 +27,6 @@ from tests.factories import (
     pushes,
     report_through,
     resident_of,
-    shared_ai,
     text,
 )
 
@@ -38,17 +35,6 @@ QU01_FULL_TIME = 900128  # 曲水社区第一网格专职网格员 (曲水花园
 QUSHUI_SUPERVISOR = 900156
 FURONG_DUTY_DESK = 900125
 STREET_COMMAND = 900160
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
-
-
-@pytest.fixture
-def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
-    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                    knowledge=ai.knowledge).dialogue
 
 
 def _cases(engine) -> list[Case]:  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from bot.dialogue import texts
-from bot.dialogue.engine import DialogueEngine
 from bot.services import Services
 from casestore.db import session_scope
 from casestore.intake import relocate
@@ -20,30 +19,17 @@ from casestore.notify import Button
 from tests.factories import (
     FU01_FULL_TIME,
     FURONG_DUTY_DESK,
-    SharedAI,
     all_text,
     buttons_of,
     command,
     make_resident,
     press,
     pushes,
-    shared_ai,
     text,
 )
 
 STREET_COMMAND = 900160
 QU01_FULL_TIME = 900128
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
-
-
-@pytest.fixture
-def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
-    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                    knowledge=ai.knowledge).dialogue
 
 
 def _cases(engine: Any) -> list[Case]:

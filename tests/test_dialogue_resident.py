@@ -21,7 +21,6 @@ from tests.factories import (
     FURONG_MEDIATOR,
     OTHER_RESIDENT_ID,
     RESIDENT_ID,
-    SharedAI,
     actor,
     all_text,
     button,
@@ -33,16 +32,10 @@ from tests.factories import (
     press,
     pushes,
     resident_of,
-    shared_ai,
     text,
     unsupported,
     worker_of,
 )
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
 
 
 @pytest.fixture

@@ -40,12 +40,6 @@ def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
     return shared_ai(tmp_path_factory.mktemp("ai"))
 
 
-@pytest.fixture
-def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
-    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                    knowledge=ai.knowledge).dialogue
-
-
 def cases(engine) -> list[Case]:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         return list(s.execute(select(Case).order_by(Case.id)).scalars())

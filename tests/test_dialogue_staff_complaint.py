@@ -3,40 +3,25 @@ none of the grid's workers is told (no task push, no copy), through the real cla
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from bot.dialogue.engine import DialogueEngine
-from bot.services import Services
 from casestore.db import session_scope
 from casestore.models import Case
 from tests.factories import (
     FU01_FULL_TIME,
     RESIDENT_ID,
-    SharedAI,
     all_text,
     make_resident,
     pushes,
     report_through,
     resident_of,
-    shared_ai,
     text,
     worker_of,
 )
 
 FURONG_SUPERVISOR = 900124  # 芙蓉社区网格长（社区书记） (grids.yaml)
 FU01_WORKERS = (FU01_FULL_TIME, 900101, 900102, 900103)  # full-time, deputy, part-time, volunteer lead
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
-
-
-@pytest.fixture
-def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
-    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                    knowledge=ai.knowledge).dialogue
 
 
 def _report(dlg: DialogueEngine, message: str) -> str:

@@ -19,7 +19,6 @@ from tests.factories import (
     FU01_FULL_TIME,
     FU02_FULL_TIME,
     RESIDENT_ID,
-    SharedAI,
     all_text,
     button,
     buttons_of,
@@ -29,16 +28,10 @@ from tests.factories import (
     photo,
     press,
     pushes,
-    shared_ai,
     text,
 )
 
 ADMIN_ID = 4242
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
 
 
 @pytest.fixture

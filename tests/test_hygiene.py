@@ -12,7 +12,6 @@ from sqlalchemy import select
 from bot.dialogue import texts
 from bot.dialogue.engine import DialogueEngine
 from bot.dialogue.filing import title_of
-from bot.services import Services
 from casestore.db import session_scope
 from casestore.deadlines import SlaPolicy
 from casestore.intake import Report, open_case
@@ -93,12 +92,6 @@ def test_intake_stores_clean_title_description_and_location(engine, policies, cl
 @pytest.fixture(scope="module")
 def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
     return shared_ai(tmp_path_factory.mktemp("ai"))
-
-
-@pytest.fixture
-def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
-    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                    knowledge=ai.knowledge).dialogue
 
 
 def _report(dlg: DialogueEngine, message: str) -> list[str]:

@@ -30,18 +30,13 @@ from casestore.clock import FakeClock
 from knowledge.answers import KnowledgeService
 from knowledge.llm import Deadline, LLMError, OpenAICompatLLM, current_deadline, llm_from_settings
 from policies.models import Policies
-from tests.factories import SharedAI, all_text, make_resident, shared_ai, text
+from tests.factories import SharedAI, all_text, make_resident, text
 from tests.servers.openai_compat import OpenAICompatServer
 
 SYSTEM_ERROR = texts.SYSTEM_ERROR.split("，")[0]  # "系统开小差了"
 QUESTION = "居住证多久签注一次"  # an inquiry the offline model is sure of, answered from a passage (not the FAQ)
 REPORT = "俺家楼道灯坏了好几天了"
 MSG = [{"role": "user", "content": "你好"}]
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
 
 
 @pytest.fixture

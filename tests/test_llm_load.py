@@ -12,14 +12,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_llm_load import measure, table
-from tests.factories import SharedAI, shared_ai
+from tests.factories import SharedAI
 
 RESIDENTS = 12
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])

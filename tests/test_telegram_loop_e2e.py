@@ -32,7 +32,7 @@ from casestore.db import make_engine, session_scope
 from casestore.dispatch import count_replies
 from casestore.models import Case, CaseStatus, Notification, NotificationState
 from policies.models import Policies
-from tests.factories import AI_CACHE, FU01_FULL_TIME, SharedAI, make_resident, resident_of, shared_ai
+from tests.factories import AI_CACHE, FU01_FULL_TIME, SharedAI, make_resident, resident_of
 from tests.servers.botapi import DEFAULT_TOKEN, BotApiServer
 from tests.servers.tg_factories import make_callback_update, make_command_update, make_text_update
 from tests.test_telegram_e2e import Running, start, tg, tg_settings  # noqa: F401 - fixtures
@@ -48,11 +48,6 @@ def fast_settings(tg_settings: Settings) -> Settings:  # noqa: F811
     """Telegram's 1 message/s per chat is honoured by the adapter (tested in test_telegram_e2e); a scripted
     conversation of ~60 messages need not wait for it."""
     return tg_settings.model_copy(update={"telegram_rate_per_chat": 50.0})
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
 
 
 # ---------------------------------------------------------------- helpers on what the server recorded

@@ -27,7 +27,7 @@ from casestore.clock import FakeClock
 from casestore.db import session_scope
 from casestore.models import AuditEvent, Case, CaseStatus
 from policies.models import Policies
-from tests.factories import FU01_FULL_TIME, FURONG_DUTY_DESK, SharedAI, make_resident, shared_ai
+from tests.factories import FU01_FULL_TIME, FURONG_DUTY_DESK, SharedAI, make_resident
 from tests.servers.botapi import DEFAULT_TOKEN, BotApiServer
 from tests.test_telegram_e2e import Running, start, tg, tg_settings  # noqa: F401 - fixtures
 from tests.test_telegram_loop_e2e import CASE_CODE, Chat, _labels, _text_of, case_by_code, fast_settings, said  # noqa: F401
@@ -37,11 +37,6 @@ STRANGER = 555889
 WORKER = FU01_FULL_TIME  # 900100, 芙蓉社区第一网格专职网格员 (王芳（示例）)
 QU01_FULL_TIME = 900128  # 曲水社区第一网格专职网格员 (曲水花园 1-6号楼)
 ADMIN = 90001  # tg_settings' admin id
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.dialogue.engine import DialogueEngine
 from bot.services import Services
 from casestore.db import session_scope
 from casestore.models import AuditEvent, Case, CaseEvent, CaseStatus, Notification, Resident
@@ -18,7 +17,6 @@ from tests.factories import (
     FU01_FULL_TIME,
     FU02_FULL_TIME,
     RESIDENT_ID,
-    SharedAI,
     all_text,
     command,
     find_button,
@@ -26,7 +24,6 @@ from tests.factories import (
     photo,
     press,
     pushes,
-    shared_ai,
     text,
 )
 
@@ -34,17 +31,6 @@ FURONG_SUPERVISOR = 900124  # 芙蓉社区网格长 (grids.yaml)
 FURONG_PROPERTY = 900127  # 芙蓉社区物业项目经理
 FU01_DEPUTY = 900101
 DESCRIPTION = "3号楼2单元楼道灯坏了"
-
-
-@pytest.fixture(scope="session")
-def ai(tmp_path_factory: pytest.TempPathFactory) -> SharedAI:
-    return shared_ai(tmp_path_factory.mktemp("ai"))
-
-
-@pytest.fixture
-def dlg(settings, engine, policies, clock, ai) -> DialogueEngine:  # type: ignore[no-untyped-def]
-    return Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                    knowledge=ai.knowledge).dialogue
 
 
 @pytest.fixture
