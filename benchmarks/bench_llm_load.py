@@ -10,8 +10,9 @@ the settings, as `quanbot run` does (LLM_TIMEOUT_S and LLM_MAX_CONCURRENCY from 
 
 Measured: the wall time of each resident's first message (the one that reaches the model) and of the follow-ups;
 the replies that say 系统开小差, "database is locked" in the log, cases opened, LLM requests and the most in
-flight at once. Targets (first messages): slow p95 <= 2 x latency (a question is classified and answered),
-hang p95 <= LLM_TIMEOUT_S + 1 s, and no 系统开小差 anywhere. A limit below the offered load (--limits 80,16)
+flight at once. Targets (first messages): slow p95 <= min(2 x latency, LLM_TIMEOUT_S) + 0.5 s (a question
+is classified and answered, the turn's deadline clips the two calls, then the offline work), hang p95 <=
+LLM_TIMEOUT_S + 1 s, and no 系统开小差 anywhere. A limit below the offered load (--limits 80,16)
 shows the degradation: calls wait for a slot within their deadline, then the offline path answers (no target).
 
     .venv/bin/python -m benchmarks.bench_llm_load [--residents 50] [--latency 2] [--timeout 8] [--limits 80]
@@ -84,7 +85,12 @@ class Run:
 
     @property
     def target_s(self) -> float:
-        return 2 * self.latency_s if self.mode == "slow" else self.timeout_s + 1.0
+        """Slow: the two model calls of a question (classify, answer), which the turn's deadline clips at
+        LLM_TIMEOUT_S, plus the offline work after them; hang: the deadline plus that work. The turn's deadline
+        covers the model calls only, so a bound without the allowance fails whenever the deadline is what ends
+        the calls (CI once measured p95 2.08 s against a bound of exactly 2.0 s with latency 1 s, timeout 2 s)."""
+        model = min(2 * self.latency_s, self.timeout_s) if self.mode == "slow" else self.timeout_s
+        return model + (AFTER_MODEL_S if self.mode == "slow" else 1.0)
 
     def p(self, q: float, values: list[float] | None = None) -> float:
         data = sorted(self.first if values is None else values)
@@ -95,6 +101,9 @@ class Run:
     @property
     def ok(self) -> bool:
         return self.p(0.95) <= self.target_s and self.system_errors == 0 and self.locked == 0
+
+
+AFTER_MODEL_S = 0.5  # retrieval, the reply and the database writes after the model calls, on a loaded 2-core box
 
 
 class _Counter(logging.Handler):
