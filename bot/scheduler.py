@@ -1,5 +1,6 @@
-"""APScheduler wiring: one interval job that runs the sweep (in a thread), dispatches pending pushes and, at most
-once an hour, erases old inbox content (bot.channels.inbox.purge_inbox).
+"""APScheduler wiring: one interval job that runs the sweep (in a thread), queues the 未诉先办 notices of hotspots
+(casestore.broadcasts.hotspot_notices), dispatches pending pushes and, at most once an hour, erases old inbox
+content (bot.channels.inbox.purge_inbox).
 
 The job has a fixed id ("quanbot-sweep") with replace_existing=True, coalesce=True and max_instances=1, so
 a restart or a second `build_scheduler` call never multiplies jobs, missed runs collapse into one, and a
@@ -19,7 +20,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
 from bot.channels.inbox import purge_inbox
+from casestore.broadcasts import hotspot_notices
 from casestore.clock import Clock
+from casestore.db import session_scope
 from casestore.deadlines import SlaPolicy
 from casestore.dispatch import dispatch_pending
 from casestore.notify import Notifier
@@ -48,12 +51,18 @@ class TickResult:
     sweep: SweepReport
     sent: int
     erased: int = 0  # inbox updates whose content the retention purge erased
+    notices: int = 0  # hotspot notice deliveries queued by this tick
 
 
 async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
     """One scheduler run: sweep (blocking DB work in a thread), then deliver what is due."""
     report = await asyncio.to_thread(sweep_all, engine=deps.engine, policies=deps.policies, sla=deps.sla,
                                      clock=deps.clock)
+    queued = 0
+    try:  # a failure here must not hold back the deliveries below; the next tick tries again
+        queued = await asyncio.to_thread(_hotspot_notices, deps)
+    except Exception:
+        log.exception("hotspot notices failed")
     sent = 0
     while True:  # drain in bounded chunks so one tick cannot hold a huge batch
         n = await dispatch_pending(engine=deps.engine, notifier=deps.notifier, clock=deps.clock,
@@ -72,7 +81,17 @@ async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
         erased = purged.erased
         if purged.erased or purged.deleted:
             log.info("inbox retention: %s updates erased, %s old keys deleted", purged.erased, purged.deleted)
-    return TickResult(report, sent, erased)
+    return TickResult(report, sent, erased, queued)
+
+
+def _hotspot_notices(deps: LoopDeps) -> int:
+    with session_scope(deps.engine) as session:
+        result = hotspot_notices(session=session, grids=deps.policies.grids,
+                                 category_name=deps.policies.taxonomy.name_of, tz=deps.sla.tz, now=deps.clock.now())
+    if result.opened or result.resolved:
+        log.info("hotspot notices: %s opened, %s resolved, %s deliveries queued", result.opened, result.resolved,
+                 result.queued)
+    return result.queued
 
 
 async def _safe_tick(deps: LoopDeps) -> None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,9 +27,10 @@ from sqlmodel import Session, col
 
 from casestore.accounts import resident_addresses
 from casestore.audit import record_audit
+from casestore.buildings import hotspot_cases
 from casestore.dispatch import notification_row
 from casestore.errors import DomainError, NotFound
-from casestore.models import Notice, Notification, Resident
+from casestore.models import OPEN_STATUSES, Hotspot, Notice, Notification, Resident
 from casestore.notify import Button, OutboundMessage
 from policies.masking import mask_text
 from policies.models import Grids
@@ -256,6 +258,92 @@ def send_notice(*, session: Session, key: str, topic: str, text: str, target: Ta
     return NoticeResult(notice, created, queued, added, skipped)
 
 
+# ---------------------------------------------------------------- 未诉先办: a hotspot's buildings hear of it
+HOTSPOT_HORIZON = timedelta(days=30)  # hotspots older than this (by their last report) are not looked at again
+HOTSPOT_ACTOR = "system:hotspot"
+# a hotspot's topic (what a resident may opt out of) and how its notice names the problem; 电梯 before 电
+_TOPIC_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("elevator", ("电梯",)), ("vaccine", ("疫苗",)), ("water", ("停水", "没水", "没有水", "水压", "自来水", "供水")),
+    ("power", ("停电", "没电", "断电", "跳闸", "供电")))
+_PROBLEM = {"water": "停水", "power": "停电", "elevator": "电梯故障", "vaccine": "疫苗接种的问题"}
+
+
+def hotspot_topic(texts: Iterable[str]) -> str:
+    """The notice topic of an incident from its reports' words (they choose the topic, they are never shown)."""
+    joined = " ".join(texts)
+    return next((code for code, words in _TOPIC_WORDS if any(w in joined for w in words)), "other")
+
+
+def _hotspot_key(hotspot_id: int, phase: str, building: tuple[str, int]) -> str:
+    digest = hashlib.sha256(f"{building[0]}:{building[1]}".encode()).hexdigest()[:16]
+    return f"hs:{hotspot_id}:{phase}:{digest}"
+
+
+def _when(ts: datetime | None, tz: ZoneInfo) -> str:
+    if ts is None:
+        return "尽快"
+    at = ts.astimezone(tz)
+    return f"{at.month}月{at.day}日 {at:%H:%M}前"
+
+
+@dataclass
+class HotspotNoticeReport:
+    opened: int = 0  # notices "已有人反映，正在处理" created (one per building)
+    resolved: int = 0  # notices "已处理完毕" created
+    queued: int = 0  # deliveries queued by this run
+
+
+def hotspot_notices(*, session: Session, grids: Grids, category_name: Callable[[str], str], tz: ZoneInfo,
+                    now: datetime) -> HotspotNoticeReport:
+    """未诉先办: for each recent hotspot, the residents of each building its reports came from who did not report
+    get ONE notice while it is open ("3号楼停水已有人反映，正在处理，预计…前处理完毕", the promised time being the
+    first open case's resolve_due_at) and ONE more when none of its cases is open. Idempotent (a notice per
+    (hotspot, phase, building) key, a delivery per resident): the scheduler runs it every tick."""
+    report = HotspotNoticeReport()
+    since = now - HOTSPOT_HORIZON
+    spots: list[Hotspot] = list(session.execute(select(Hotspot).where(or_(col(Hotspot.last_report_at) >= since,
+                                                            col(Hotspot.opened_at) >= since))
+                                 .order_by(col(Hotspot.id))).scalars())
+    if not spots:
+        return report
+    done = set(session.execute(select(col(Notice.key)).where(
+        col(Notice.hotspot_id).in_([h.id for h in spots]))).scalars())
+    for item in hotspot_cases(session=session, hotspots=spots):
+        hotspot = item.hotspot
+        assert hotspot.id is not None
+        open_cases = [c for c in item.cases if c.status in OPEN_STATUSES]
+        topic = hotspot_topic(f"{c.title} {c.description}" for c in item.cases)
+        problem = _PROBLEM.get(topic) or f"「{category_name(hotspot.category)}」方面的问题"
+        for building in item.buildings:
+            estate, number = building
+            opened_key = _hotspot_key(hotspot.id, "open", building)
+            if open_cases:
+                if opened_key in done:
+                    continue
+                key = opened_key
+                due = _when(min(open_cases, key=lambda c: (c.created_at, c.id or 0)).resolve_due_at, tz)
+                text = (f"{estate}{number}号楼{problem}已有人反映，社区正在处理，预计{due}处理完毕。"
+                        "您不用重复反映；如果您家还有别的情况，直接发消息告诉我。")
+            else:
+                key = _hotspot_key(hotspot.id, "done", building)
+                if opened_key not in done or key in done:
+                    continue
+                text = f"{estate}{number}号楼{problem}已处理完毕。如果您家仍有问题，直接发消息告诉我。"
+            try:
+                target = building_target(grids, [building])
+            except NotFound:  # a building grids.yaml no longer lists
+                continue
+            result = send_notice(session=session, key=key, topic=topic, text=text, target=target,
+                                 actor=HOTSPOT_ACTOR, now=now, hotspot_id=hotspot.id,
+                                 exclude_residents=item.reporters)
+            done.add(key)
+            if result.created:
+                report.resolved += key != opened_key
+                report.opened += key == opened_key
+            report.queued += result.added
+    return report
+
+
 def broadcast_to_grid(*, session: Session, grid_id: str, message: OutboundMessage, actor: str, now: datetime) -> int:
     """Queue `message` once for every consenting resident of `grid_id` (the admin's /broadcast); returns how many.
     Residents who opted out of every notice (退订通知 → 全部) are left out."""
@@ -306,11 +394,14 @@ def set_opt_out(*, session: Session, resident: Resident, topic: str, opt_out: bo
     code = topic if topic == ALL_TOPICS else topic_code(topic)
     current = list(resident.notice_opt_out or [])
     if opt_out:
-        if code in current:
+        if code in current or ALL_TOPICS in current:
             return False
         updated = [*current, code]
     else:
-        updated = [] if code == ALL_TOPICS else [t for t in current if t != code]
+        if code != ALL_TOPICS and ALL_TOPICS in current:  # "all but this one" after 退订全部 then 恢复停水通知
+            updated = [t for t in TOPICS if t != code]
+        else:
+            updated = [] if code == ALL_TOPICS else [t for t in current if t != code]
         if updated == current:
             return False
     resident.notice_opt_out = updated

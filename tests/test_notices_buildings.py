@@ -189,7 +189,7 @@ def test_0008_migrates_an_existing_resident_and_adds_the_unique_index(tmp_path) 
     with eng.begin() as conn:
         conn.execute(sql("INSERT INTO resident (display_name, created_at) VALUES ('张', '2026-11-20 06:00:00')"))
     upgrade(url)
-    assert head_revision() == "0008"
+    assert head_revision() >= "0008"  # later migrations keep what 0008 added
     with session_scope(eng) as s:
         assert s.exec(select(Resident)).one().notice_opt_out == []
     assert "uq_notification_nocase_once" in {i["name"] for i in inspect(eng).get_indexes("notification")}
