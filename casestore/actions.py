@@ -332,7 +332,8 @@ def reopen(*, session: Session, policies: Policies, sla: SlaPolicy, code: str, a
     else:
         routed = route(session=session, policies=policies, intent=case.intent, category=case.category,
                        urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
-                       target=case.complaint_target, target_roles=case.complaint_roles or [], exclude_worker_ids=away)
+                       target=case.complaint_target, target_roles=case.complaint_roles or [], exclude_worker_ids=away,
+                       now=now)
         assignment = Assignment(worker=routed.worker, role=routed.role, wanted_role=routed.wanted_role,
                                 reason="reopened; previous assignee unavailable; " + routed.reason, cc=routed.cc)
     return assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment,

@@ -86,7 +86,7 @@ def rate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, 
         assignment = route(session=session, policies=policies, intent=case.intent, category=case.category,
                            urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
                            target=case.complaint_target, target_roles=case.complaint_roles or [],
-                           exclude_worker_ids=kept_away(session=session, case=case))
+                           exclude_worker_ids=kept_away(session=session, case=case), now=now)
         assignment = Assignment(worker=assignment.worker, role=assignment.role, wanted_role=assignment.wanted_role,
                                 reason="reopened; previous assignee unavailable; " + assignment.reason,
                                 cc=assignment.cc)

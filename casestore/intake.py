@@ -148,7 +148,7 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
     own_grid = grid_worker_ids(session=session, grid_ids=[resident.grid_id]) if staff and resident else frozenset()
     assignment = route(session=session, policies=policies, intent=case.intent, category=case.category,
                        urgency=case.urgency, grid_id=grid_id, community_id=community_id,
-                       exclude_worker_ids=own_grid, target=report.target, target_roles=report.target_roles)
+                       exclude_worker_ids=own_grid, target=report.target, target_roles=report.target_roles, now=now)
     assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment, action="assign",
               actor="system", now=now, note=assignment.reason)
     hotspot, raised = check_hotspot(session=session, policies=policies, case=case, now=now)
@@ -186,7 +186,7 @@ def relocate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clo
         routed = route(session=session, policies=policies, intent=case.intent, category=case.category,
                        urgency=case.urgency, grid_id=case.grid_id, community_id=case.community_id,
                        target=case.complaint_target, target_roles=case.complaint_roles or [],
-                       exclude_worker_ids=kept_away(session=session, case=case))
+                       exclude_worker_ids=kept_away(session=session, case=case), now=now)
         if routed.worker.id != case.assignee_id or routed.cc:
             assign_to(session=session, policies=policies, sla=sla, case=case, assignment=routed, action="transfer",
                       actor="system", now=now, restart_clock=False, note="居民补充了地点，按新地点重新分派",

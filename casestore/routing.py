@@ -3,7 +3,10 @@
 Owns: choosing the responsible role (first matching rule), finding the person who holds that role in the
 case's grid or community, the fallback chain when that person is inactive or on leave (deputy, then the
 community supervisor), and the duty desk for cases whose grid is unknown (an emergency copied to the street
-command centre). A complaint about the community's
+command centre). A case the rules give the grid's full-time position is shared by the grid's team
+(routing.yaml `team`, `share_in_team`): nobody on leave or inactive, nobody outside their working hours, and the
+part-timer with the fewest open cases when the full-time worker holds more than `overflow_after`; when the team
+is there but off duty the case goes to `after_hours` (the duty desk). A complaint about the community's
 own people (`target="staff"`) never reaches the people it may be about: the grid's own workers (full-time,
 part-time, deputy, volunteers) and the holders of the positions it names are skipped, and its fallback is the
 street command centre, never the grid; nobody of the grid is copied either.
@@ -14,12 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from casestore.models import Case, Grid, Resident, Worker
-from policies.models import Policies, Routing
+from casestore.staff import file_entries, open_loads
+from policies.models import Policies, Routing, WorkingHours
 from policies.taxonomy import ROUTING_TARGETS, Role
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # working hours are read in the city's time
 
 # positions that live in a community rather than in one grid
 COMMUNITY_ROLES = {Role.supervisor.value, Role.duty_desk.value, Role.mediator.value, Role.property_manager.value}
@@ -123,6 +131,93 @@ def kept_away(*, session: Session, case: Case) -> frozenset[int]:
                                community_id=case.community_id))
 
 
+def hours_of(*, policies: Policies, worker: Worker) -> WorkingHours | None:
+    """The person's working hours: their own in grids.yaml, else their position's in routing.yaml (None: any time)."""
+    entry = file_entries(policies.grids).get((worker.name, worker.role, worker.grid_id))
+    if entry is not None and entry.working_hours is not None:
+        return entry.working_hours
+    hours: WorkingHours | None = policies.routing.team.working_hours.get(worker.role)  # type: ignore[call-overload]
+    return hours
+
+
+def in_hours(*, policies: Policies, worker: Worker, now: datetime) -> bool:
+    hours = hours_of(policies=policies, worker=worker)
+    if hours is None:
+        return True
+    local = now.astimezone(LOCAL_TZ)
+    return hours.covers(local.isoweekday(), local.time())
+
+
+def team_of(*, session: Session, grid_id: str) -> tuple[Worker | None, list[Worker]]:
+    """The grid's full-time worker and its part-timers (the deputy first), available or not."""
+    full = find_holder(session=session, role=Role.full_time.value, grid_id=grid_id, community_id=None)
+    parts = session.exec(select(Worker).where(col(Worker.grid_id) == grid_id,
+                                              col(Worker.role) == Role.part_time.value)).all()
+    return full, sorted(parts, key=lambda w: (not w.is_deputy, w.id or 0))
+
+
+@dataclass(frozen=True)
+class TeamPick:
+    chosen: tuple[str, Worker] | None  # (position, person); None: nobody of the team can take it
+    steps: list[str]  # what was skipped and why, for the audit trail
+    off_duty: bool  # someone of the team is available but outside their hours (→ routing.yaml after_hours)
+
+
+def _position(worker: Worker) -> str:
+    if worker.role == Role.part_time.value:
+        return "deputy" if worker.is_deputy else Role.part_time.value
+    return worker.role
+
+
+def _label(worker: Worker) -> str:
+    """How the audit trail names a team member: the position, with the id where a grid has two (part_time#12)."""
+    position = _position(worker)
+    return f"{position}#{worker.id}" if position == Role.part_time.value else position
+
+
+def share_in_team(*, session: Session, policies: Policies, grid_id: str, now: datetime | None,
+                  exclude_worker_ids: frozenset[int] = frozenset()) -> TeamPick:
+    """Who of the grid's team takes a case meant for its full-time position: the full-time worker while in
+    hours and holding at most `overflow_after` open cases; otherwise the least loaded part-timer in hours (the
+    deputy on a tie); the overloaded full-time worker when no part-timer can. `now` None: hours not checked."""
+    team = policies.routing.team
+    full, parts = team_of(session=session, grid_id=grid_id)
+    loads = open_loads(session=session, worker_ids=[w.id for w in [full, *parts] if w is not None and w.id])
+    steps: list[str] = []
+    off_duty = False
+
+    def usable(worker: Worker) -> bool:
+        nonlocal off_duty
+        label = _label(worker)
+        if worker.id in exclude_worker_ids:
+            steps.append(f"{label} excluded")
+        elif not is_available(worker):
+            steps.append(f"{label} {'on leave' if worker.on_leave else 'inactive'}")
+        elif now is not None and not in_hours(policies=policies, worker=worker, now=now):
+            steps.append(f"{label} off duty")
+            off_duty = True
+        else:
+            return True
+        return False
+
+    if full is None:
+        steps.append("no full_time")
+    full_ok = full is not None and usable(full)
+    if full is not None and full_ok:
+        held = loads.get(full.id or 0, 0)
+        if held <= team.overflow_after:
+            return TeamPick((Role.full_time.value, full), steps, off_duty)
+        steps.append(f"full_time holds {held} open (> {team.overflow_after})")
+    ready = [w for w in parts if usable(w)]
+    if ready:
+        best = min(ready, key=lambda w: (loads.get(w.id or 0, 0), not w.is_deputy, w.id or 0))
+        steps.append(f"{_label(best)} holds {loads.get(best.id or 0, 0)} open")
+        return TeamPick((_position(best), best), steps, off_duty)
+    if full is not None and full_ok:  # overloaded, but nobody to share with: the full-time worker keeps it
+        return TeamPick((Role.full_time.value, full), [*steps, "no part-timer can share"], off_duty)
+    return TeamPick(None, steps, off_duty)
+
+
 def route(
     *,
     session: Session,
@@ -136,9 +231,11 @@ def route(
     exclude_worker_ids: frozenset[int] = frozenset(),
     target: str | None = None,
     target_roles: Sequence[str] = (),
+    now: datetime | None = None,
 ) -> Assignment:
     """Pick the person for a case. `role` overrides the rules (a transfer to a role); `target="staff"` keeps a
-    complaint away from the grid's workers and the positions it names (`target_roles`)."""
+    complaint away from the grid's workers and the positions it names (`target_roles`); `now` makes the team
+    respect working hours (None: hours are not checked)."""
     routing = policies.routing
     cc_roles: list[str]
     if community_id is None:
@@ -167,7 +264,17 @@ def route(
         reason += "; staff complaint: the grid's workers and the named positions skipped"
     steps: list[str] = []
     chosen: tuple[str, Worker] | None = None
-    for position in dict.fromkeys(chain):  # ordered, without repeats
+    if wanted == Role.full_time.value and role is None and not staff and grid_id is not None:
+        pick = share_in_team(session=session, policies=policies, grid_id=grid_id, now=now,
+                             exclude_worker_ids=exclude_worker_ids)
+        steps += pick.steps
+        chosen = pick.chosen
+        if chosen is None:  # the team tried already: off duty → the duty desk, else the chain above the grid
+            above = [r for r in chain if r not in STAFF_GRID_POSITIONS]
+            chain = [routing.team.after_hours, *above] if pick.off_duty else above
+            if pick.off_duty:
+                steps.append(f"team off duty→{routing.team.after_hours}")
+    for position in dict.fromkeys(chain if chosen is None else ()):  # ordered, without repeats
         holder = find_holder(session=session, role=position, grid_id=grid_id, community_id=community_id)
         if holder is None:
             steps.append(f"no {position}")

@@ -216,6 +216,64 @@ class RouteDefault(_Strict):
     cc: list[str] = Field(default_factory=list)
 
 
+WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)  # ISO weekdays, Monday = 1
+
+
+class WorkingHours(_Strict):
+    """When a person takes new cases (Asia/Shanghai): `end` before `start` spans midnight."""
+
+    start: time
+    end: time
+    days: list[int] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if any(d not in WEEKDAYS for d in v) or len(set(v)) != len(v):
+            raise ValueError("days are distinct ISO weekdays 1 (Monday) to 7 (Sunday)")
+        return v
+
+    @model_validator(mode="after")
+    def _span(self) -> WorkingHours:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+    def covers(self, weekday: int, at: time) -> bool:
+        """Is local `weekday` (1-7) at `at` inside these hours (a night shift counts from the day it starts)?"""
+        if self.start < self.end:
+            return weekday in self.days and self.start <= at < self.end
+        previous = 7 if weekday == 1 else weekday - 1
+        return (weekday in self.days and at >= self.start) or (previous in self.days and at < self.end)
+
+
+class Team(_Strict):
+    """How a grid's team (1 full-time + part-timers) shares the cases routed to its full-time position."""
+
+    # the full-time worker holding more than this many open cases: new ones go to the least loaded part-timer
+    overflow_after: int = Field(default=8, ge=0)
+    # per position, unless a person's own `working_hours` in grids.yaml says otherwise; a role left out: any time
+    working_hours: dict[Literal["full_time", "part_time"], WorkingHours] = Field(default_factory=dict)
+    # where a case goes when nobody of the team is in hours (someone is, but off duty)
+    after_hours: str = "duty_desk"
+    # the morning digest of what is due today and overdue, from this local time until `digest_until`
+    digest_at: time = time(8, 30)
+    digest_until: time = time(12, 0)
+
+    @field_validator("after_hours")
+    @classmethod
+    def _after_hours(cls, v: str) -> str:
+        if v not in ROUTING_TARGETS:
+            raise ValueError(f"unknown role {v!r}; known: {sorted(ROUTING_TARGETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _digest(self) -> Team:
+        if self.digest_until <= self.digest_at:
+            raise ValueError("digest_until must be later than digest_at")
+        return self
+
+
 class Routing(_Strict):
     default: RouteDefault
     rules: list[RouteRule] = Field(default_factory=list)
@@ -223,6 +281,7 @@ class Routing(_Strict):
     unknown_grid: str = "duty_desk"
     transfer_roles: list[str] = Field(min_length=1)
     extension_hours: list[int] = Field(min_length=1)
+    team: Team = Field(default_factory=Team)
 
     @field_validator("transfer_roles")
     @classmethod
@@ -263,6 +322,8 @@ class StaffEntry(_Strict):
     display_name: str | None = None
     phone: WorkPhone | None = None
     hours: str | None = None
+    # when this person takes new cases, if not their position's hours in routing.yaml `team.working_hours`
+    working_hours: WorkingHours | None = None
 
 
 class Coverage(_Strict):
@@ -510,6 +571,44 @@ class Lexicon(_Strict):
         return out
 
 
+# ---------- quick_replies.yaml ----------
+QUICK_REPLY_MAX = 40  # characters of one phrase: it is a button's label
+QUICK_REPLIES_PER_SET = 6
+
+
+def _check_phrases(v: list[str]) -> list[str]:
+    cleaned = [p.strip() for p in v]
+    if any(not p or len(p) > QUICK_REPLY_MAX for p in cleaned):
+        raise ValueError(f"a quick reply is 1 to {QUICK_REPLY_MAX} characters")
+    if len(cleaned) > QUICK_REPLIES_PER_SET or len(set(cleaned)) != len(cleaned):
+        raise ValueError(f"at most {QUICK_REPLIES_PER_SET} distinct quick replies per set")
+    return cleaned
+
+
+Phrases = Annotated[list[str], AfterValidator(_check_phrases)]
+
+
+class QuickReplySet(_Strict):
+    respond: Phrases = Field(default_factory=list)  # 反馈进展 (the note of 已联系)
+    relay: Phrases = Field(default_factory=list)  # 回复居民 (words the resident reads)
+
+
+class QuickReplies(_Strict):
+    """常用语 offered as buttons to a worker writing a note or a reply, per category; `default` for the rest."""
+
+    default: QuickReplySet = Field(default_factory=QuickReplySet)
+    categories: dict[Category, QuickReplySet] = Field(default_factory=dict)
+
+    def phrases(self, category: str, kind: Literal["respond", "relay"]) -> list[str]:
+        """The phrases for a case of `category` (the category's own, else the default)."""
+        try:
+            own = self.categories.get(Category(category))
+        except ValueError:
+            own = None
+        chosen: list[str] = getattr(own, kind) if own is not None else []
+        return chosen or list(getattr(self.default, kind))
+
+
 class Policies(_Strict):
     """All policy files, validated together."""
 
@@ -519,3 +618,4 @@ class Policies(_Strict):
     grids: Grids
     links: Links
     lexicon: Lexicon = Field(default_factory=Lexicon)
+    quick_replies: QuickReplies = Field(default_factory=QuickReplies)

@@ -39,6 +39,7 @@ from tests.test_loop_support import (
 )
 
 __all__ = ["sla"]
+FU03_PART_TIME = 900110  # 芙蓉社区第三网格兼职网格员 (not the deputy)
 
 
 def _assignee_tg(engine, result) -> int:
@@ -104,9 +105,17 @@ def test_deputy_also_away_falls_back_to_the_supervisor(engine, policies, sla, cl
         deputy = s.get(Worker, worker_id(engine, FU03_DEPUTY))
         deputy.active = False
         s.add(deputy)
+    # the grid's other part-timer shares the load (routing.yaml `team`) ...
     r = open_(engine, policies, sla, clock, estate="芙蓉小区", building=15)
+    assert _assignee_tg(engine, r) == FU03_PART_TIME and "deputy inactive" in r.assignment.reason
+    with session_scope(engine) as s:
+        other = s.get(Worker, worker_id(engine, FU03_PART_TIME))
+        other.on_leave = True
+        s.add(other)
+    # ... and with the whole team away the supervisor takes it
+    r = open_(engine, policies, sla, clock, estate="芙蓉小区", building=16, title="井盖松动", description="东门井盖松动了")
     assert _assignee_tg(engine, r) == FURONG_SUPERVISOR
-    assert "deputy inactive" in r.assignment.reason
+    assert "deputy inactive" in r.assignment.reason and "on leave" in r.assignment.reason
 
 
 def test_unknown_address_goes_to_the_duty_desk_flagged(engine, policies, sla, clock) -> None:
