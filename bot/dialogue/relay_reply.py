@@ -14,9 +14,11 @@ Must not: decide who may read what (casestore.relay does) or put a number into t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bot.dialogue import texts
+from bot.dialogue.mycases import latest_open_code
 from bot.dialogue.safety import is_emergency
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
@@ -25,6 +27,7 @@ from bot.understanding.types import Understanding
 from casestore import relay
 from casestore.errors import DomainError
 from casestore.notify import Button
+from casestore.residents import update_contact_phone
 from policies.masking import find_personal_data, mask_text
 
 _PLAIN_REPLY_INTENTS = frozenset({"chitchat", "feedback"})  # "好的", "明天不在家", "谢谢": words for the worker
@@ -113,3 +116,36 @@ def _open(turn: Turn, code: str) -> None:
         return
     turn.go(State.idle)
     turn.say(texts.RELAY_REPLY_ASK.format(code=code.strip().upper()))
+
+
+# a phone typed on its own, with at most a few words around it ("138… 这是俺的电话", "有事打这个")
+_PHONE_FILLER = re.compile(r"^(?:这是|这个是|这个|是|我|俺|咱|的|我的|俺的|电话|手机|手机号|手机号码|电话号码|号码|"
+                           r"联系电话|联系方式|回电|回电号码|有事|打|打这个|打我|给我打|请|麻烦|谢谢|号|吧|啊)*$")
+
+
+def phone_given(turn: Turn, text: str) -> bool:
+    """A call-back phone typed on its own (after 转人工, or unasked): kept on the resident's row through
+    `casestore.relay.send_to_worker` when a case of theirs is open (its assignee is told it is there, masked), and
+    the resident told, instead of the chit-chat greeting. Only with consent: without it nothing is kept."""
+    phones = [p for p in find_personal_data(text) if p.kind in ("mobile", "landline")]
+    resident = turn.resident()
+    if len(phones) != 1 or resident is None or resident.id is None or not turn.consented():
+        return False
+    rest = [c for c in re.split(r"[\s，,。.！!？?、；;：:~～]+", text.replace(phones[0].raw, " ")) if c]
+    if not all(_PHONE_FILLER.match(c) for c in rest):
+        return False
+    number, masked = phones[0].number, mask_text(phones[0].raw)
+    code = latest_open_code(turn, resident.id)
+    if code is not None:
+        try:
+            with turn.session.begin_nested():
+                relay.send_to_worker(session=turn.session, resident=resident, code=code, text=text, now=turn.now,
+                                     phone=(number, masked))
+        except DomainError:
+            code = None
+    if code is None:
+        update_contact_phone(session=turn.session, resident=resident, phone=number, masked=masked, now=turn.now)
+        turn.say(texts.PHONE_KEPT_NO_CASE.format(phone=masked))
+    else:
+        turn.say(texts.PHONE_KEPT.format(phone=masked, code=code))
+    return True

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 _STATUS_WORDS = re.compile(r"(工单|事项|反映的|报修的).{0,6}(怎么样|进度|到哪|办好|处理得|结果)|我的工单")
 RECENT = 6  # the resident's last messages kept (masked) for a 转人工 case
+# mediation asked for in words ("恁给调解调解吧", "想请社区帮忙调解一下"), not a mention ("调解员没来，我要投诉")
+_ASKS_MEDIATION = re.compile(r"(?:给|帮|请|要求|申请|想|需要|找人|来)[^，,。！!？?]{0,6}调解(?!员)|调解调解|调解一下")
 _NOTE_NEW = frozenset({texts.BTN_NOTE_NEW, "是新问题", "新的问题", "新的"})
 MAX_REQUEUE = 3  # a handler may hand a message back; bounded so that no turn loops
 _SHORT_REPLIES = YES | NO | AGREE | DISAGREE | SKIP
@@ -280,6 +282,8 @@ def on_text(turn: Turn, text: str) -> None:
         return
     if safety.try_place(turn, text):  # an emergency waiting for its place: this address joins that case
         return
+    if turn.state == State.idle and relay_reply.phone_given(turn, text):  # "138… 这是俺的电话": kept, and said
+        return
     _remember_words(turn, text)
     if turn.data.note_pending and _typed_note_choice(turn, text):
         return
@@ -369,7 +373,7 @@ def process_text(turn: Turn, text: str, u: Understanding | None = None, *, about
     if fact is not None and not grid_facts.gives_way(u, opens_case=turn.services.policies.taxonomy.opens_case(intent)):
         grid_facts.reply(turn, fact, u.text)  # from grids.yaml and the case store, not from documents
         return
-    if intent == "dispute":  # a mediation request goes to the mediator at once, however sure the reading
+    if intent == "dispute" or _ASKS_MEDIATION.search(text):  # to the mediator at once, however sure the reading
         report.start_report(turn, u, intent="dispute")
         return
     if u.low_confidence and "intent" in (u.uncertain_axes or ["intent"]):

@@ -149,7 +149,9 @@ def emergency(turn: Turn, u: Understanding, text: str) -> None:
     if not cases:
         return
     case = cases[0]
-    turn.say(texts.EMERGENCY_OPENED.format(code=case.code, handler=handler_text(turn, case), due=due_text(turn, case)))
+    if case.duplicate_of_id is None:  # merged: open_cases said who already handles it; nobody new was paged
+        turn.say(texts.EMERGENCY_OPENED.format(code=case.code, handler=handler_text(turn, case),
+                                               due=due_text(turn, case)))
     if not has_consent:
         turn.say(texts.EMERGENCY_NO_CONSENT)
     if case.grid_id is None:  # the place is asked now, and joins this case whatever the consent state

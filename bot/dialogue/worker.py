@@ -12,6 +12,7 @@ Must not: change a case any other way than through casestore.actions.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -330,7 +331,30 @@ def _on_wext(turn: Turn, arg: str) -> None:
         turn.expired()
         return
     task.step, task.hours = "reason", int(arg)
+    if task.note:  # the reason was typed before the hours were chosen
+        _with_note(turn, task, task.note)
+        return
     turn.say(texts.ASK_EXTEND_REASON, _note_buttons())
+
+
+_HOURS_TYPED = re.compile(r"^(?:延期|延长|再给|需要|要)?\s*(\d{1,3})\s*(小时|个小时|h|天)?$", re.IGNORECASE)
+
+
+def _typed_extension(turn: Turn, task: WorkerTask, text: str) -> None:
+    """Text while 申请延期 asks how long: hours it offers ("48小时", "2天") are taken as pressed; anything else is
+    the reason, kept for when the hours are chosen (a typed reason is never refused)."""
+    m = _HOURS_TYPED.match(text.strip())
+    offered = turn.services.policies.routing.extension_hours
+    if m:
+        hours = int(m.group(1)) * (24 if m.group(2) == "天" else 1)
+        if hours in offered:
+            _on_wext(turn, str(hours))
+            return
+    else:
+        task.note = text
+    turn.say(texts.EXTEND_REASON_KEPT.format(code=task.case, reason=mask_text(task.note or "")[:NOTE_MAX])
+             if task.note else texts.ASK_EXTEND_HOURS.format(code=task.case),
+             [[Button(f"{h}小时", "wext", None, str(h)) for h in offered], [Button(texts.BTN_CANCEL, "wcancel")]])
 
 
 STEP_BUTTONS: dict[str, Callable[[Turn, str], None]] = {
@@ -344,6 +368,10 @@ def _on_text(turn: Turn, worker: Worker, text: str) -> None:
     task = turn.data.task
     if turn.state == State.worker_note and task is not None and task.step in ("note", "reason") and text:
         _with_note(turn, task, text)
+        return
+    if turn.state == State.worker_note and task is not None and task.action == "extend" and task.step == "hours" \
+            and text:
+        _typed_extension(turn, task, text)
         return
     if turn.state == State.worker_photo and task is not None and is_skip(text):
         _finish_resolve(turn, task, photo=None)
