@@ -20,6 +20,7 @@ from bot.dialogue import texts
 from bot.dialogue.drafts import WorkerTask
 from bot.dialogue.myid import show_id
 from bot.dialogue.state import State
+from bot.dialogue.team import QUICK, on_back, on_leave, quick_phrase, quick_rows
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import is_skip
 from casestore import actions, relay
@@ -165,6 +166,7 @@ def _unknown_command(turn: Turn, worker: Worker) -> None:
 
 COMMANDS: dict[str, Callable[[Turn, Worker], None]] = {
     "tasks": _tasks, "start": _start, "help": _help, "cancel": _cancel, "myid": show_id,
+    "leave": on_leave, "back": on_back,
 }
 
 
@@ -197,7 +199,9 @@ def _ask_note(turn: Turn, case: Case, action: str) -> None:
     turn.go(State.worker_note)
     if action == "respond":
         turn.data.task = WorkerTask(action="respond", case=case.code)
-        turn.say(texts.ASK_RESPOND_NOTE.format(code=case.code), _note_buttons())
+        quick = quick_rows(turn, case, "respond")
+        turn.say(texts.ASK_RESPOND_NOTE.format(code=case.code) + (texts.QUICK_HINT if quick else ""),
+                 [*quick, *_note_buttons()])
     elif action == "resolve":
         turn.data.task = WorkerTask(action="resolve", case=case.code)
         turn.say(texts.ASK_RESOLVE_NOTE.format(code=case.code),
@@ -209,7 +213,9 @@ def _ask_note(turn: Turn, case: Case, action: str) -> None:
         turn.say(texts.ASK_TRANSFER_TO.format(code=case.code), [*rows, [Button(texts.BTN_CANCEL, "wcancel")]])
     elif action == "relay":
         turn.data.task = WorkerTask(action="relay", case=case.code)
-        turn.say(texts.ASK_RELAY_TEXT.format(code=case.code), [[Button(texts.BTN_CANCEL, "wcancel")]])
+        quick = quick_rows(turn, case, "relay")
+        turn.say(texts.ASK_RELAY_TEXT.format(code=case.code) + (texts.QUICK_HINT if quick else ""),
+                 [*quick, [Button(texts.BTN_CANCEL, "wcancel")]])
     elif action == "ask_phone":
         turn.data.task = WorkerTask(action="ask_phone", case=case.code, step="reason")
         turn.say(texts.ASK_PHONE_REASON.format(code=case.code), _note_buttons())
@@ -357,9 +363,23 @@ def _typed_extension(turn: Turn, task: WorkerTask, text: str) -> None:
              [[Button(f"{h}小时", "wext", None, str(h)) for h in offered], [Button(texts.BTN_CANCEL, "wcancel")]])
 
 
+def _on_wquick(turn: Turn, arg: str) -> None:
+    """A 常用语 button: the phrase goes on as if typed (a progress note, or words relayed to the resident)."""
+    task = _task(turn)
+    if task is None:
+        return
+    case = _case(turn, task.case)
+    kind = "respond" if task.action == "respond" else "relay" if task.action == "relay" else None
+    phrase = quick_phrase(turn, case, kind, arg) if case is not None and kind is not None else None
+    if phrase is None or turn.state != State.worker_note or task.step != "note":
+        turn.expired()
+        return
+    _with_note(turn, task, phrase)
+
+
 STEP_BUTTONS: dict[str, Callable[[Turn, str], None]] = {
     "wcancel": _on_wcancel, "wnote": _on_wnote, "wphoto_skip": _on_wphoto_skip, "wxfer": _on_wxfer,
-    "wext": _on_wext,
+    "wext": _on_wext, QUICK: _on_wquick,
 }
 
 
