@@ -34,7 +34,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import Float, Integer, and_, case, cast, func, literal, or_, select, true
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
@@ -109,7 +110,8 @@ class Figures:
 
 @dataclass
 class _Acc:
-    """One group's sums, from SQL (cases, events) plus its response minutes and star ratings."""
+    """One group's parts of every figure in one window, from SQL: sums over cases and events, the count of
+    answered cases and the response minutes at the ranks the median and P90 need (rank -> minutes)."""
 
     cases: int = 0
     duplicates: int = 0
@@ -124,20 +126,30 @@ class _Acc:
     reopened: int = 0
     answered: int = 0
     auto_closed: int = 0
+    responded: int = 0
     hotspots: int = 0
     escalations: int = 0
     escalated_cases: int = 0
-    responses: list[float] = field(default_factory=list)
-    ratings: list[int] = field(default_factory=list)
+    rating_n: int = 0
+    rating_sum: int = 0
+    ranked: dict[int, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the definitions
+def _rank(q: float, n: int) -> int:
+    """The nearest rank (1..n) of the q percentile of n values: the smallest with at least q of them at or below."""
+    return max(1, min(n, math.ceil(q * n)))
+
+
 def percentile(values: Iterable[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..1): the smallest value with at least q of the values at or below it."""
     ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+    return ordered[_rank(q, len(ordered)) - 1] if ordered else None
+
+
+def _median_ranks(n: int) -> tuple[int, int]:
+    """The ranks (1..n) whose mean is the median (the same rank twice when n is odd)."""
+    return (n + 1) // 2, n // 2 + 1
 
 
 def _minutes(x: float | None) -> float | None:
@@ -164,19 +176,63 @@ def overdue_condition(now: datetime) -> Any:
                                and_(col(Case.resolve_due_at).is_not(None), col(Case.resolve_due_at) < now)))
 
 
+def _case_rules(now: datetime) -> list[tuple[str, Any]]:
+    """Each summed part of the case figures, as (the _Acc field, the SQL condition a case counts under). A new
+    case figure adds its part here (and its field to _Acc)."""
+    real = col(Case.duplicate_of_id).is_(None)
+    due_resp, due_res = col(Case.response_due_at), col(Case.resolve_due_at)
+    first, resolved = col(Case.first_response_at), col(Case.resolved_at)
+    return [
+        ("cases", real),
+        ("duplicates", ~real),
+        ("resp_n", and_(real, due_resp.is_not(None), or_(first.is_not(None), and_(due_resp < now, is_open())))),
+        ("resp_ok", and_(real, due_resp.is_not(None), first.is_not(None), first <= due_resp)),
+        ("res_n", and_(real, due_res.is_not(None), or_(resolved.is_not(None), and_(due_res < now, is_open())))),
+        ("res_ok", and_(real, due_res.is_not(None), resolved.is_not(None), resolved <= due_res)),
+        ("open", and_(real, is_open())),
+        ("overdue", and_(real, overdue_condition(now))),
+        ("resolved", and_(real, resolved.is_not(None))),
+        ("resolved_ever", and_(real, or_(resolved.is_not(None), col(Case.reopen_count) > 0,
+                                         col(Case.status) == CaseStatus.closed.value))),
+        ("reopened", and_(real, col(Case.reopen_count) > 0)),
+        ("answered", and_(real, col(Case.close_reason) == CloseReason.rated.value)),
+        ("auto_closed", and_(real, col(Case.close_reason) == CloseReason.auto_closed_without_rating.value)),
+        ("responded", and_(real, first.is_not(None))),
+    ]
+
+
 def _response_minutes_sql(dialect: str) -> Any:
-    """Minutes from the current cycle's start (clock_started_at, else the report) to the first response."""
+    """Minutes from the current cycle's start (clock_started_at, else the report) to the first response, never
+    below zero."""
     start = func.coalesce(col(Case.clock_started_at), col(Case.created_at))
+    if dialect == "postgresql":  # as float8: PostgreSQL orders doubles far faster than numeric
+        raw: Any = cast(func.extract("epoch", col(Case.first_response_at) - start) / 60.0, Float)
+    else:
+        raw = (func.julianday(col(Case.first_response_at)) - func.julianday(start)) * 1440.0
+    return case((raw < 0, 0.0), else_=raw)
+
+
+def _star_sql(dialect: str) -> tuple[Any, Any]:
+    """(is this event's data a star rating: an integer 1..5, not a bool, a float or a string; its stars)."""
     if dialect == "postgresql":
-        return func.extract("epoch", col(Case.first_response_at) - start) / 60.0
-    return (func.julianday(col(Case.first_response_at)) - func.julianday(start)) * 1440.0
+        rating = col(CaseEvent.data).op("->")("rating")
+        text_ = col(CaseEvent.data).op("->>")("rating")
+        ok = and_(func.json_typeof(rating) == "number", text_.op("~")("^[1-5]$"))
+        return ok, cast(text_, Integer)
+    return (and_(func.json_type(col(CaseEvent.data), "$.rating") == "integer",
+                 func.json_extract(col(CaseEvent.data), "$.rating").between(1, 5)),
+            func.json_extract(col(CaseEvent.data), "$.rating"))
 
 
 def _case_filters(*, since: datetime | None, until: datetime | None, scope: Collection[str] | None) -> list[Any]:
     where: list[Any] = []
     if since is not None:
         where.append(col(Case.created_at) >= since)
-    if until is not None:
+    if until is not None and since is None:
+        # all history is read anyway; as a plain range SQLite (no range statistics) would walk ix_case_created
+        # row by row instead of scanning the table
+        where.append(case((col(Case.created_at) > until, 1), else_=0) == 0)
+    elif until is not None:
         where.append(col(Case.created_at) <= until)
     if scope is not None:
         where.append(col(Case.grid_id).in_(sorted(scope)))
@@ -194,97 +250,172 @@ def _event_filters(*, since: datetime | None, until: datetime | None, scope: Col
     return where
 
 
-def _star(data: dict[str, Any] | None) -> int | None:
-    rating = (data or {}).get("rating")
-    return rating if isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5 else None
-
-
-_SUMS = ("cases", "duplicates", "resp_n", "resp_ok", "res_n", "res_ok", "open", "overdue", "resolved",
-         "resolved_ever", "reopened", "answered", "auto_closed", "hotspots")  # _aggregate's columns, in order
-
-
 def _rows(session: Session, stmt: Any) -> list[Any]:
     return list(session.execute(stmt).all())
 
 
-def _aggregate(session: Session, key: Any, *, now: datetime, since: datetime | None,
-               scope: Collection[str] | None, events: bool = True) -> dict[Any, _Acc]:
-    """Every figure's parts per value of `key` (a Case column, or None for one group keyed None)."""
+Windows = dict[str, datetime | None]  # window name -> its start (None: from the beginning); each ends at `now`
+
+
+def _earliest(windows: Windows) -> datetime | None:
+    starts = list(windows.values())
+    return None if any(s is None for s in starts) else min(s for s in starts if s is not None)
+
+
+def _inside(column: Any, start: datetime | None) -> Any:
+    return true() if start is None else column >= start
+
+
+def _aggregate(session: Session, key: Any, *, now: datetime, windows: Windows, scope: Collection[str] | None,
+               events: bool = True) -> dict[str, dict[Any, _Acc]]:
+    """Every figure's parts per window and per value of `key` (a Case column, or None for one group keyed None):
+    one pass over the cases for all windows, the hotspots through their index, the response minutes at the
+    ranks the median and P90 need, one pass over the events."""
     group = [key] if key is not None else []
     keycol = key if key is not None else literal(None)
-    real = col(Case.duplicate_of_id).is_(None)
-    due_resp, due_res = col(Case.response_due_at), col(Case.resolve_due_at)
-    first, resolved = col(Case.first_response_at), col(Case.resolved_at)
-    cases_where = _case_filters(since=since, until=now, scope=scope)
-    stmt = (select(keycol,
-                   _flag(real), _flag(~real),
-                   _flag(and_(real, due_resp.is_not(None),
-                              or_(first.is_not(None), and_(due_resp < now, is_open())))),
-                   _flag(and_(real, due_resp.is_not(None), first.is_not(None), first <= due_resp)),
-                   _flag(and_(real, due_res.is_not(None),
-                              or_(resolved.is_not(None), and_(due_res < now, is_open())))),
-                   _flag(and_(real, due_res.is_not(None), resolved.is_not(None), resolved <= due_res)),
-                   _flag(and_(real, is_open())), _flag(and_(real, overdue_condition(now))),
-                   _flag(and_(real, resolved.is_not(None))),
-                   _flag(and_(real, or_(resolved.is_not(None), col(Case.reopen_count) > 0,
-                                        col(Case.status) == CaseStatus.closed.value))),
-                   _flag(and_(real, col(Case.reopen_count) > 0)),
-                   _flag(and_(real, col(Case.close_reason) == CloseReason.rated.value)),
-                   _flag(and_(real, col(Case.close_reason) == CloseReason.auto_closed_without_rating.value)),
-                   func.count(func.distinct(case((col(Case.cluster_id).in_(select(col(Hotspot.id))),
-                                                  col(Case.cluster_id)), else_=None))))
-            .where(*cases_where).group_by(*group))
-    out: dict[Any, _Acc] = {}
-    for row in _rows(session, stmt):
-        k, *n = row
-        acc = out[k] = _Acc()
-        for name, value in zip(_SUMS, n, strict=True):
-            setattr(acc, name, int(value or 0))
     dialect = session.get_bind().dialect.name
-    minutes = (select(keycol, _response_minutes_sql(dialect))
-               .where(*cases_where, real, first.is_not(None)))
-    for k, m in _rows(session, minutes):
-        out.setdefault(k, _Acc()).responses.append(max(0.0, float(m)))
-    if not events:
-        return out
-    joined = select(keycol, col(CaseEvent.data)).join(Case, col(Case.id) == col(CaseEvent.case_id))
-    for k, data in _rows(session, joined.where(col(CaseEvent.action).in_(RATING_ACTIONS),
-                                                *_event_filters(since=since, until=now, scope=scope))):
-        star = _star(data)
-        if star is not None:
-            out.setdefault(k, _Acc()).ratings.append(star)
-    escalations = (select(keycol, func.count(), func.count(func.distinct(col(CaseEvent.case_id))))
-                   .join(Case, col(Case.id) == col(CaseEvent.case_id))
-                   .where(col(CaseEvent.action) == "escalate", *_event_filters(since=since, until=now, scope=scope))
-                   .group_by(*group))
-    for k, n, distinct in _rows(session, escalations):
-        acc = out.setdefault(k, _Acc())
-        acc.escalations, acc.escalated_cases = int(n), int(distinct)
+    rules = _case_rules(now)
+    cases_where = _case_filters(since=_earliest(windows), until=now, scope=scope)
+    out: dict[str, dict[Any, _Acc]] = {w: {} for w in windows}
+    for w, start in windows.items():  # one pass per window: the bounded ones read only their days (ix_case_created)
+        where = _case_filters(since=start, until=now, scope=scope)
+        for k, *sums in _rows(session, select(keycol, *(_flag(c) for _, c in rules)).where(*where).group_by(*group)):
+            acc = out[w][k] = _Acc()
+            for (name, _), value in zip(rules, sums, strict=True):
+                setattr(acc, name, int(value or 0))
+    hotspots = [func.count(func.distinct(case((_inside(col(Case.created_at), start), col(Case.cluster_id)),
+                                              else_=None))) for start in windows.values()]
+    for k, *counts in _rows(session, select(keycol, *hotspots).join(Hotspot, col(Hotspot.id) == col(Case.cluster_id))
+                            .where(*cases_where, col(Case.duplicate_of_id).is_(None)).group_by(*group)):
+        for w, n in zip(windows, counts, strict=True):
+            if n:
+                out[w].setdefault(k, _Acc()).hotspots = int(n)
+    _ranked_minutes(session, out, key, now=now, windows=windows, where=cases_where, scope=scope, dialect=dialect)
+    if events:
+        _event_parts(session, out, keycol, group, now=now, windows=windows, scope=scope, dialect=dialect)
     return out
+
+
+def _ranks(n: int) -> set[int]:
+    """The ranks (1..n) of the response minutes that the median and the P90 are made of."""
+    return {*_median_ranks(n), _rank(0.9, n)}
+
+
+def _ranked_minutes(session: Session, out: dict[str, dict[Any, _Acc]], key: Any, *, now: datetime,
+                    windows: Windows, where: list[Any], scope: Collection[str] | None, dialect: str) -> None:
+    """The response minutes at the median's and P90's ranks of each (window, group), into `_Acc.ranked`.
+    Ungrouped (the overview), the database orders them and returns just those rows (ORDER BY .. LIMIT/OFFSET),
+    so 100k cases send back a handful; grouped, each group's minutes are fetched and ordered here."""
+    minutes = _response_minutes_sql(dialect)
+    answered = [*where, col(Case.duplicate_of_id).is_(None), col(Case.first_response_at).is_not(None)]
+    if key is None:
+        for w, start in windows.items():
+            acc = out[w].get(None)
+            if acc is None or not acc.responded:
+                continue
+            inside = _case_filters(since=start, until=now, scope=scope)
+            n = acc.responded
+            answered_in = [*inside, col(Case.duplicate_of_id).is_(None), col(Case.first_response_at).is_not(None)]
+            if dialect == "postgresql":
+                # one ordering for every rank: percentile_disc(f) takes rank ceil(f * n), so f = (rank - 0.5) / n
+                ranks = sorted(_ranks(n))
+                stmt = select(func.percentile_disc(postgresql.array([(r - 0.5) / n for r in ranks]))
+                              .within_group(minutes)).where(*answered_in)
+                found: list[Any] = list(session.execute(stmt).scalar_one() or [])
+                acc.ranked.update({r: float(m) for r, m in zip(ranks, found, strict=True)})
+                continue
+            for first, last in _runs(sorted(_ranks(n))):
+                # from whichever end is nearer, so the database keeps the fewest rows while it orders them
+                ascending = first - 1 <= n - last
+                stmt = (select(minutes).where(*answered_in)
+                        .order_by(minutes if ascending else minutes.desc())
+                        .offset(first - 1 if ascending else n - last).limit(last - first + 1))
+                values: list[Any] = list(session.execute(stmt).scalars())
+                in_order = range(first, last + 1) if ascending else range(last, first - 1, -1)
+                acc.ranked.update({r: float(m) for r, m in zip(in_order, values, strict=False)})
+        return
+    rows: list[Any] = _rows(session, select(key, col(Case.created_at), minutes).where(*answered))
+    for w, start in windows.items():
+        per: dict[Any, list[float]] = {}
+        for k, created, m in rows:
+            if start is None or created >= start:
+                per.setdefault(k, []).append(float(m))
+        for k, values in per.items():
+            values.sort()
+            acc = out[w].setdefault(k, _Acc())
+            acc.ranked.update({r: values[r - 1] for r in _ranks(len(values))})
+
+
+def _runs(ranks: list[int]) -> list[tuple[int, int]]:
+    """Sorted ranks as runs of consecutive ones ([3, 4, 9] -> [(3, 4), (9, 9)]), one query each."""
+    out: list[tuple[int, int]] = []
+    for r in ranks:
+        if out and r == out[-1][1] + 1:
+            out[-1] = (out[-1][0], r)
+        else:
+            out.append((r, r))
+    return out
+
+
+def _event_parts(session: Session, out: dict[str, dict[Any, _Acc]], keycol: Any, group: list[Any], *,
+                 now: datetime, windows: Windows, scope: Collection[str] | None, dialect: str) -> None:
+    """Star ratings (count and sum) and escalations (events and cases) per window, in one pass over the events."""
+    is_star, stars = _star_sql(dialect)
+    rating = and_(col(CaseEvent.action).in_(RATING_ACTIONS), is_star)
+    escalation = col(CaseEvent.action) == "escalate"
+    columns: list[Any] = []
+    for start in windows.values():
+        inside = _inside(col(CaseEvent.at), start)
+        columns += [_flag(and_(inside, rating)),
+                    func.coalesce(func.sum(case((and_(inside, rating), stars), else_=0)), 0),
+                    _flag(and_(inside, escalation)),
+                    func.count(func.distinct(case((and_(inside, escalation), col(CaseEvent.case_id)), else_=None)))]
+    stmt = (select(keycol, *columns).join(Case, col(Case.id) == col(CaseEvent.case_id))
+            .where(col(CaseEvent.action).in_((*RATING_ACTIONS, "escalate")),
+                   *_event_filters(since=_earliest(windows), until=now, scope=scope))
+            .group_by(*group))
+    for k, *sums in _rows(session, stmt):
+        for i, w in enumerate(windows):
+            n, total, escalations, escalated = (int(v or 0) for v in sums[i * 4:(i + 1) * 4])
+            if n or escalations:
+                acc = out[w].setdefault(k, _Acc())
+                acc.rating_n, acc.rating_sum = n, total
+                acc.escalations, acc.escalated_cases = escalations, escalated
 
 
 def first_response_minutes(*, session: Session, now: datetime, since: datetime | None = None,
                            scope: Collection[str] | None = None) -> list[float]:
     """Each answered case's first-response minutes (merged duplicates left out), for a histogram."""
-    parts = _aggregate(session, None, now=now, since=since, scope=scope, events=False)
-    return sorted(parts[None].responses) if None in parts else []
+    stmt = select(_response_minutes_sql(session.get_bind().dialect.name)).where(
+        *_case_filters(since=since, until=now, scope=scope), col(Case.duplicate_of_id).is_(None),
+        col(Case.first_response_at).is_not(None))
+    values: list[Any] = list(session.execute(stmt).scalars())
+    return sorted(float(m) for m in values)
+
+
+def _median(a: _Acc) -> float | None:
+    if not a.responded:
+        return None
+    lo, hi = _median_ranks(a.responded)
+    return a.ranked[lo] if lo == hi else statistics.median([a.ranked[lo], a.ranked[hi]])
 
 
 def _figures(key: str, name: str, a: _Acc) -> Figures:
     return Figures(
         key=key, name=name, cases=a.cases,
-        median_response_min=_minutes(statistics.median(a.responses)) if a.responses else None,
-        p90_response_min=_minutes(percentile(a.responses, 0.9)), on_time_response=_rate(a.resp_ok, a.resp_n),
+        median_response_min=_minutes(_median(a)),
+        p90_response_min=_minutes(a.ranked[_rank(0.9, a.responded)]) if a.responded else None,
+        on_time_response=_rate(a.resp_ok, a.resp_n),
         on_time_resolution=_rate(a.res_ok, a.res_n), open=a.open, overdue=a.overdue,
         reopen_rate=_rate(a.reopened, a.resolved_ever),
-        satisfaction=round(statistics.fmean(a.ratings), 2) if a.ratings else None,
+        satisfaction=round(a.rating_sum / a.rating_n, 2) if a.rating_n else None,
         rating_response_rate=_rate(a.answered, a.answered + a.auto_closed), duplicates=a.duplicates,
-        hotspots=a.hotspots, responded=len(a.responses), resolved=a.resolved,
-        ratings=len(a.ratings), escalations=a.escalations, escalated_cases=a.escalated_cases)
+        hotspots=a.hotspots, responded=a.responded, resolved=a.resolved,
+        ratings=a.rating_n, escalations=a.escalations, escalated_cases=a.escalated_cases)
 
 
 def _has_anything(a: _Acc) -> bool:
-    return bool(a.cases or a.duplicates or a.ratings or a.escalations)
+    return bool(a.cases or a.duplicates or a.rating_n or a.escalations)
 
 
 def compute(*, session: Session, now: datetime, since: datetime | None = None, grid_id: str | None = None,
@@ -302,7 +433,7 @@ def compute(*, session: Session, now: datetime, since: datetime | None = None, g
     unknown = {"total": "all", "grid": "(未定位)", "community": "?", "category": "?"}
     out: dict[str, list[Figures]] = {}
     for kind, key in keys.items():
-        parts = _aggregate(session, key, now=now, since=since, scope=scope)
+        parts = _aggregate(session, key, now=now, windows={"w": since}, scope=scope)["w"]
         rows = [(unknown[kind] if k is None else str(k), a) for k, a in parts.items() if _has_anything(a)]
         out[kind] = [_figures(k, names[kind].get(k, k), a) for k, a in sorted(rows, key=lambda r: r[0])]
     return out
@@ -375,61 +506,61 @@ def overdue_now(*, session: Session, now: datetime, scope: Collection[str] | Non
     return int(session.execute(stmt).scalar_one())
 
 
-def question_counts(*, session: Session, since: datetime | None, until: datetime,
-                    scope: Collection[str] | None = None) -> tuple[int, int]:
-    """(answered questions, refusals) in the window. Refusals are the recorded not-found outcomes; where none were
-    recorded (a database from before `casestore.questions`), the review queue's not_found items."""
-    def in_window(stmt: Any, at: Any) -> Any:
-        stmt = stmt.where(at <= until)
-        return stmt.where(at >= since) if since is not None else stmt
-
-    grid_of: dict[int, str | None] | None = None
+def question_counts(*, session: Session, windows: Windows, until: datetime,
+                    scope: Collection[str] | None = None) -> dict[str, tuple[int, int]]:
+    """(answered questions, refusals) per window, in one pass over the recorded questions. Refusals are the
+    recorded not-found outcomes; where none were recorded (a database from before `casestore.questions`), the
+    review queue's not_found items."""
+    data = col(AuditEvent.data)
+    outcome, grid = data["outcome"].as_string(), data["grid"].as_string()
+    where: list[Any] = [col(AuditEvent.action) == QUESTION_ACTION, col(AuditEvent.at) <= until]
+    if _earliest(windows) is not None:
+        where.append(col(AuditEvent.at) >= _earliest(windows))
     if scope is not None:
-        grid_of = {r.id: r.grid_id for r in session.execute(select(col(Resident.id), col(Resident.grid_id)))}
-    answered = refused = 0
+        where.append(grid.in_(sorted(scope)))
+    columns: list[Any] = []
+    for start in windows.values():
+        inside = _inside(col(AuditEvent.at), start)
+        columns += [_flag(and_(inside, outcome == Outcome.answered.value)),
+                    _flag(and_(inside, outcome == Outcome.not_found.value))]
+    sums = [int(v or 0) for v in session.execute(select(*columns).where(*where)).one()]
+    out = {w: (sums[2 * i], sums[2 * i + 1]) for i, w in enumerate(windows)}
     recorded = session.execute(select(col(AuditEvent.id)).where(col(AuditEvent.action) == QUESTION_ACTION)
                                .limit(1)).first() is not None
-    stmt = select(col(AuditEvent.data)).where(col(AuditEvent.action) == QUESTION_ACTION)
-    events: list[dict[str, Any] | None] = list(session.execute(in_window(stmt, col(AuditEvent.at))).scalars())
-    for data in events:
-        if scope is not None and (data or {}).get("grid") not in scope:
-            continue
-        outcome = (data or {}).get("outcome")
-        answered += outcome == Outcome.answered
-        refused += outcome == Outcome.not_found
-    if not recorded:
-        misses = in_window(select(col(ReviewItem.resident_id)).where(col(ReviewItem.kind) == "not_found"),
-                           col(ReviewItem.created_at))
-        residents: list[int | None] = list(session.execute(misses).scalars())
-        for resident_id in residents:
-            if grid_of is None or (resident_id is not None and grid_of.get(resident_id) in (scope or ())):
-                refused += 1
-    return answered, refused
-
-
-def _window(session: Session, name: str, start: datetime | None, now: datetime, scope: Collection[str] | None,
-            overdue: int) -> WindowFigures:
-    parts = _aggregate(session, None, now=now, since=start, scope=scope)  # the street total only
-    f = _figures("all", "全部", parts.get(None, _Acc()))
-    answered, refused = question_counts(session=session, since=start, until=now, scope=scope)
-    return WindowFigures(
-        window=name, label=WINDOW_LABELS[name], start=start, end=now, cases=f.cases,
-        median_response_min=f.median_response_min, p90_response_min=f.p90_response_min,
-        on_time_response=f.on_time_response, on_time_resolution=f.on_time_resolution, open=f.open,
-        overdue_now=overdue, escalations=f.escalations, escalated_cases=f.escalated_cases,
-        satisfaction=f.satisfaction, ratings=f.ratings, rating_response_rate=f.rating_response_rate,
-        reopen_rate=f.reopen_rate, answered_questions=answered, refusals=refused, duplicates=f.duplicates,
-        hotspots=f.hotspots)
+    if recorded:
+        return out
+    columns = [_flag(_inside(col(ReviewItem.created_at), start)) for start in windows.values()]
+    misses = (select(*columns).select_from(ReviewItem)
+              .where(col(ReviewItem.kind) == "not_found", col(ReviewItem.created_at) <= until))
+    if scope is not None:
+        misses = (misses.join(Resident, col(Resident.id) == col(ReviewItem.resident_id))
+                  .where(col(Resident.grid_id).in_(sorted(scope))))
+    refused = [int(v or 0) for v in session.execute(misses).one()]
+    out = {w: (answered, refusals + refused[i]) for i, (w, (answered, refusals)) in enumerate(out.items())}
+    return out
 
 
 def overview(*, session: Session, now: datetime, tz: ZoneInfo = SHANGHAI,
              scope: Collection[str] | None = None) -> Overview:
     """The overview's figures for today and this week (local days, the week from Monday) and all time; its times
-    are given in `tz`."""
+    are given in `tz`. One query per kind of part whatever the windows (the street total only)."""
     now = now.astimezone(tz)
     overdue = overdue_now(session=session, now=now, scope=scope)
-    windows = {name: _window(session, name, start, now, scope, overdue)
-               for name, start in window_starts(now, tz).items()}
+    starts = window_starts(now, tz)
+    parts = _aggregate(session, None, now=now, windows=starts, scope=scope)
+    questions = question_counts(session=session, windows=starts, until=now, scope=scope)
+    windows = {}
+    for name, start in starts.items():
+        f = _figures("all", "全部", parts[name].get(None, _Acc()))
+        answered, refused = questions[name]
+        windows[name] = WindowFigures(
+            window=name, label=WINDOW_LABELS[name], start=start, end=now, cases=f.cases,
+            median_response_min=f.median_response_min, p90_response_min=f.p90_response_min,
+            on_time_response=f.on_time_response, on_time_resolution=f.on_time_resolution, open=f.open,
+            overdue_now=overdue, escalations=f.escalations, escalated_cases=f.escalated_cases,
+            satisfaction=f.satisfaction, ratings=f.ratings, rating_response_rate=f.rating_response_rate,
+            reopen_rate=f.reopen_rate, answered_questions=answered, refusals=refused, duplicates=f.duplicates,
+            hotspots=f.hotspots)
     return Overview(now=now, tz=str(tz), scope=sorted(scope) if scope is not None else None,
                     today=windows["today"], week=windows["week"], all=windows["all"], labels=dict(LABELS))
 
@@ -491,7 +622,7 @@ class WorkerLoad:
 def worker_load(*, session: Session, now: datetime, since: datetime | None = None,
                 scope: Collection[str] | None = None) -> list[WorkerLoad]:
     """Each worker's load (the cases currently assigned to them), most open first; workers of `scope` only."""
-    per = _aggregate(session, col(Case.assignee_id), now=now, since=since, scope=None, events=False)
+    per = _aggregate(session, col(Case.assignee_id), now=now, windows={"w": since}, scope=None, events=False)["w"]
     out: list[WorkerLoad] = []
     for w in session.exec(select_model(Worker).order_by(col(Worker.id))):
         if w.id is None or (scope is not None and w.grid_id not in scope):

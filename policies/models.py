@@ -362,12 +362,30 @@ class GridWorkers(_Strict):
     volunteer: list[StaffEntry] = Field(default_factory=list)
 
 
+def _check_lat_lng(v: tuple[float, float]) -> tuple[float, float]:
+    lat, lng = v
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise ValueError(f"{v!r} is not [latitude, longitude] (WGS-84 degrees)")
+    return v
+
+
+LatLng = Annotated[tuple[float, float], AfterValidator(_check_lat_lng)]  # [36.664, 117.016]: north, east
+
+
+def _check_area(v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if v and len(v) < 3:
+        raise ValueError("a grid's area needs at least 3 corners")
+    return v
+
+
 class GridSpec(_Strict):
     id: str = Field(pattern=r"^[A-Z0-9]{2,12}$")
     name: str
     covers: list[Coverage] = Field(min_length=1)
     workers: GridWorkers
     households: int | None = None
+    # the grid's outline, corners in order ([lat, lng] each): a location pin inside it belongs to this grid
+    area: Annotated[list[LatLng], AfterValidator(_check_area)] = Field(default_factory=list)
 
 
 class Estate(_Strict):
@@ -376,6 +394,16 @@ class Estate(_Strict):
     units_per_building: int = Field(default=3, ge=1)
     # other names residents use for it ("曲水亭" for 曲水亭小区): read as the estate itself, so each names one estate
     aliases: list[str] = Field(default_factory=list)
+    location: LatLng | None = None  # the estate's gate
+    building_locations: dict[int, LatLng] = Field(default_factory=dict)  # building number → [lat, lng]
+
+    @model_validator(mode="after")
+    def _known_buildings(self) -> Estate:
+        for number in self.building_locations:
+            if not 1 <= number <= self.buildings:
+                raise ValueError(f"estate {self.name}: building_locations names building {number}, "
+                                 f"which it does not have (1-{self.buildings})")
+        return self
 
 
 class CommunityStaff(_Strict):
@@ -407,6 +435,7 @@ class Grids(_Strict):
     street: Street
     street_command: StaffEntry
     communities: list[Community] = Field(min_length=1)
+    pin_radius_m: float = Field(default=30.0, gt=0, le=1000)  # a location pin this close to a building is at it
 
     @model_validator(mode="after")
     def _consistent(self) -> Grids:

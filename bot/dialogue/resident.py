@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from bot.dialogue import address, answers, consent, grid_facts, mycases, relay_reply, report, safety, texts
 from bot.dialogue.myid import show_id
+from bot.dialogue.pins import on_button as on_pin
+from bot.dialogue.pins import on_location as on_pin_location
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import (
@@ -64,7 +66,8 @@ def handle(turn: Turn) -> None:
     elif inc.kind == "photo":
         report.on_photo(turn)
     elif inc.kind == "location":
-        if not safety.on_location(turn):  # an emergency waiting for its place takes it first
+        # an emergency waiting for its place takes it first; a report asking where confirms a pin it can place
+        if not safety.on_location(turn) and not on_pin_location(turn):
             report.on_location(turn)
     else:
         on_text(turn, inc.text)
@@ -171,6 +174,7 @@ def _on_note_button(turn: Turn, arg: str) -> None:
 
 BUTTONS: dict[str, ButtonHandler] = {
     "consent": _on_consent_button,
+    "pin": on_pin,  # 是这里 / 不是 under a placed location pin
     "addr": address.on_button,
     "useful": answers.on_useful,
     "human": answers.on_human_button,

@@ -26,6 +26,7 @@ from casestore.accounts import get_or_create_resident
 from casestore.errors import DomainError
 from casestore.intake import relocate
 from casestore.models import Case
+from policies.geo import match_pin
 from policies.masking import mask_text
 
 log = logging.getLogger(__name__)
@@ -221,13 +222,19 @@ def on_location(turn: Turn) -> bool:
         return False
     lat, lng = turn.incoming.location
     attachment = {"type": "location", "lat": round(lat, 6), "lng": round(lng, 6)}
-    where = texts.LOCATION_WHERE.format(lat=lat, lng=lng)
+    pin = match_pin(turn.services.policies.grids, lat, lng)  # placed: the case goes to that building's grid, unasked
+    where = pin.where(lat, lng) if pin else texts.LOCATION_WHERE.format(lat=lat, lng=lng)
     if turn.data.emergency_near:
         where = f"{where} {turn.data.emergency_near}"
-    case = _relocate(turn, resident.id, code, where=where, attachment=attachment)
+    case = _relocate(turn, resident.id, code, where=where, attachment=attachment,
+                     estate=pin.estate if pin else None, building=pin.building if pin else None)
     if case is None:
         return False
-    turn.say(texts.EMERGENCY_LOCATION_ADDED.format(code=case.code))
+    if pin is not None:
+        turn.data.emergency_case = turn.data.emergency_near = None
+        turn.say(texts.EMERGENCY_PLACE_ADDED.format(code=case.code, where=where, handler=handler_text(turn, case)))
+    else:
+        turn.say(texts.EMERGENCY_LOCATION_ADDED.format(code=case.code))
     ask_privacy_if_due(turn)
     return True
 
