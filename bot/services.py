@@ -22,6 +22,7 @@ from bot.understanding.types import Classifier
 from casestore.clock import Clock, SystemClock
 from casestore.db import make_engine
 from casestore.deadlines import SlaPolicy
+from knowledge.transcribe import Transcriber, transcriber_from_settings
 from knowledge.types import Knowledge
 from policies.loader import load_policies
 from policies.models import Policies
@@ -43,12 +44,13 @@ class Services:
         classifier: Classifier | None = None,
         knowledge: Knowledge | None = None,
         knowledge_runtime: KnowledgeRuntime | None = None,
+        transcriber: Transcriber | None = None,
     ) -> None:
         self.settings = settings
         self._clock: Clock = clock or SystemClock()
         # given parts override the lazy builders (cached_property reads the instance dict first)
         given = {"engine": engine, "policies": policies, "classifier": classifier, "knowledge": knowledge,
-                 "knowledge_runtime": knowledge_runtime}
+                 "knowledge_runtime": knowledge_runtime, "transcriber": transcriber}
         for name, value in given.items():
             if value is not None:
                 self.__dict__[name] = value
@@ -88,6 +90,11 @@ class Services:
     def knowledge(self) -> Knowledge:
         """Cited answers: `ask(question) -> Answer`."""
         return self.knowledge_runtime.service()
+
+    @cached_property
+    def transcriber(self) -> Transcriber | None:
+        """Speech to text for voice messages (TRANSCRIPTION_BASE_URL), or None: voice goes to a person as it is."""
+        return transcriber_from_settings(self.settings)
 
     @cached_property
     def dialogue(self) -> DialogueEngine:

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     openai_model: str = "qwen2.5-7b-instruct"
     llm_timeout_s: float = Field(default=8.0, gt=0)  # per resident message: classification and answer together
     llm_max_concurrency: int = Field(default=32, ge=1)  # LLM calls in flight per process; more wait, then offline
+    # optional speech-to-text (OpenAI-compatible /v1/audio/transcriptions: whisper, FunASR, SenseVoice); empty base
+    # URL = voice messages go to the grid worker as 语音留言 to listen to
+    transcription_base_url: str = ""
+    transcription_api_key: SecretStr = SecretStr("")  # many in-network servers need none
+    transcription_model: str = "whisper-1"
+    transcription_timeout_s: float = Field(default=15.0, gt=0)
+
 
     # Telegram
     telegram_token: SecretStr = SecretStr("")
@@ -110,6 +117,10 @@ class Settings(BaseSettings):
     @property
     def llm_enabled(self) -> bool:
         return bool(self.openai_base_url and self.openai_api_key.get_secret_value())
+
+    @property
+    def transcription_enabled(self) -> bool:
+        return bool(self.transcription_base_url)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -70,7 +70,8 @@ def _payload(message: OutboundMessage) -> dict[str, Any]:
     """`OutboundMessage.to_payload()` without dataclasses.asdict's deep copies (hot in the sweep)."""
     rows = [[{"label": b.label, "action": b.action, "case_code": b.case_code, "arg": b.arg} for b in row]
             for row in message.buttons]
-    return {"text": message.text, "buttons": rows, "photo": message.photo}
+    voice = {"voice": message.voice} if message.voice else {}  # rows without a voice stay as they were
+    return {"text": message.text, "buttons": rows, "photo": message.photo, **voice}
 
 
 def notification_row(*, case_id: int | None, kind: str, level: int, recipient: str, address: Address | None,

@@ -69,10 +69,11 @@ def task_push(case: Case, *, taxonomy: Taxonomy, reopened: bool = False, transfe
     who = f"\n联系电话：{contact}（已打码，完整号码请通过平台联系）" if contact else ""
     why = f"\n转派原因：{reason}" if transferred and reason else ""
     photo = next((a.get("file_id") for a in case.attachments or [] if a.get("type") == "photo"), None)
+    voice = next((a.get("file_id") for a in case.attachments or [] if a.get("type") == "voice"), None)
     text = (f"{head}\n{_summary(case, taxonomy)}{who}{why}{flag}\n"
             f"请于 {local(case.response_due_at, tz)} 前联系居民，{local(case.resolve_due_at, tz)} 前办结。")
     return OutboundMessage(text=text, buttons=task_buttons(case.code, resident=case.resident_id is not None),
-                           photo=photo)
+                           photo=photo, voice=voice)
 
 
 def moved_away(case: Case, *, grid: str | None, handler: str) -> OutboundMessage:

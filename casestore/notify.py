@@ -25,6 +25,7 @@ class OutboundMessage:
     text: str
     buttons: list[list[Button]] = field(default_factory=list)
     photo: str | None = None  # a channel file id
+    voice: str | None = None  # a channel file id of a resident's voice message (a 语音留言 for the worker to hear)
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -32,7 +33,7 @@ class OutboundMessage:
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> OutboundMessage:
         rows = [[Button(**b) for b in row] for row in payload.get("buttons", [])]
-        return cls(text=payload.get("text", ""), buttons=rows, photo=payload.get("photo"))
+        return cls(text=payload.get("text", ""), buttons=rows, photo=payload.get("photo"), voice=payload.get("voice"))
 
 
 class DeliveryError(Exception):

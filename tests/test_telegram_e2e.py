@@ -173,7 +173,7 @@ async def test_commands_photo_location_and_unsupported_media(tg: BotApiServer, b
         ("photo", None, "", "BIGPHOTO", None, None, "井盖破了"),  # the largest size's file_id
         ("location", None, "", None, (36.67, 117.02), None, ""),
         ("unsupported", None, "", None, None, "sticker", ""),
-        ("unsupported", None, "", None, None, "voice", ""),
+        ("voice", None, "", None, None, None, ""),  # bot.dialogue.voice (tests/test_voice_telegram.py)
         ("unsupported", None, "", None, None, "document", ""),
     ]
 

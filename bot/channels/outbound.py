@@ -57,6 +57,7 @@ from policies.masking import mask_text
 
 log = logging.getLogger(__name__)
 
+VOICE_UNAVAILABLE = "🔊 居民发来的语音无法转发到这里，请在工单中查看或联系居民。"
 PER_CHAT_BURST = 3  # a private chat may get a short burst (a split reply) before 1/s applies
 GROUP_PER_MINUTE = 20
 
@@ -210,6 +211,16 @@ class Outbound:
         extra: dict[str, Any] = {}
         if retries is not None:
             extra["rate_limit_args"] = RetryBudget(retries)
+        if part.voice:
+            try:
+                await self.bot.send_voice(chat_id=chat_id, voice=part.voice, caption=part.text or None,
+                                          reply_markup=part.reply_markup, **extra)
+                return
+            except BadRequest as exc:  # a file id this bot cannot send: the push itself must still go out
+                log.warning("voice not forwarded to chat %s: %s", chat_id, exc.message[:100])
+                await self.bot.send_message(chat_id=chat_id, text=VOICE_UNAVAILABLE, reply_markup=part.reply_markup,
+                                            **extra)
+                return
         if part.photo:
             await self.bot.send_photo(chat_id=chat_id, photo=part.photo, caption=part.text or None,
                                       reply_markup=part.reply_markup, **extra)

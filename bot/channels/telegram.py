@@ -7,7 +7,8 @@ One path for every update, whatever the transport::
         ─► inbox insert, masked (unique update id; a duplicate stops here; a batch in one transaction)
         ─► ChatLanes: one lane per chat, in order; lanes of different chats run concurrently, at most
            `handler_threads` handlers at once ("typing…" shown after a second)
-        ─► on_text / on_command / on_callback / on_photo / on_location / on_unsupported ─► Incoming
+        ─► on_text / on_command / on_callback / on_photo / on_location / on_voice (file fetched) / on_unsupported
+           ─► Incoming
         ─► one database transaction: the handler (the dialogue engine's writes), the handled mark, the reply
            as outbox rows ─► commit
         ─► ReplySender (background, per chat in order, retries, honours 429) ─► Telegram ─► row sent
@@ -48,6 +49,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -67,7 +69,8 @@ from bot.channels.telegram_render import TelegramRenderer
 from bot.dialogue import COMMANDS_ADMIN, COMMANDS_RESIDENT, COMMANDS_WORKER
 from bot.dialogue.engine import DialogueEngine
 from bot.dialogue.turn import DialogueServices
-from bot.dialogue.types import Incoming, Reply
+from bot.dialogue.types import Incoming, Reply, Voice
+from bot.dialogue.voice import MAX_VOICE_BYTES, MAX_VOICE_S
 from bot.settings import Settings
 from casestore.accounts import list_worker_external_ids
 from casestore.clock import Clock, SystemClock
@@ -92,7 +95,7 @@ STOP_GRACE = 20.0  # seconds a stop waits for handlers in flight
 TEXT_BUTTON_EXPIRED = "按钮已失效，请重新发送您的问题或使用菜单。"
 TEXT_BUSY = "抱歉，系统暂时出了点问题，您的消息已记下，我们会尽快回复。"
 TEXT_FAILED = "抱歉，这条消息没能处理成功，请稍后重新发送一次。急事请拨打 12345；遇到危险请直接拨打 110、119 或 120。"
-UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "document", "animation",
+UNSUPPORTED_KINDS = ("sticker", "video", "video_note", "audio", "document", "animation",
                      "contact", "poll", "dice", "game", "story")
 _UPDATE_ID = re.compile(rb'"update_id"\s*:\s*(\d{1,19})')
 _HANDLER_CONNECTION = "quanbot_handler_transaction"  # Connection.info flag of the channel's handler runs
@@ -614,6 +617,8 @@ class TelegramChannel:
             return self.on_photo(update, msg)
         if msg.location is not None:
             return self.on_location(update, msg)
+        if msg.voice is not None:
+            return await self.on_voice(update, msg)
         return self.on_unsupported(update, msg)
 
     def _base(self, update: Update) -> dict[str, Any]:
@@ -640,6 +645,29 @@ class TelegramChannel:
         assert loc is not None
         return Incoming(kind="location", location=(loc.latitude, loc.longitude), text=msg.caption or "",
                         **self._base(update))
+
+    async def on_voice(self, update: Update, msg: Message) -> Incoming:
+        """A voice note: its file fetched (getFile, then the file URL) when it is short enough to transcribe and an
+        endpoint is configured; the file id always goes along, for the grid worker to listen to."""
+        note = msg.voice
+        assert note is not None
+        audio: bytes | None = None
+        failed = False
+        length = note.duration  # PTB 22 may hand a timedelta (PTB_TIMEDELTA) or whole seconds
+        seconds = int(length.total_seconds()) if isinstance(length, timedelta) else int(length)
+        wanted = self.settings.transcription_enabled and seconds <= MAX_VOICE_S
+        if wanted and (note.file_size or 0) <= MAX_VOICE_BYTES:
+            try:
+                file = await self.application.bot.get_file(note.file_id)
+                if (file.file_size or 0) > MAX_VOICE_BYTES:
+                    raise ValueError(f"{file.file_size} bytes")
+                audio = bytes(await file.download_as_bytearray())
+            except (TelegramError, ValueError, OSError) as exc:  # the worker can still hear it by its file id
+                failed = True
+                log.warning("voice of update %s not fetched: %s", update.update_id, _masked_error(exc))
+        voice = Voice(file_id=note.file_id, duration=seconds, mime_type=note.mime_type or "", audio=audio,
+                      fetch_failed=failed)
+        return Incoming(kind="voice", voice=voice, text=msg.caption or "", **self._base(update))
 
     def on_unsupported(self, update: Update, msg: Message) -> Incoming:
         kind = next((k for k in UNSUPPORTED_KINDS if getattr(msg, k, None)), "other")

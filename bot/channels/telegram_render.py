@@ -20,17 +20,19 @@ from casestore.notify import OutboundMessage
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_BUTTON_LABEL = 64
+VOICE_CAPTION = "🔊 居民的语音留言"
 # sentence ends in Chinese and Western punctuation, optionally followed by closing quotes/brackets
 _SENTENCE_END = re.compile(r"[。！？；!?;…]+[”’」』）)]*|\.(?=\s)")
 
 
 @dataclass(frozen=True)
 class TelegramPart:
-    """One Bot API send: a text message, or a photo with an optional caption."""
+    """One Bot API send: a text message, or a photo / voice with an optional caption."""
 
     text: str
     reply_markup: InlineKeyboardMarkup | None = None
     photo: str | None = None
+    voice: str | None = None
 
 
 def utf16_len(text: str) -> int:
@@ -102,6 +104,8 @@ class TelegramRenderer:
         markup = self.keyboard(message)
         text = message.text or ""
         parts: list[TelegramPart] = []
+        if message.voice:  # the resident's voice first, then the words and buttons about it
+            parts.append(TelegramPart(text=VOICE_CAPTION, voice=message.voice))
         if message.photo:
             caption = text if utf16_len(text) <= MAX_CAPTION else ""
             parts.append(TelegramPart(text=caption, photo=message.photo))
@@ -115,7 +119,7 @@ class TelegramRenderer:
             parts.append(TelegramPart(text="请选择："))  # a keyboard needs a message to sit on
         if markup is not None:
             last = parts[-1]
-            parts[-1] = TelegramPart(text=last.text, reply_markup=markup, photo=last.photo)
+            parts[-1] = TelegramPart(text=last.text, reply_markup=markup, photo=last.photo, voice=last.voice)
         return parts
 
 

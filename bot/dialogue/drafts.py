@@ -113,6 +113,15 @@ class WorkerTask(_Data):
     note: str | None = None
 
 
+class HeardVoice(_Data):
+    """A voice message: its text read back and waiting for 对 / 不对, or (no text) kept until consent."""
+
+    text: str = ""  # masked transcript; "" = kept to go to the grid worker as 语音留言
+    file_id: str = ""
+    duration: int = 0
+    back_to: str = "idle"  # the state the message came in, where its text is handled on 对
+
+
 class DialogueData(_Data):
     """Everything a conversation remembers between messages."""
 
@@ -132,6 +141,7 @@ class DialogueData(_Data):
     emergency_near: str | None = None  # the relative place it named ("厨房", "楼道"), joined to the address given
     privacy_due: bool = False  # an emergency was served first: the privacy notice is asked on the next turn
     note_pending: str | None = None  # a masked message waiting for 补充到工单 / 新问题
+    voice: HeardVoice | None = None  # a voice message read back or kept (bot.dialogue.voice)
 
     @classmethod
     def load(cls, raw: dict[str, Any] | None) -> DialogueData:

@@ -16,7 +16,7 @@ import traceback
 import uuid
 from dataclasses import replace
 
-from bot.dialogue import admin, notice_optout, resident, texts, worker
+from bot.dialogue import admin, notice_optout, resident, texts, voice, worker
 from bot.dialogue.drafts import DialogueData
 from bot.dialogue.state import get_conversation, update_conversation
 from bot.dialogue.turn import DialogueServices, ModelCalls, ModelNeeded, Turn
@@ -41,6 +41,8 @@ class DialogueEngine:
         cid = uuid.uuid4().hex[:8]
         try:
             incoming, notes = _normalise(incoming)
+            # speech to text before any transaction, like the model calls: a slow endpoint holds no lock
+            incoming = voice.transcribe(incoming, self.services.transcriber)
             now = self.services.clock.now()
             models = ModelCalls(self.services)  # this update's deadline and model results
             while True:

@@ -13,7 +13,18 @@ import logging
 import re
 from collections.abc import Callable
 
-from bot.dialogue import address, answers, consent, grid_facts, mycases, relay_reply, report, safety, texts
+from bot.dialogue import (
+    address,
+    answers,
+    consent,
+    grid_facts,
+    mycases,
+    relay_reply,
+    report,
+    safety,
+    texts,
+    voice,
+)
 from bot.dialogue.myid import show_id
 from bot.dialogue.pins import on_button as on_pin
 from bot.dialogue.pins import on_location as on_pin_location
@@ -65,6 +76,8 @@ def handle(turn: Turn) -> None:
         on_command(turn)
     elif inc.kind == "photo":
         report.on_photo(turn)
+    elif inc.kind == "voice":
+        voice.on_voice(turn)  # read back with 对/不对, or filed as 语音留言 for the grid worker
     elif inc.kind == "location":
         # an emergency waiting for its place takes it first; a report asking where confirms a pin it can place
         if not safety.on_location(turn) and not on_pin_location(turn):
@@ -75,6 +88,7 @@ def handle(turn: Turn) -> None:
         if not turn.queued:
             break
         process_text(turn, turn.queued.pop(0))
+    voice.file_kept(turn)  # a voice kept until consent goes to the grid worker now
     if privacy_due:
         safety.ask_privacy_if_due(turn)
     if relayed.passed:  # a relay is still open: the resident is told this text did not go to the worker
@@ -172,6 +186,13 @@ def _on_note_button(turn: Turn, arg: str) -> None:
         process_text(turn, new, about_cases=False)
 
 
+def _on_voice_button(turn: Turn, arg: str) -> None:
+    heard = voice.on_answer(turn, arg == "yes")
+    if heard:  # 对: the words as if typed, in the state the voice came in
+        on_text(turn, heard)
+        voice.drop_unused_audio(turn)
+
+
 BUTTONS: dict[str, ButtonHandler] = {
     "consent": _on_consent_button,
     "pin": on_pin,  # 是这里 / 不是 under a placed location pin
@@ -183,6 +204,7 @@ BUTTONS: dict[str, ButtonHandler] = {
     "clarify": _on_clarify,
     "note": _on_note_button,
     "photo_skip": _on_photo_skip,
+    "voice": _on_voice_button,
     "slot_skip": lambda turn, arg: report.skip_slot(turn, arg),
     "confirm": lambda turn, arg: report.on_confirm(turn, arg == "yes"),
     "rate": lambda turn, arg: mycases.on_rate(turn, turn.incoming.button.case_code if turn.incoming.button else None,
@@ -251,6 +273,16 @@ def _in_clarify(turn: Turn, text: str) -> None:
     process_text(turn, text)
 
 
+def _in_voice_confirm(turn: Turn, text: str) -> None:
+    if text in YES or text in NO:
+        _on_voice_button(turn, "yes" if text in YES else "no")
+        return
+    heard = turn.data.voice  # they typed something else instead: the read-back is dropped, the text handled
+    turn.data.voice = None
+    turn.go(heard.back_to if heard is not None else State.idle)
+    STATES.get(turn.state, STATES[State.idle])(turn, text)
+
+
 def _in_start(turn: Turn, text: str) -> None:
     if turn.consented():  # known from another session: no second welcome
         turn.go(State.idle)
@@ -270,6 +302,7 @@ STATES: dict[str, TextHandler] = {
     State.report_photo: _in_report_photo,
     State.report_confirm: _in_report_confirm,
     State.report_edit: report.on_edit,
+    State.voice_confirm: _in_voice_confirm,
 }
 
 

@@ -28,6 +28,7 @@ class State(StrEnum):
     report_photo = "report_photo"  # waiting for a photo or 跳过
     report_confirm = "report_confirm"  # waiting for 对 / 不对
     report_edit = "report_edit"  # 不对: waiting for the correction
+    voice_confirm = "voice_confirm"  # a voice message read back: waiting for 对 / 不对 (data.voice)
     worker_note = "worker_note"  # worker: waiting for the note of a respond/resolve/transfer
     worker_photo = "worker_photo"  # worker: waiting for the resolve photo or 跳过
 

@@ -103,6 +103,23 @@ HELP_ADMIN = (
 EMPTY_INPUT = "您好像发了一条空消息。请用文字说说您遇到的问题或想咨询的事，发送 /help 可以看我能做什么。"
 TOO_LONG = "您的消息比较长，我先按前 {limit} 个字来处理。"
 UNSUPPORTED = "抱歉，我暂时只能看懂文字和照片。请用文字描述一下您的问题，我来帮您处理。"
+
+# voice messages (bot.dialogue.voice)
+VOICE_READ_BACK = "您说的是：{text}，对吗？"
+BTN_VOICE_YES = "对"
+BTN_VOICE_NO = "不对"
+VOICE_SAY_AGAIN = "不好意思，没听准。请再说一遍（慢一点、离话筒近一点），或者直接打字告诉我。"
+VOICE_EMPTY = "这段语音里没有听到说话声。请再说一遍，或者直接打字告诉我。"
+VOICE_BROKEN = "这条语音文件好像损坏了，打不开。请重新录一段，或者直接打字告诉我。"
+VOICE_UNSUPPORTED = "这种语音格式我暂时打不开。请用聊天软件自带的“按住说话”重新录一段，或者直接打字告诉我。"
+VOICE_CASE_TITLE = "语音留言（{seconds}秒）"
+VOICE_CASE_TEXT = "居民发来一条{seconds}秒的语音留言，请收听语音后联系居民。"
+VOICE_OFFLINE = "收到您的语音。我现在没法把语音转成文字，已作为语音留言交给网格员收听，工单号 {code}，{handler}会联系您。"
+VOICE_TOO_LONG = ("这条语音超过了{limit}秒，我没法自动转成文字，已作为语音留言交给网格员收听，工单号 {code}，"
+                  "{handler}会联系您。以后可以分几段短一点说，或者直接打字。")
+VOICE_KEPT_FOR_CONSENT = "收到您的语音。请先看一下下面的隐私说明，同意后我把这段语音交给网格员收听。"
+VOICE_NOT_FILED = "这段语音没能登记成工单。请直接打字告诉我您的问题；急事请拨打 12345。"
+VOICE_WORKER = "收到语音。工作人员请用文字或按钮操作工单，语音暂不能作为处理记录。"
 BUTTON_EXPIRED = "该按钮已过期，请以最新的消息为准。"
 SYSTEM_ERROR = "系统开小差了，请稍后再试（编号 {cid}）。"
 UNKNOWN_COMMAND = "没有这个命令。发送 /help 查看我能做什么。"

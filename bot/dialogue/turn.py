@@ -35,6 +35,7 @@ from casestore.deadlines import SlaPolicy
 from casestore.models import Conversation, Resident
 from casestore.notify import Button
 from knowledge.llm import Deadline
+from knowledge.transcribe import Transcriber
 from knowledge.types import Answer, Knowledge
 from policies.models import Policies
 
@@ -58,6 +59,8 @@ class DialogueServices(Protocol):
     def classifier(self) -> Classifier: ...
     @property
     def knowledge(self) -> Knowledge: ...  # `ask`, and `ask_in` for a clarification's picked document
+    @property
+    def transcriber(self) -> Transcriber | None: ...  # speech to text for voice messages (None: offline)
 
 
 @runtime_checkable

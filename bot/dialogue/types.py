@@ -7,7 +7,21 @@ from typing import Literal
 
 from casestore.notify import Button, OutboundMessage
 
-IncomingKind = Literal["text", "command", "button", "photo", "location", "unsupported"]
+IncomingKind = Literal["text", "command", "button", "photo", "location", "voice", "unsupported"]
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A voice message as any channel hands it over; `transcript` / `problem` are filled in before the turn, outside
+    any transaction (bot.dialogue.voice.transcribe)."""
+
+    file_id: str  # the channel's reference: the grid worker listens to it through the same channel
+    duration: int  # seconds, as the channel reports it
+    mime_type: str = ""
+    audio: bytes | None = field(default=None, repr=False)  # the downloaded file; None: not fetched or fetch failed
+    fetch_failed: bool = False  # the channel could not download it (the file id still works for the worker)
+    transcript: str | None = None  # the spoken words (raw, like typed text); None: not transcribed
+    problem: str = ""  # why not: "offline" | "too_long" | "broken" | "unsupported" | "failed" | "empty"
 
 
 @dataclass(frozen=True)
@@ -24,6 +38,7 @@ class Incoming:
     location: tuple[float, float] | None = None
     display_name: str = ""
     unsupported_type: str | None = None  # "sticker", "voice", "document", ...
+    voice: Voice | None = None
 
 
 @dataclass

@@ -50,6 +50,8 @@ def handle(turn: Turn, worker: Worker) -> None:
         _on_photo(turn, worker)
     elif inc.kind == "location":
         turn.say(texts.WORKER_UNKNOWN)
+    elif inc.kind == "voice":
+        turn.say(texts.VOICE_WORKER)
     else:
         _on_text(turn, worker, inc.text)
 

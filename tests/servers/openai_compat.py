@@ -9,6 +9,9 @@ For the *real* ``openai`` client / ``langchain_openai`` to talk to over HTTP::
 
 Endpoints: ``POST /v1/chat/completions`` (JSON, or SSE when ``stream: true``),
 ``POST /v1/embeddings`` (float or base64, deterministic hashed embeddings),
+``POST /v1/audio/transcriptions`` (multipart upload, as whisper / FunASR / SenseVoice servers take it: the
+scripted text of ``queue_transcription``, else the words after ``SAY:`` in the uploaded bytes, else ""; a file
+that starts like no audio container gets whisper's 400 "Invalid file format"),
 ``GET /v1/models`` and ``GET /v1/models/{id}``. Runs a ``ThreadingHTTPServer`` in a daemon
 thread, so it never blocks the asyncio loop of the code under test.
 
@@ -24,7 +27,7 @@ stops (an endpoint that never answers); ``peak_in_flight`` is the most requests 
 Per-call directives are FIFOs consumed by the next matching call, in this order: a queued
 delay (sleep first), then the latency mode, then a queued failure (``queue_error`` / ``queue_malformed``; a failing
 call does NOT consume a queued reply), then a queued reply, else the responder.
-``endpoint`` ("chat" / "embeddings" / None = any) restricts which call a delay/failure
+``endpoint`` ("chat" / "embeddings" / "audio" / None = any) restricts which call a delay/failure
 applies to.
 """
 
@@ -53,7 +56,37 @@ _EP_BY_PATH = {
     "/chat/completions": "chat",
     "/v1/embeddings": "embeddings",
     "/embeddings": "embeddings",
+    "/v1/audio/transcriptions": "audio",
+    "/audio/transcriptions": "audio",
 }
+# the first bytes of the containers a speech server decodes (what ffmpeg would accept), at their offsets
+_AUDIO_MAGIC = ((b"OggS", 0), (b"RIFF", 0), (b"fLaC", 0), (b"ID3", 0), (b"\x1a\x45\xdf\xa3", 0), (b"ftyp", 4),
+                (b"#!AMR", 0))
+
+
+def _parse_multipart(raw: bytes, content_type: str) -> dict[str, Any]:
+    """A multipart/form-data body as {field: str} with the file as {"filename", "content_type", "data"}."""
+    from email import policy
+    from email.parser import BytesParser
+
+    msg = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+    fields: dict[str, Any] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            fields[str(name)] = {"filename": part.get_filename(), "content_type": part.get_content_type(),
+                                 "data": data}
+        else:
+            fields[str(name)] = data.decode("utf-8", "replace")
+    return fields
+
+
+def _spoken(data: bytes) -> str:
+    """The words a test audio file "says": the UTF-8 text after b"SAY:" (to a newline), else nothing."""
+    _, found, rest = data.partition(b"SAY:")
+    return rest.split(b"\n", 1)[0].decode("utf-8", "replace").strip() if found else ""
 
 
 def _tokens_of(value: Any) -> str:
@@ -186,6 +219,7 @@ class OpenAICompatServer(ThreadedServer):
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._replies: list[dict[str, Any]] = []
+        self._transcripts: list[str] = []
         self._delays: list[tuple[str | None, float]] = []
         self._failures: list[tuple[str | None, dict[str, Any]]] = []
         self._latency: dict[str | None, float] = {}
@@ -238,6 +272,14 @@ class OpenAICompatServer(ThreadedServer):
                     ],
                 }
             )
+
+    def queue_transcription(self, text: str) -> None:
+        """Queue the text of the next audio transcription (FIFO); "" is a recording with no speech in it."""
+        with self._lock:
+            self._transcripts.append(text)
+
+    def audio_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if _EP_BY_PATH.get(r["path"]) == "audio"]
 
     def queue_delay(self, seconds: float, *, endpoint: str | None = None) -> None:
         """The next (matching) call sleeps ``seconds`` before answering."""
@@ -406,6 +448,7 @@ class OpenAICompatServer(ThreadedServer):
         with self._lock:
             self._requests.clear()
             self._replies.clear()
+            self._transcripts.clear()
             self._delays.clear()
             self._failures.clear()
             self._peak_in_flight = self._in_flight
@@ -424,7 +467,13 @@ class OpenAICompatServer(ThreadedServer):
         raw = h.rfile.read(length) if length else b""
         body: Any = None
         parse_error: str | None = None
-        if raw:
+        ctype = h.headers.get("Content-Type") or ""
+        if raw and ctype.startswith("multipart/form-data"):
+            try:
+                body = _parse_multipart(raw, ctype)
+            except Exception as exc:  # noqa: BLE001 - a broken upload is the client's 400
+                parse_error = str(exc)
+        elif raw:
             try:
                 body = json.loads(raw.decode("utf-8"))
             except ValueError as exc:
@@ -507,6 +556,8 @@ class OpenAICompatServer(ThreadedServer):
 
         if endpoint == "embeddings":
             self._embeddings(h, body)
+        elif endpoint == "audio":
+            self._transcription(h, body)
         else:
             self._chat(h, body)
 
@@ -547,6 +598,21 @@ class OpenAICompatServer(ThreadedServer):
                 "usage": {"prompt_tokens": total, "total_tokens": total},
             },
         )
+
+    def _transcription(self, h: _Handler, body: dict[str, Any]) -> None:
+        upload = body.get("file")
+        if not isinstance(upload, dict) or not upload.get("data"):
+            self._send_json(h, 400, _err_body("'file' is required", "invalid_request_error"))
+            return
+        data: bytes = upload["data"]
+        if not any(data[at:at + len(magic)] == magic for magic, at in _AUDIO_MAGIC):
+            self._send_json(h, 400, _err_body(
+                "Invalid file format. Supported formats: ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', "
+                "'ogg', 'wav', 'webm']", "invalid_request_error"))
+            return
+        with self._lock:
+            text = self._transcripts.pop(0) if self._transcripts else _spoken(data)
+        self._send_json(h, 200, {"text": text})
 
     def _next_reply(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

@@ -287,14 +287,16 @@ def make_voice_update(
     update_id: int | None = None,
     first_name: str = "张阿姨",
     message_id: int | None = None,
+    mime_type: str = "audio/ogg",
+    file_size: int = 8000,
 ) -> dict[str, Any]:
     fid, fuid = _file("AwACAgVoice", file_id)
     voice = {
         "file_id": fid,
         "file_unique_id": fuid,
         "duration": duration,
-        "mime_type": "audio/ogg",
-        "file_size": 8000,
+        "mime_type": mime_type,
+        "file_size": file_size,
     }
     return _message_update(update_id, make_message(user_id, chat_id, message_id, first_name, voice=voice))
 
