@@ -88,14 +88,21 @@ def test_overloaded_full_time_keeps_the_case_when_no_part_timer_can_share(engine
     assert r.assignment is not None and "no part-timer can share" in r.assignment.reason
 
 
+def office_hours(policies: Policies) -> Policies:
+    """routing.yaml with hours for both positions (the sample keeps the full-time worker on call at any hour)."""
+    return with_team(policies, working_hours={"full_time": WorkingHours(start=time(8, 30), end=time(17, 30)),
+                                              "part_time": WorkingHours(start=time(8, 30), end=time(17, 30))})
+
+
 def test_outside_everyones_hours_the_duty_desk_takes_it(engine, policies, sla, clock):
     clock.set(datetime(2026, 11, 20, 23, 30, tzinfo=SHANGHAI))
-    r = open_(engine, policies, sla, clock, **PROBLEMS[0])
+    assert open_(engine, policies, sla, clock, **PROBLEMS[1]).assignment.role == "full_time"  # on call at any hour
+    r = open_(engine, office_hours(policies), sla, clock, **PROBLEMS[0])
     assert assignee_tg(engine, r.case.code) == FURONG_DUTY
     assert r.assignment is not None and r.assignment.wanted_role == "full_time"
     assert "full_time off duty" in r.assignment.reason and "team off duty→duty_desk" in r.assignment.reason
     with Session(engine) as s:
-        case = s.exec(select(Case)).one()
+        case = s.exec(select(Case).where(Case.code == r.case.code)).one()
         assert case.assignee_role == "duty_desk" and case.grid_id == "FU01"  # still the grid's case
 
 
@@ -113,7 +120,7 @@ def test_whole_team_on_leave_goes_above_the_grid_not_to_the_duty_desk(engine, po
 
 def test_rules_other_than_full_time_and_transfers_are_untouched(engine, policies, sla, clock):
     clock.set(datetime(2026, 11, 20, 23, 30, tzinfo=SHANGHAI))  # off duty for the team, but a dispute is the mediator's
-    r = open_(engine, policies, sla, clock, intent="dispute", category="neighborhood", title="邻里噪音",
+    r = open_(engine, office_hours(policies), sla, clock, intent="dispute", category="neighborhood", title="邻里噪音",
               description="楼上天天半夜装修")
     assert r.assignment is not None and r.assignment.role == "mediator"
     with Session(engine) as s:
@@ -128,7 +135,7 @@ def test_share_in_team_without_a_time_does_not_check_hours(engine, policies, clo
         pick = share_in_team(session=s, policies=policies, grid_id="FU01", now=None)
         assert pick.chosen is not None and pick.chosen[0] == "full_time" and not pick.off_duty
         late = datetime(2026, 11, 20, 23, 30, tzinfo=SHANGHAI)
-        assert share_in_team(session=s, policies=policies, grid_id="FU01", now=late).off_duty
+        assert share_in_team(session=s, policies=office_hours(policies), grid_id="FU01", now=late).off_duty
 
 
 def test_working_hours_read_the_persons_own_then_the_positions(engine, policies):
@@ -136,8 +143,14 @@ def test_working_hours_read_the_persons_own_then_the_positions(engine, policies)
         part = s.get(Worker, worker_id(engine, FU01_PART_TIME))
         full = s.get(Worker, worker_id(engine, FU01_FULL))
         saturday_noon = datetime(2026, 11, 21, 14, 0, tzinfo=SHANGHAI)
-        assert in_hours(policies=policies, worker=full, now=saturday_noon)  # routing.yaml: every day 07:30-21:00
+        assert in_hours(policies=policies, worker=full, now=saturday_noon)  # routing.yaml: no hours, on call
         assert not in_hours(policies=policies, worker=part, now=saturday_noon)  # grids.yaml: Monday to Friday
+        # the position's hours apply to whoever has none of their own; a person's own win
+        weekdays = with_team(policies, working_hours={
+            "full_time": WorkingHours(start=time(8, 30), end=time(17, 30), days=[1, 2, 3, 4, 5]),
+            "part_time": WorkingHours(start=time(0, 0), end=time(23, 59))})
+        assert not in_hours(policies=weekdays, worker=full, now=saturday_noon)
+        assert not in_hours(policies=weekdays, worker=part, now=saturday_noon)
 
 
 def test_night_shift_hours_span_midnight() -> None:
