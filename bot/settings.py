@@ -67,6 +67,21 @@ class Settings(BaseSettings):
     telegram_rate_per_chat: float = Field(default=1.0, ge=0)
     telegram_send_retries: int = Field(default=8, ge=0)  # 429 retries per message before the update is kept for replay
 
+    # WeChat Official Account (公众号) for residents: the channel runs when APP_ID, TOKEN and ENCODING_AES_KEY are
+    # set; the callback listens on WECHAT_LISTEN:WECHAT_PORT at WECHAT_CALLBACK_URL's path (behind HTTPS)
+    wechat_app_id: str = ""
+    wechat_app_secret: SecretStr = SecretStr("")
+    wechat_token: SecretStr = SecretStr("")  # the callback Token of the account's server configuration
+    wechat_encoding_aes_key: SecretStr = SecretStr("")  # EncodingAESKey (43 characters), safe mode
+    wechat_callback_url: str = ""
+    wechat_listen: str = "127.0.0.1"
+    wechat_port: int = Field(default=8444, ge=0, le=65535)
+    wechat_base_url: str = ""  # empty: https://api.weixin.qq.com (tests point it at their server)
+    wechat_limit_retry_s: float = Field(default=60.0, gt=0)  # wait after 45047/45009 before sending again
+    # one callback replica: replies a killed run was sending go out again at start; with several replicas set
+    # false (a claim may be another replica's: it is taken back after its 5-minute lease instead)
+    wechat_release_on_start: bool = True
+
     # the console (`quanbot web`): cookie-signing key (empty: one made and kept in the database, shared by
     # every replica), where it listens, and the largest document upload it accepts
     web_secret_key: SecretStr = SecretStr("")
@@ -121,6 +136,11 @@ class Settings(BaseSettings):
     @property
     def transcription_enabled(self) -> bool:
         return bool(self.transcription_base_url)
+
+    @property
+    def wechat_enabled(self) -> bool:
+        return bool(self.wechat_app_id and self.wechat_token.get_secret_value()
+                    and self.wechat_encoding_aes_key.get_secret_value())
 
     @property
     def tz(self) -> ZoneInfo:

@@ -523,3 +523,34 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = _ts()
     heartbeat_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+
+
+class ChannelUser(SQLModel, table=True):
+    """A WeChat / WeCom user behind a numeric alias: the dialogue, the inbox and the outboxes key people and chats
+    by a 64-bit integer (Telegram's ids), WeChat names them by a string (OpenID, WeCom UserID). The alias is
+    derived from (channel, user) by a hash (bot.channels.wechat_store), so every replica computes the same one
+    without asking; this row maps it back for sending. `menu` holds the signed button tokens of the numbered
+    choices last shown to the user ("回复 1 确认"), so a typed number becomes the same signed action as a press.
+    `last_inbound_at` is when the user last wrote (the Official Account's 48-hour customer-service window)."""
+
+    __tablename__ = "channel_user"
+    __table_args__ = (UniqueConstraint("channel", "user_ref", name="uq_channel_user"),)
+    alias: int = Field(sa_column=Column(BigInteger(), primary_key=True, autoincrement=False))
+    channel: str = Field(max_length=20)
+    user_ref: str = Field(max_length=128)  # the OpenID or UserID (an opaque id, not personal data)
+    menu: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    menu_at: datetime | None = _ts()
+    last_inbound_at: datetime | None = _ts()
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ChannelToken(SQLModel, table=True):
+    """A channel's API access token (WeChat's access_token lives 7200 s), shared by every replica: a replica
+    that finds it stale refreshes it under a row lock, so one refresh serves all (bot.channels.wechat_store)."""
+
+    __tablename__ = "channel_token"
+    name: str = Field(primary_key=True, max_length=80)  # "wechat:<appid>", "wecom:<corpid>:<agentid>"
+    token: str = Field(default="", max_length=1024)
+    expires_at: datetime | None = _ts()
+    refreshed_at: datetime | None = _ts()
+    refreshes: int = 0

@@ -1,5 +1,6 @@
-"""`quanbot run`: the Telegram bot (long polling, or webhook when WEBHOOK_URL is set) with the notification
-sweep in the same process. Parses options and wires services; no business rules here."""
+"""`quanbot run`: the configured channels — the Telegram bot (long polling, or webhook when WEBHOOK_URL is set)
+and the WeChat Official Account callback (when WECHAT_* is set) — with the notification sweep in the same
+process. Parses options and wires services; no business rules here."""
 
 from __future__ import annotations
 
@@ -16,36 +17,55 @@ from bot.settings import Settings
 app = typer.Typer()
 log = logging.getLogger("quanbot.run")
 
-NO_TOKEN = "未配置 TELEGRAM_TOKEN，无法连接 Telegram：请在 .env 中填写机器人令牌，或先用 `quanbot chat` 在终端里体验。"
+NO_TOKEN = ("未配置任何渠道：请在 .env 中填写 TELEGRAM_TOKEN，或微信公众号的 WECHAT_APP_ID、WECHAT_TOKEN、"
+            "WECHAT_ENCODING_AES_KEY，或先用 `quanbot chat` 在终端里体验。")
 NO_SECRET = "已设置 WEBHOOK_URL 但缺少 WEBHOOK_SECRET：webhook 模式必须配置密钥，请在 .env 中填写后重试。"
 
 
 async def serve(settings: Settings, *, scheduler: bool, stop: asyncio.Event | None = None) -> None:
-    """Run the bot until SIGINT/SIGTERM (or `stop`)."""
+    """Run the configured channels (Telegram, the WeChat Official Account) until SIGINT/SIGTERM (or `stop`)."""
+    from bot.channels.notifiers import LogNotifier
     from bot.channels.telegram import TelegramChannel
+    from bot.channels.wechat import RoutingNotifier, WeChatChannel
     from bot.runtime import prepare_database
     from bot.scheduler import run_in_loop
     from bot.services import Services
+    from casestore.notify import Notifier
 
     # migrate, load the organisation and warm the models before the first resident is kept waiting
     await asyncio.to_thread(prepare_database, settings)
     services = Services(settings)
     await asyncio.to_thread(lambda: (services.classifier, services.knowledge))
-    channel = TelegramChannel(settings=settings, handler=services.dialogue.handle, db_engine=services.engine,
-                              clock=services.clock)
+    telegram = (TelegramChannel(settings=settings, handler=services.dialogue.handle, db_engine=services.engine,
+                                clock=services.clock) if settings.telegram_token.get_secret_value() else None)
+    wechat = (WeChatChannel(settings=settings, handler=services.dialogue.handle, db_engine=services.engine,
+                            clock=services.clock) if settings.wechat_enabled else None)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[None]] = []
-    if scheduler:  # the sweep inside the bot process, pushing through this channel's Telegram notifier
-        tasks.append(asyncio.create_task(run_in_loop(services=services, notifier=channel.notifier, stop=stop,
+    # the sweep pushes through the channel that owns each chat (a WeChat alias to WeChat, the rest to Telegram)
+    default: Notifier = telegram.notifier if telegram is not None else LogNotifier()
+    notifier: Notifier = (RoutingNotifier(default, engine=services.engine, channels={"wechat": wechat.notifier})
+                          if wechat is not None else default)
+    if scheduler:
+        tasks.append(asyncio.create_task(run_in_loop(services=services, notifier=notifier, stop=stop,
                                                      interval_s=settings.sweep_interval_s)))
-    mode = f"webhook {settings.webhook_url}" if settings.webhook_url else "长轮询"
-    log.info("quanbot 已启动（%s）%s", mode, "，含定时巡检" if scheduler else "")
+    if wechat is not None:
+        tasks.append(asyncio.create_task(wechat.run(stop)))
+    modes = []
+    if telegram is not None:
+        modes.append(f"Telegram webhook {settings.webhook_url}" if settings.webhook_url else "Telegram 长轮询")
+    if wechat is not None:
+        modes.append("微信公众号回调")
+    log.info("quanbot 已启动（%s）%s", "，".join(modes), "，含定时巡检" if scheduler else "")
     try:
-        await channel.run(stop)
+        if telegram is not None:
+            await telegram.run(stop)
+        else:
+            await stop.wait()
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -57,9 +77,9 @@ def run(
     no_scheduler: bool = typer.Option(False, "--no-scheduler",
                                       help="不在本进程内运行定时巡检（另用 quanbot scheduler）。"),
 ) -> None:
-    """运行 Telegram 机器人：默认长轮询，设置 WEBHOOK_URL 时用 webhook；默认同时运行定时巡检。"""
+    """运行已配置的渠道（Telegram 长轮询或 webhook；微信公众号回调）；默认同时运行定时巡检。"""
     settings = settings_or_exit()
-    if not settings.telegram_token.get_secret_value():
+    if not settings.telegram_token.get_secret_value() and not settings.wechat_enabled:
         fail(NO_TOKEN, code=2)
     if settings.webhook_url and not settings.webhook_secret.get_secret_value():
         fail(NO_SECRET, code=2)

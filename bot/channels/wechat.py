@@ -1,0 +1,591 @@
+"""The WeChat Official Account (公众号) channel for residents: the callback server, the inbox, the handler run,
+the reply outbox and pushes, on wechatpy.
+
+One path for every callback::
+
+    GET  ?signature&timestamp&nonce&echostr   server verification: check_signature -> echostr, else 403
+    POST ?timestamp&nonce&msg_signature&encrypt_type=aes   (safe mode)
+        ─► timestamp within MAX_SKEW of now, else 403 (a replayed old callback); body at most MAX_BODY (413)
+        ─► WeChatCrypto.decrypt_message: msg_signature verified, AES decrypted; a wrong one is 403, nothing stored
+        ─► parse_message ─► inbox insert, masked, under MsgId (events: FromUserName + CreateTime + Event)
+           (a duplicate — WeChat retries three times when it has no answer within 5 s — stops here)
+        ─► answered "success" at once; handled asynchronously in the chat's lane
+        ─► on_text / on_image / on_voice / on_location / on_event ─► Incoming (a typed number or label of the
+           choices last shown becomes the signed button it stands for, verified like a Telegram press)
+        ─► one database transaction: the handler (the dialogue engine's writes), the handled mark, the reply as
+           outbox rows (numbered choices rendered in) and the menu of those choices ─► commit
+        ─► ReplySender (bot.channels.outbound, shared with Telegram) ─► message/custom/send ─► row sent
+
+Exactly once follows bot.channels.inbox: the engine's writes, the handled mark and the reply commit together on
+the channel's own connection (telegram.on_connection), so a kill -9 at any point leaves either nothing (the
+update is replayed at the next start) or everything. Replies go through the customer-service API, which only
+reaches a user who wrote within 48 hours: replies always are; a push to someone silent for longer is refused
+here (DeliveryError) rather than sent into an error.
+
+People and chats are numeric aliases of the OpenID (bot.channels.wechat_store): the dialogue's identity is
+(channel "wechat", alias).
+Must not: hold business rules (the handler does) or read the environment (Settings come in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from sqlalchemy.engine import Engine
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.utils import check_signature
+
+from bot.channels.callback import CallbackSigner, signing_key
+from bot.channels.inbox import AlreadyHandled, Inbox, InboxEntry
+from bot.channels.outbound import ReplySender, retry_after_seconds
+from bot.channels.telegram import _HANDLER_CONNECTION, ChatLanes, Handler, _prepare_sqlite, on_connection
+from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable
+from bot.channels.wechat_render import WeChatPart, WeChatRenderer
+from bot.channels.wechat_store import get_menu, is_alias, remember_user, set_menu, user_of
+from bot.dialogue.types import Incoming
+from bot.settings import Settings
+from casestore.clock import Clock, SystemClock
+from casestore.dispatch import ClaimedReply, dispatch_pending, release_replies
+from casestore.notify import DeliveryError, Notifier, OutboundMessage, RetryLater
+from policies.masking import mask_text
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wechat"
+MAX_BODY = 64 * 1024  # a callback is a few hundred bytes
+MAX_SKEW = timedelta(minutes=5)  # a callback whose timestamp is further from now is refused as a replay
+WINDOW = timedelta(hours=48)  # the customer-service API reaches a user this long after they last wrote
+RETRY_DELAYS = (2.0, 10.0)
+STOP_GRACE = 20.0
+
+TEXT_BUTTON_EXPIRED = "这个选项已失效，请重新发送您的问题。"
+TEXT_BUSY = "抱歉，系统暂时出了点问题，您的消息已记下，我们会尽快回复。"
+TEXT_FAILED = "抱歉，这条消息没能处理成功，请稍后重新发送一次。急事请拨打 12345；遇到危险请直接拨打 110、119 或 120。"
+UNSUPPORTED = frozenset({"video", "shortvideo", "link", "file", "music", "news"})
+
+
+@dataclass
+class WeChatStats:
+    received: int = 0
+    duplicates: int = 0
+    refused: int = 0  # callbacks refused: bad signature, stale timestamp, oversized, undecryptable
+    handled: int = 0
+    replayed: int = 0
+    errors: int = 0
+    failed: int = 0
+    sends: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+def event_key(from_user: str, create_time: int | str, event: str) -> int:
+    """The inbox key of an event (events have no MsgId): negative, so it never meets a MsgId."""
+    digest = hashlib.sha256(f"{from_user}\x00{create_time}\x00{event}".encode()).digest()
+    return -1 - int.from_bytes(digest[:8], "big") % (1 << 62)
+
+
+def wechat_signing_key(settings: Settings) -> bytes:
+    """The button key: CALLBACK_SIGNING_KEY, else the Telegram bot's (so a worker's buttons verify on both), else
+    one derived from the Official Account's secret."""
+    token = settings.telegram_token.get_secret_value() or (
+        f"wechat|{settings.wechat_app_id}|{settings.wechat_app_secret.get_secret_value()}")
+    return signing_key(configured=settings.callback_signing_key.get_secret_value(), bot_token=token)
+
+
+def _payload(message: Any, alias: int) -> dict[str, Any]:
+    """What the inbox keeps of a parsed message: the fields the channel uses, under names the inbox's masking
+    leaves alone where they are machine ids (`file_id`, `type`)."""
+    out: dict[str, Any] = {"type": str(message.type), "alias": alias, "create_time": int(message.time or 0)}
+    if message.type == "text":
+        out["text"] = message.content or ""
+    elif message.type == "image":
+        out["file_id"] = message.media_id or ""
+    elif message.type == "voice":
+        out["file_id"] = message.media_id or ""
+        out["text"] = getattr(message, "recognition", None) or ""
+    elif message.type == "location":
+        out["lat"], out["lon"] = float(message.location_x), float(message.location_y)
+        out["text"] = message.label or ""
+    elif message.type == "event":
+        out["event"] = str(message.event)
+        out["text"] = str(getattr(message, "key", "") or "")
+    return out
+
+
+class WeChatOutbound:
+    """What ReplySender needs of a channel (`renderer.render`, `send_parts`) over the Official Account API.
+
+    ReplySender speaks PTB's error types: a send limit becomes RetryAfter (the row waits, never dropped), a
+    refusal for good Forbidden (the row fails), busy or unreachable NetworkError (retried with backoff)."""
+
+    def __init__(self, api: OfficialAccountApi, renderer: WeChatRenderer, engine: Engine):
+        self.api = api
+        self.renderer = renderer
+        self.engine = engine
+        self._users: dict[int, str] = {}
+
+    async def openid(self, alias: int) -> str:
+        found = self._users.get(alias)
+        if found is None:
+            row = await asyncio.to_thread(user_of, self.engine, alias)
+            if row is None:
+                raise BadRequest("unknown wechat user")
+            found = self._users[alias] = row[1]
+        return found
+
+    async def send_parts(self, chat_id: int, parts: list[WeChatPart], *, on_part: Callable[[], None]) -> None:
+        openid = await self.openid(chat_id)
+        for part in parts:
+            try:
+                await asyncio.to_thread(self.api.send_text, openid, part.text)
+            except WeChatLimited as exc:
+                raise RetryAfter(max(1, int(exc.retry_after))) from exc
+            except WeChatRefused as exc:
+                raise Forbidden(str(exc)) from exc
+            except WeChatUnavailable as exc:
+                raise NetworkError(str(exc)) from exc
+            on_part()
+
+
+class WeChatNotifier:
+    """`casestore.notify.Notifier` for pushes to Official Account users (one attempt per call)."""
+
+    def __init__(self, outbound: WeChatOutbound, clock: Clock):
+        self.outbound = outbound
+        self.clock = clock
+
+    async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
+        user = await asyncio.to_thread(user_of, self.outbound.engine, chat_id)
+        if user is None:
+            raise DeliveryError("unknown wechat user")
+        last = user[2]
+        if last is None or self.clock.now() - last > WINDOW:
+            raise DeliveryError("outside the 48-hour customer-service window")
+        parts = self.outbound.renderer.render(message)
+        try:
+            await self.outbound.send_parts(chat_id, parts, on_part=lambda: None)
+        except RetryAfter as exc:
+            raise RetryLater(retry_after_seconds(exc)) from exc
+        except (Forbidden, BadRequest) as exc:
+            raise DeliveryError(str(exc)) from exc
+        except NetworkError as exc:
+            raise RetryLater(5.0) from exc
+        if parts[-1].choices:
+            await asyncio.to_thread(_set_menu, self.outbound.engine, chat_id, parts[-1].choices, self.clock)
+
+
+def _set_menu(engine: Engine, alias: int, choices: list[list[str]], clock: Clock) -> None:
+    with engine.begin() as conn:
+        set_menu(conn, alias=alias, choices=choices, now=clock.now())
+
+
+class RoutingNotifier:
+    """One Notifier for a process that runs several channels: a WeChat alias goes to the WeChat channel that
+    owns it, every other chat id to `default` (Telegram)."""
+
+    def __init__(self, default: Notifier, *, engine: Engine, channels: dict[str, Notifier]):
+        self.default = default
+        self.engine = engine
+        self.channels = channels
+
+    async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
+        if is_alias(chat_id):
+            user = await asyncio.to_thread(user_of, self.engine, chat_id)
+            notifier = self.channels.get(user[0]) if user is not None else None
+            if notifier is None:
+                raise DeliveryError("no running channel for this wechat user")
+            await notifier.send(chat_id=chat_id, message=message)
+            return
+        await self.default.send(chat_id=chat_id, message=message)
+
+
+class WeChatChannel:
+    """Runs the Official Account callback for `handler` (e.g. the dialogue engine's `handle`)."""
+
+    channel = CHANNEL
+
+    def __init__(self, *, settings: Settings, handler: Handler, db_engine: Engine, clock: Clock | None = None,
+                 api: OfficialAccountApi | None = None, handler_threads: int = 8,
+                 retry_delays: Sequence[float] = RETRY_DELAYS, max_skew: timedelta = MAX_SKEW):
+        token = settings.wechat_token.get_secret_value()
+        aes_key = settings.wechat_encoding_aes_key.get_secret_value()
+        if not (settings.wechat_app_id and token and aes_key):
+            raise ValueError("WECHAT_APP_ID, WECHAT_TOKEN and WECHAT_ENCODING_AES_KEY are required")
+        self.settings = settings
+        self.handler = handler
+        self._on_connection = on_connection(handler)
+        self.db_engine = db_engine
+        _prepare_sqlite(db_engine)
+        self.clock = clock or SystemClock()
+        self.token = token
+        self.crypto = WeChatCrypto(token, aes_key, settings.wechat_app_id)
+        self.max_skew = max_skew
+        self.retry_delays = tuple(retry_delays) or RETRY_DELAYS
+        self.inbox = Inbox(db_engine, channel=CHANNEL, clock=self.clock)
+        self.signer = CallbackSigner(wechat_signing_key(settings), clock=self.clock)
+        self.renderer = WeChatRenderer(self.signer)
+        self.api = api or OfficialAccountApi(
+            appid=settings.wechat_app_id, secret=settings.wechat_app_secret.get_secret_value(),
+            tokens_engine=db_engine, base_url=settings.wechat_base_url, clock=self.clock,
+            limit_retry_s=settings.wechat_limit_retry_s)
+        self.outbound = WeChatOutbound(self.api, self.renderer, db_engine)
+        self.notifier = WeChatNotifier(self.outbound, self.clock)
+        self.sender = ReplySender(engine=db_engine, outbound=self.outbound,  # type: ignore[arg-type]
+                                  channel=CHANNEL, clock=self.clock, on_sent=self._on_reply_sent)
+        self.stats = WeChatStats()
+        self.lanes = ChatLanes()
+        self.handler_threads = handler_threads
+        self._slots = asyncio.Semaphore(max(1, handler_threads))
+        self._pool: ThreadPoolExecutor | None = None
+        self._inbox_pool: ThreadPoolExecutor | None = None
+        self._server: tornado.httpserver.HTTPServer | None = None
+        self._stopping = asyncio.Event()
+        self._ingested_at: dict[int, float] = {}
+        self._raw: dict[int, dict[str, Any]] = {}
+        self._dispatch_wanted = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self.port: int | None = None
+        self.on_handled: Callable[[int], None] | None = None
+
+    # ------------------------------------------------------------------ threads
+    async def _in_inbox(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        if self._inbox_pool is None:
+            self._inbox_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wx-inbox")
+        return await asyncio.get_running_loop().run_in_executor(self._inbox_pool, functools.partial(fn, **kwargs))
+
+    async def _in_handler(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self.handler_threads), thread_name_prefix="wx-handler")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ------------------------------------------------------------------ callback
+    def verify_get(self, query: dict[str, str]) -> tuple[int, str]:
+        """The server-verification GET: (200, echostr) when the signature checks, else (403, "")."""
+        try:
+            check_signature(self.token, query.get("signature", ""), query.get("timestamp", ""),
+                            query.get("nonce", ""))
+        except InvalidSignatureException:
+            self.stats.refused += 1
+            return 403, ""
+        return 200, query.get("echostr", "")
+
+    async def receive(self, query: dict[str, str], body: bytes) -> int:
+        """One POST: the HTTP status (200 once stored, a duplicate included; 403 refused; 500 store failed)."""
+        timestamp = query.get("timestamp", "")
+        skew = abs(self.clock.now().timestamp() - int(timestamp)) if timestamp.isdigit() else None
+        if skew is None or skew > self.max_skew.total_seconds():
+            self.stats.refused += 1
+            log.warning("wechat callback with a stale or missing timestamp refused")
+            return 403
+        try:
+            xml = self.crypto.decrypt_message(body, query.get("msg_signature", ""), timestamp, query.get("nonce", ""))
+        except (InvalidSignatureException, InvalidAppIdException):
+            self.stats.refused += 1
+            log.warning("wechat callback with a wrong signature refused")
+            return 403
+        except Exception as exc:  # noqa: BLE001 - malformed XML, bad padding: nothing usable, nothing stored
+            self.stats.refused += 1
+            log.warning("wechat callback could not be decrypted: %s", type(exc).__name__)
+            return 400
+        try:
+            message = parse_message(xml)
+        except Exception as exc:  # noqa: BLE001 - a signed body we cannot read: 200, so WeChat does not retry it
+            log.warning("wechat callback does not parse: %s", type(exc).__name__)
+            return 200
+        if message is None or not message.source:
+            return 200
+        if message.type == "event":
+            key = event_key(message.source, message.time, str(message.event))
+        elif message.id:
+            key = int(message.id)
+        else:
+            key = event_key(message.source, message.time, str(message.type))
+        try:
+            now = self.clock.now()
+            alias = await self._in_inbox(remember_user, engine=self.db_engine, channel=CHANNEL,
+                                         user_ref=message.source, now=now)
+            new = await self._in_inbox(self.inbox.record, update_id=key, update_data=_payload(message, alias))
+        except Exception:
+            log.exception("wechat callback could not be stored")
+            return 500
+        self.stats.received += 1
+        if not new:
+            self.stats.duplicates += 1
+            log.info("wechat message %s is a duplicate: skipped", key)
+            return 200
+        self._ingested_at[key] = asyncio.get_running_loop().time()
+        self._raw[key] = _payload(message, alias)  # the first run uses it as received; a replay the masked copy
+        self.lanes.submit(alias, functools.partial(self._process, key))
+        return 200
+
+    # ------------------------------------------------------------------ parsing
+    async def to_incoming(self, data: dict[str, Any]) -> tuple[Incoming | None, str | None]:
+        """(the Incoming of a stored message, None) or (None, a notice to send instead) or (None, None)."""
+        alias = int(data.get("alias", 0))
+        kind = str(data.get("type", ""))
+        base: dict[str, Any] = {"channel": CHANNEL, "user_id": alias, "chat_id": alias}
+        text = str(data.get("text") or "")
+        if kind == "text" or (kind == "voice" and text):
+            return await self.on_text(base, text)
+        if kind == "image":
+            return Incoming(kind="photo", photo_file_id=str(data.get("file_id") or ""), **base), None
+        if kind == "location":
+            return Incoming(kind="location", location=(float(data["lat"]), float(data["lon"])), text=text,
+                            **base), None
+        if kind == "voice":  # no recognition text: the engine's voice answer (type it, or a transcriber)
+            return Incoming(kind="unsupported", unsupported_type="voice", **base), None
+        if kind == "event":
+            return self.on_event(base, str(data.get("event", "")), text), None
+        return Incoming(kind="unsupported", unsupported_type=kind or "other", **base), None
+
+    async def on_text(self, base: dict[str, Any], text: str) -> tuple[Incoming | None, str | None]:
+        stripped = text.strip()
+        if stripped.startswith("/") and len(stripped) > 1:
+            word, _, args = stripped.partition(" ")
+            return Incoming(kind="command", text=stripped, command=word[1:].lower(), args=args.strip(), **base), None
+        menu = await self._in_inbox(get_menu, engine=self.db_engine, alias=base["user_id"], now=self.clock.now())
+        if menu:
+            picked, button = self.renderer.choice_for(stripped, menu)
+            if picked and button is None:
+                return None, TEXT_BUTTON_EXPIRED
+            if button is not None:
+                return Incoming(kind="button", button=button, text=stripped, **base), None
+        return Incoming(kind="text", text=text, **base), None
+
+    def on_event(self, base: dict[str, Any], event: str, key: str) -> Incoming | None:
+        if event in ("subscribe", "subscribe_scan"):
+            return Incoming(kind="command", text="/start", command="start", **base)
+        if event == "click" and key:  # a custom menu item: its key is a command ("/mycases") or words
+            if key.startswith("/"):
+                return Incoming(kind="command", text=key, command=key[1:].lower(), **base)
+            return Incoming(kind="text", text=key, **base)
+        return None  # unsubscribe, view, the periodic LOCATION report, template delivery reports: nothing to say
+
+    # ------------------------------------------------------------------ handling
+    async def _process(self, key: int, *, retry: bool = True) -> None:
+        while not self._stopping.is_set():
+            entry: InboxEntry | None = await self._in_inbox(self.inbox.begin, update_id=key)
+            if entry is None:
+                return
+            data = self._raw.pop(key, None)
+            if data is None:
+                stored = await self._in_inbox(self.inbox.get, update_id=key)
+                data = stored.update if stored is not None else {}
+            alias = int(data.get("alias", 0)) or None
+            try:
+                async with self._slots:
+                    incoming, notice = await self.to_incoming(data)
+                    queued, claimed = await self._in_handler(self._handle_in_transaction, key, alias, incoming,
+                                                             notice)
+            except AlreadyHandled:
+                return
+            except Exception as exc:  # noqa: BLE001 - counted, logged masked, the person told
+                after = await self._failed(key, alias, exc)
+                if after is None or after.state != "received" or not retry:
+                    return
+                delay = self.retry_delays[min(after.failures, len(self.retry_delays)) - 1]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                continue
+            self.stats.handled += 1
+            if alias is not None and queued:
+                self.sender.deliver(alias, claimed)
+            self._done(key)
+            self._kick_dispatch()
+            return
+
+    def _handle_in_transaction(self, key: int, alias: int | None, incoming: Incoming | None,
+                               notice: str | None) -> tuple[int, list[ClaimedReply]]:
+        """The handler, the handled mark, the reply (choices numbered into the text) and the menu of those
+        choices, in one transaction."""
+        messages: list[OutboundMessage] = [OutboundMessage(text=notice)] if notice else []
+        if incoming is not None and self._on_connection is None:
+            messages = list(self.handler(incoming).messages)
+        with self.db_engine.connect() as conn:
+            conn.info[_HANDLER_CONNECTION] = True
+            try:
+                if incoming is not None and self._on_connection is not None:
+                    messages = list(self._on_connection(incoming, conn).messages)
+                if not conn.in_transaction():
+                    conn.begin()
+                choices = self.renderer.choices(messages)
+                flat = [OutboundMessage(text="\n".join(p.text for p in parts), photo=None)
+                        for parts in self.renderer.render_reply(messages)]
+                claimed = self.inbox.finish(connection=conn, update_id=key, chat_id=alias, messages=flat)
+                if alias is not None and messages:
+                    set_menu(conn, alias=alias, choices=choices, now=self.clock.now())
+                conn.commit()
+            except BaseException:
+                if conn.in_transaction():
+                    conn.rollback()
+                raise
+            finally:
+                conn.info.pop(_HANDLER_CONNECTION, None)
+        return (len(flat) if alias is not None else 0), claimed
+
+    async def _failed(self, key: int, alias: int | None, exc: Exception) -> InboxEntry | None:
+        cid = uuid.uuid4().hex[:8]
+        self.stats.errors += 1
+        log.error("wechat message %s: handler failed cid=%s: %s", key, cid,
+                  mask_text(f"{type(exc).__name__}: {exc}")[:300])
+        log.error("wechat message %s cid=%s at:\n%s", key, cid,
+                  mask_text("".join(traceback.format_tb(exc.__traceback__))))
+        try:
+            after: InboxEntry | None = await self._in_inbox(
+                self.inbox.fail, update_id=key, error=f"cid={cid} {type(exc).__name__}", chat_id=alias,
+                notice=OutboundMessage(text=TEXT_BUSY), final_notice=OutboundMessage(text=TEXT_FAILED))
+        except Exception:
+            log.exception("wechat message %s: the failure could not be recorded", key)
+            return None
+        self.sender.kick()
+        if after is not None and after.state == "failed":
+            self.stats.failed += 1
+        return after
+
+    def _done(self, key: int) -> None:
+        started = self._ingested_at.pop(key, None)
+        if started is not None:
+            self.stats.latencies.append(asyncio.get_running_loop().time() - started)
+        if self.on_handled is not None:
+            self.on_handled(key)
+
+    def _on_reply_sent(self, item: ClaimedReply) -> None:
+        self.stats.sends += 1
+
+    def _kick_dispatch(self) -> None:
+        self._dispatch_wanted.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch_loop())
+
+    async def _dispatch_loop(self) -> None:
+        while self._dispatch_wanted.is_set():
+            self._dispatch_wanted.clear()
+            try:
+                await dispatch_pending(engine=self.db_engine, notifier=self.notifier, clock=self.clock, limit=100,
+                                       channel=CHANNEL)
+            except Exception:
+                log.exception("immediate wechat dispatch failed; the scheduler will retry")
+
+    async def replay_unfinished(self) -> int:
+        """Queue what a previous run stored but did not finish: poison rows given up, rows cut off before run
+        first and alone, the rest in their lanes."""
+        entries: list[InboxEntry] = await self._in_inbox(self.inbox.unfinished)
+        clean: list[int] = []
+        for entry in entries:
+            alias = int(entry.update.get("alias", 0)) or None
+            if entry.interrupted >= self.inbox.max_interrupted:
+                self.stats.failed += 1
+                await self._in_inbox(self.inbox.fail, update_id=entry.update_id, interrupted=True,
+                                     error="poison: cut off by stopped processes", chat_id=alias,
+                                     final_notice=OutboundMessage(text=TEXT_FAILED))
+                continue
+            self.stats.replayed += 1
+            if entry.interrupted > 0:
+                await self._process(entry.update_id, retry=False)
+                after = await self._in_inbox(self.inbox.get, update_id=entry.update_id)
+                if after is not None and after.state == "received":
+                    clean.append(entry.update_id)
+            else:
+                clean.append(entry.update_id)
+        by_key = {e.update_id: e for e in entries}
+        for key in sorted(clean, key=lambda k: (by_key[k].update.get("create_time", 0), k)):
+            alias = int(by_key[key].update.get("alias", 0))
+            self.lanes.submit(alias or f"m:{key}", functools.partial(self._process, key))
+        return len(entries)
+
+    # ------------------------------------------------------------------ server
+    async def start_server(self) -> int:
+        path = urlsplit(self.settings.wechat_callback_url).path or "/wechat"
+        app = tornado.web.Application([(path, _CallbackHandler, {"channel": self})])
+        server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=4 * MAX_BODY)
+        sockets = tornado.netutil.bind_sockets(self.settings.wechat_port, self.settings.wechat_listen)
+        server.add_sockets(sockets)
+        self._server = server
+        self.port = sockets[0].getsockname()[1]
+        return self.port
+
+    async def run(self, stop: asyncio.Event, *, on_started: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve the callback until `stop`: replay unfinished messages, start the reply sender, then let the
+        handlers in flight finish on stop."""
+        self._stopping.clear()
+        self.lanes = ChatLanes()
+        sender_stop = asyncio.Event()
+        if self.settings.wechat_release_on_start:  # one replica: any claim on a reply is a killed run's
+            taken = await asyncio.to_thread(release_replies, engine=self.db_engine, channel=CHANNEL,
+                                            now=self.clock.now())
+            if taken:
+                log.warning("%s wechat replies were being sent when the last run stopped: sending them again "
+                            "(each may arrive twice)", taken)
+        sender = asyncio.create_task(self.sender.run(sender_stop))
+        try:
+            await self.replay_unfinished()
+            await self.start_server()
+            log.info("微信公众号回调已启动：%s:%s", self.settings.wechat_listen, self.port)
+            if on_started is not None:
+                await on_started()
+            await stop.wait()
+        finally:
+            if self._server is not None:
+                self._server.stop()
+                await self._server.close_all_connections()
+                self._server = None
+            self._stopping.set()
+            try:
+                await self.lanes.stop(STOP_GRACE)
+                if self._dispatcher is not None:
+                    await asyncio.gather(self._dispatcher, return_exceptions=True)
+            finally:
+                sender_stop.set()
+                await asyncio.gather(sender, return_exceptions=True)
+                for pool in (self._pool, self._inbox_pool):
+                    if pool is not None:
+                        pool.shutdown(wait=False)
+                self._pool = self._inbox_pool = None
+
+
+class _CallbackHandler(tornado.web.RequestHandler):
+    def initialize(self, channel: WeChatChannel) -> None:
+        self.channel = channel
+
+    def _query(self) -> dict[str, str]:
+        return {k: self.get_query_argument(k, "") for k in
+                ("signature", "timestamp", "nonce", "echostr", "msg_signature", "encrypt_type", "openid")}
+
+    def get(self) -> None:
+        status, echo = self.channel.verify_get(self._query())
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(echo)
+
+    async def post(self) -> None:
+        started = time.monotonic()
+        body = self.request.body
+        if len(body) > MAX_BODY:
+            self.set_status(413)
+            self.finish()
+            return
+        status = await self.channel.receive(self._query(), body)
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("success" if status == 200 else "")
+        elapsed = time.monotonic() - started
+        if elapsed > 2.0:
+            log.warning("wechat callback answered after %.1fs (WeChat waits 5 s)", elapsed)
