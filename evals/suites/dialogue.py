@@ -6,6 +6,8 @@ default Fri 2026-11-20 10:00 Asia/Shanghai), optional `residents` set up beforeh
 bound), and `steps`. Step kinds:
   say: TEXT | press: LABEL | photo: CAPTION | command: NAME   (`as:` a resident alias or a worker's
       telegram id; `case_of:` a resident alias picks the button of that resident's latest case)
+  voice: {heard: TEXT, seconds: N}   a voice note; `heard` is what the transcription endpoint returned (the
+      suite runs offline: without it the voice is one no endpoint transcribed, a 语音留言)
   advance: 48m | until: 61m     move the fake clock (relative / since start), running the sweep and the
                                 dispatcher at every due cursor on the way (as the 30 s scheduler would)
   sweep: true                   one sweep + dispatch now
@@ -28,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from bot.dialogue.types import Incoming
+from bot.dialogue.types import Incoming, Voice
 from bot.services import Services
 from casestore.accounts import get_or_create_resident, get_resident_by_account
 from casestore.clock import FakeClock
@@ -345,6 +347,8 @@ def check_pushed(sim: Sim, spec: dict[str, Any], user: int) -> list[str]:
     want = _as_list(spec.get("contains", ""))
     if not any(all(w in t for w in want) for t in texts):
         return [f"no message to {to} containing {want} (got {len(texts)} messages)"]
+    if spec.get("voice") and not any(m.voice for c, m in sim.notifier.sent if c == to):  # a 语音留言's audio
+        return [f"no message to {to} carries a voice"]
     # not_contains: no message to them holds any of these (a phone number that must not cross)
     leaked = [w for w in _as_list(spec.get("not_contains", [])) if any(w in t for t in texts)]
     return [f"a message to {to} contains {w!r}" for w in leaked]
@@ -382,6 +386,12 @@ def run_steps(sim: Sim, steps: list[dict[str, Any]], failed: list[str]) -> None:
         elif "photo" in step:
             sim.handle(sim.incoming(user, "photo", text=str(step.get("photo") or ""),
                                     photo_file_id=f"eval-photo-{n}"))
+        elif "voice" in step:
+            spec = step["voice"] if isinstance(step["voice"], dict) else {"heard": step["voice"]}
+            heard = spec.get("heard")
+            sim.handle(sim.incoming(user, "voice", voice=Voice(
+                file_id=f"eval-voice-{n}", duration=int(spec.get("seconds", 8)),
+                transcript=str(heard) if heard else None)))
         elif "command" in step:
             cmd = str(step["command"]).lstrip("/")
             sim.handle(sim.incoming(user, "command", text=f"/{cmd} {step.get('args', '')}".strip(), command=cmd,
