@@ -24,7 +24,8 @@ from casestore.dispatch import record_notification
 from casestore.duplicates import list_subscribers
 from casestore.errors import IllegalTransition, NotFound
 from casestore.intake import assign_to
-from casestore.models import Case, CaseStatus, CloseReason, Feedback, Worker
+from casestore.models import Case, CaseEvent, CaseStatus, CloseReason, Feedback, Worker
+from casestore.notify import Button, OutboundMessage
 from casestore.routing import Assignment, is_available, kept_away, route
 from policies.models import Policies
 
@@ -95,11 +96,29 @@ def rate(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Clock, 
 
 
 def add_resident_note(*, session: Session, resident_id: int, code: str, note: str, now: datetime,
-                      data: dict[str, object] | None = None) -> Case:
-    """The resident's own words (masked) added to their own open or resolved case, with its audit event."""
+                      data: dict[str, object] | None = None, tell_assignee: bool = False) -> Case:
+    """The resident's own words (masked) added to their own open or resolved case, with its audit event;
+    `tell_assignee`: the worker who handles it gets them too (补充 typed by the resident, not a reopen's reason,
+    which comes with the 退回 push)."""
     case = get_case_for_resident(session=session, resident_id=resident_id, code=code)
-    return apply_action(session=session, case=case, action="note", actor=f"resident:{resident_id}", now=now,
-                        note=note[:2000], data={"by": "resident", **(data or {})})
+    told = 0
+    if tell_assignee:
+        events = session.exec(select(CaseEvent).where(col(CaseEvent.case_id) == case.id,
+                                                      col(CaseEvent.action) == "note")).all()
+        told = sum(1 for e in events if (e.data or {}).get("told"))
+    extra: dict[str, object] = {"told": True} if tell_assignee else {}
+    case = apply_action(session=session, case=case, action="note", actor=f"resident:{resident_id}", now=now,
+                        note=note[:2000], data={"by": "resident", **(data or {}), **extra})
+    if tell_assignee and case.assignee_id is not None:
+        record_notification(session=session, case_id=case.id, kind="resident_note", level=told + 1,
+                            recipient=f"worker:{case.assignee_id}", message=_note_push(case, note), now=now)
+    return case
+
+
+def _note_push(case: Case, words: str) -> OutboundMessage:
+    """The resident's added words (masked) to the worker who handles the case, with the way to answer them."""
+    return OutboundMessage(text=f"📝 居民补充（工单 {case.code}「{case.title}」）：{words[:500]}",
+                           buttons=[[Button("回复居民", "relay", case.code)]])
 
 
 def create_answer_feedback(*, session: Session, resident_id: int | None, question: str, useful: bool,

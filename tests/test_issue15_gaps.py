@@ -138,3 +138,49 @@ def test_hours_typed_while_the_extension_asks_how_long_are_taken(dlg, engine, cl
         (pending,) = actions.list_pending_extensions(session=s, actor=actor(s, FURONG_SUPERVISOR))
         assert pending.case.resolve_due_at is not None
         assert pending.until - pending.case.resolve_due_at == timedelta(hours=48)  # "48小时" typed was taken
+
+
+# ---------------------------------------------------------------- 没修好 again, after a reopen
+def _resolved(dlg: Any, engine: Any, clock: Any) -> str:
+    """A stairwell-light case of the resident, accepted and resolved with a note by its worker; its code."""
+    report_through(dlg, "3号楼2单元楼道灯坏了")
+    (case,) = _cases(engine)
+    w = FU01_FULL_TIME
+    dlg.handle(press(Button("接单", "accept", case.code), user=w))
+    dlg.handle(press(Button("办结", "resolve", case.code), user=w))
+    dlg.handle(text("已更换灯泡", user=w))
+    dlg.handle(text("跳过", user=w))
+    pushes(engine, clock)
+    return case.code
+
+
+def test_not_fixed_again_after_a_reopen_joins_that_case_and_reaches_its_worker(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)
+    code = _resolved(dlg, engine, clock)
+    assert "已重新交给网格员" in all_text(dlg.handle(text("灯还是不亮 根本没修好")))
+    pushes(engine, clock)
+    said = all_text(dlg.handle(text("灯还是一闪一闪的 没修好")))  # read as feedback/other at low confidence
+    assert texts.NOTE_ADDED.format(code=code, title="3号楼2单元楼道灯坏了") in said
+    assert texts.ASK_PHOTO not in said and "新问题" not in said
+    assert [c.code for c in _cases(engine)] == [code]  # no second case
+    sent = pushes(engine, clock)
+    told = [m for c, m in sent.sent if c == FU01_FULL_TIME and "灯还是一闪一闪的 没修好" in m.text]
+    assert told and code in told[0].text and "回复居民" in [b.label for row in told[0].buttons for b in row]
+    with session_scope(engine) as s:
+        case_id = s.execute(select(Case.id).where(Case.code == code)).scalar_one()
+        notes = s.execute(select(CaseEvent).where(CaseEvent.case_id == case_id, CaseEvent.action == "note")).scalars()
+        assert any(e.note == "灯还是一闪一闪的 没修好" and e.actor.startswith("resident:") for e in notes)
+
+
+def test_words_attached_with_the_button_reach_the_worker_once(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)
+    report_through(dlg, "3号楼2单元楼道灯坏了")
+    (case,) = _cases(engine)
+    pushes(engine, clock)
+    r = dlg.handle(text("楼道灯那个事，晚上黑得看不见路"))  # not sure: asked 补充 or 新问题 with buttons
+    dlg.handle(press(find_button(r, f"补充到工单 {case.code}")))
+    assert [c.code for c in _cases(engine)] == [case.code]
+    sent = pushes(engine, clock)
+    told = [m.text for c, m in sent.sent if c == FU01_FULL_TIME and "晚上黑得看不见路" in m.text]
+    assert len(told) == 1 and "居民补充" in told[0]
+    assert not pushes(engine, clock).texts_to(FU01_FULL_TIME)  # delivered once

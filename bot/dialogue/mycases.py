@@ -125,6 +125,10 @@ def about_filed_case(turn: Turn, text: str, category: str) -> bool:
         return True
     still = bool(_STILL.search(text))
     open_ = [c for c in cases if c.status in OPEN and c.intent != "inquiry" and c.urgency != "emergency"]
+    again = [c for c in open_ if c.reopen_count > 0]
+    if NOT_FIXED.search(text) and len(again) == 1:  # 没修好 once more, after a reopen: that case, whatever the class
+        _note(turn, resident.id, again[0], text)
+        return True
     same = [c for c in open_ if c.category == category and category != "other"]
     if len(same) == 1 and still:
         _note(turn, resident.id, same[0], text)
@@ -158,7 +162,7 @@ def _note(turn: Turn, resident_id: int, case: Case, text: str) -> None:
     try:
         with turn.session.begin_nested():
             add_resident_note(session=turn.session, resident_id=resident_id, code=case.code,
-                              note=mask_text(text)[:500], now=turn.now)
+                              note=mask_text(text)[:500], now=turn.now, tell_assignee=True)
     except DomainError as exc:
         log.info("resident note refused cid=%s: %s", turn.cid, type(exc).__name__)
         turn.expired()
