@@ -24,6 +24,7 @@ from casestore.broadcasts import hotspot_notices
 from casestore.clock import Clock
 from casestore.db import session_scope
 from casestore.deadlines import SlaPolicy
+from casestore.digests import run_digests
 from casestore.dispatch import dispatch_pending
 from casestore.notify import Notifier
 from casestore.sweep import SweepReport, sweep_all
@@ -52,6 +53,7 @@ class TickResult:
     sent: int
     erased: int = 0  # inbox updates whose content the retention purge erased
     notices: int = 0  # hotspot notice deliveries queued by this tick
+    digests: int = 0  # workers' morning digests queued by this tick (casestore.digests)
 
 
 async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
@@ -63,6 +65,14 @@ async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
         queued = await asyncio.to_thread(_hotspot_notices, deps)
     except Exception:
         log.exception("hotspot notices failed")
+    digests = 0
+    try:  # the morning digest, once a worker a day from routing.yaml team.digest_at (unique per worker and day)
+        digests = await asyncio.to_thread(run_digests, engine=deps.engine, policies=deps.policies,
+                                          now=deps.clock.now())
+        if digests:
+            log.info("morning digests: %s queued", digests)
+    except Exception:  # a failure here must not hold back the deliveries below; the next tick tries again
+        log.exception("morning digests failed")
     sent = 0
     while True:  # drain in bounded chunks so one tick cannot hold a huge batch
         n = await dispatch_pending(engine=deps.engine, notifier=deps.notifier, clock=deps.clock,
@@ -81,7 +91,7 @@ async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
         erased = purged.erased
         if purged.erased or purged.deleted:
             log.info("inbox retention: %s updates erased, %s old keys deleted", purged.erased, purged.deleted)
-    return TickResult(report, sent, erased, queued)
+    return TickResult(report, sent, erased, queued, digests)
 
 
 def _hotspot_notices(deps: LoopDeps) -> int:

@@ -89,8 +89,19 @@ def record_notification(*, session: Session, case_id: int | None, kind: str, lev
     person used last; False if this (case, kind, level, recipient) exists."""
     row = notification_row(case_id=case_id, kind=kind, level=level, recipient=recipient,
                            address=address_of(session=session, recipient=recipient), message=message, now=now)
-    result = session.execute(_insert(session).values(**row).on_conflict_do_nothing(index_elements=_UNIQUE))
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    stmt = _insert(session).values(**row).on_conflict_do_nothing(index_elements=_UNIQUE)
+    # RETURNING, not rowcount: psycopg reports no rowcount for ON CONFLICT DO NOTHING through the session
+    return session.execute(stmt.returning(Notification.__table__.c.id)).first() is not None  # type: ignore[attr-defined]
+
+
+def record_push_once(*, session: Session, kind: str, level: int, recipient: str, message: OutboundMessage,
+                     now: datetime) -> bool:
+    """Queue one push of no case (a digest) in the caller's transaction; False if this (kind, level, recipient)
+    exists (uq_notification_nocase_once: `level` is the idempotency key, such as a local day)."""
+    row = notification_row(case_id=None, kind=kind, level=level, recipient=recipient,
+                           address=address_of(session=session, recipient=recipient), message=message, now=now)
+    stmt = _insert(session).values(**row).on_conflict_do_nothing()
+    return session.execute(stmt.returning(Notification.__table__.c.id)).first() is not None  # type: ignore[attr-defined]
 
 
 def record_many(*, session: Session, rows: list[dict[str, Any]]) -> None:
