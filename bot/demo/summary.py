@@ -30,6 +30,7 @@ from bot.demo.simulation import CHANNEL
 from casestore import stats
 from casestore.deadlines import SlaPolicy
 from casestore.models import Account, Case, CaseEvent, CloseReason, Feedback, Hotspot, Notification
+from casestore.staff import role_name
 from casestore.stats import LABELS
 from casestore.stats import Figures as GridFigures
 from policies.models import Policies
@@ -104,6 +105,8 @@ class Figures:
     closed_rated: int = 0
     still_open: int = 0
     answer_feedback: int = 0
+    # each person's load (casestore.stats.worker_load): who carried the day, the part-timers' share included
+    load: list[dict[str, Any]] = field(default_factory=list)
     labelled_cases: int = 0  # cases traced back to a scenario message with expected labels
     category_agreement: float | None = None  # the classifier's category equals the scenario's label
     urgency_agreement: float | None = None
@@ -152,6 +155,7 @@ def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed:
         street = stats.overview(session=session, now=now, tz=tz).all  # the one definition of each figure
         totals = stats.compute(session=session, now=now)["total"]
         minutes = stats.first_response_minutes(session=session, now=now)
+        load = stats.worker_load(session=session, now=now)
     _agreement(fig, cases, owners, expected or [])
     total = totals[0] if totals else GridFigures(key="all", name="全部")
     fig.cases = len(lines)
@@ -192,6 +196,8 @@ def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed:
     fig.still_open = sum(1 for c in cases if c.status not in ("resolved", "closed"))
     fig.hotspots = len(spots)
     fig.hotspot_reports = sum(s.report_count for s in spots)
+    fig.load = [{"name": w.name, "role": w.role, "grid": w.grid_id, "open": w.open, "overdue": w.overdue,
+                 "resolved": w.resolved} for w in load if w.open or w.resolved]
     return fig, lines
 
 
@@ -251,6 +257,24 @@ def _grid_table(rows: list[GridFigures]) -> Table:
         t.add_row(g.key, str(g.cases), _min(g.median_response_min), _rate(g.on_time_response),
                   _rate(g.on_time_resolution), "—" if g.satisfaction is None else f"{g.satisfaction:.2f}",
                   str(g.duplicates), str(g.hotspots))
+    return t
+
+
+LOAD_COLUMNS = ("人员", "岗位", "网格", "在办", "其中超时", "已办结")
+
+
+def load_rows(fig: Figures) -> list[tuple[str, ...]]:
+    """The load per person as table rows: most open first (the order of casestore.stats.worker_load)."""
+    return [(w["name"], role_name(w["role"]), w["grid"] or "社区/街道", str(w["open"]), str(w["overdue"]),
+             str(w["resolved"])) for w in fig.load]
+
+
+def _load_table(fig: Figures) -> Table:
+    t = Table(title="各人负荷（在办 / 超时 / 已办结，casestore.stats 口径）")
+    for i, name in enumerate(LOAD_COLUMNS):
+        t.add_column(name, justify="right" if i >= 3 else "left")
+    for row in load_rows(fig):
+        t.add_row(*row)
     return t
 
 
@@ -316,6 +340,8 @@ def print_summary(console: Console, fig: Figures, policies: Policies, *, missing
     console.print(s)
     if grids:
         console.print(_grid_table(grids))
+    if fig.load:
+        console.print(_load_table(fig))
     for line in missing or []:
         console.print(f"[yellow]⚠ {line}[/yellow]")
 
@@ -381,6 +407,8 @@ def render_html(fig: Figures, lines: list[CaseLine], policies: Policies, *, titl
         f"<td class='n'>{_rate(g.on_time_response)}</td><td class='n'>{_rate(g.on_time_resolution)}</td>"
         f"<td class='n'>{'—' if g.satisfaction is None else f'{g.satisfaction:.2f}'}</td>"
         f"<td class='n'>{g.duplicates}</td><td class='n'>{g.hotspots}</td></tr>" for g in grids or [])
+    load = "".join("<tr>" + "".join(f"<td class='n'>{_e(v)}</td>" if i >= 3 else f"<td>{_e(v)}</td>"
+                                  for i, v in enumerate(row)) + "</tr>" for row in load_rows(fig))
     warn = "".join(f"<p class='warn'>⚠ {_e(m)}</p>" for m in missing or [])
     return (
         "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
@@ -392,6 +420,7 @@ def render_html(fig: Figures, lines: list[CaseLine], policies: Policies, *, titl
         "<h2>类别 × 紧急程度</h2><table><tr><th>类别</th><th>紧急</th><th>加急</th><th>一般</th><th>合计</th></tr>"
         f"{cat_rows}</table><h2>各网格（按当前办理周期）</h2><table><tr><th>网格</th><th>工单</th><th>响应中位数</th>"
         f"<th>按时响应</th><th>按时办结</th><th>满意度</th><th>重复</th><th>热点</th></tr>{grid_rows}</table>"
+        "<h2>各人负荷</h2><table><tr>" + "".join(f"<th>{_e(c)}</th>" for c in LOAD_COLUMNS) + f"</tr>{load}</table>"
         f"<h2>运行信息</h2><table>{info}</table></body></html>"
     )
 
