@@ -16,6 +16,8 @@ COMMANDS_RESIDENT: list[tuple[str, str]] = [
 ]
 COMMANDS_WORKER: list[tuple[str, str]] = [
     ("tasks", "我的待办工单"),
+    ("leave", "请假（新工单交给其他网格员）"),
+    ("back", "销假，恢复接新工单"),
     ("help", "网格员使用说明"),
     ("myid", "查看我的渠道、ID 和角色"),
 ]
