@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from benchmarks.console_pages import seed_cases
 from casestore.db import session_scope
@@ -21,22 +22,24 @@ from casestore.stats import SHANGHAI, first_response_minutes, overview, percenti
 NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 EVENT: Table = CaseEvent.__table__  # type: ignore[attr-defined]
 # (data, is it a star rating)
-RATINGS = [({"rating": 5}, True), ({"rating": 1}, True), ({"rating": 4}, True), ({"rating": True}, False),
-           ({"rating": 4.0}, False), ({"rating": "3"}, False), ({"rating": 9}, False), ({"rating": 0}, False),
-           ({}, False), ({"rating": None}, False)]
+RATINGS: list[tuple[dict[str, object], bool]] = [
+    ({"rating": 5}, True), ({"rating": 1}, True), ({"rating": 4}, True), ({"rating": True}, False),
+    ({"rating": 4.0}, False), ({"rating": "3"}, False), ({"rating": 9}, False), ({"rating": 0}, False),
+    ({}, False), ({"rating": None}, False)]
 
 
 def _rate_cases(engine: Engine) -> list[int]:
     """Rating events on the newest cases, some today, some earlier this month; returns the valid stars."""
     with session_scope(engine) as session:
-        ids = list(session.execute(select(Case.id).order_by(Case.id.desc()).limit(40)).scalars())  # type: ignore[union-attr]
-    rows, stars = [], []
+        ids: list[int] = list(session.execute(select(col(Case.id)).order_by(col(Case.id).desc()).limit(40)).scalars())
+    rows: list[dict[str, object]] = []
+    stars: list[int] = []
     for i, case_id in enumerate(ids):
         data, valid = RATINGS[i % len(RATINGS)]
         rows.append({"case_id": case_id, "at": NOW - timedelta(hours=1 + 20 * (i % 3)), "actor": "resident:1",
                      "action": "confirm" if i % 2 else "reopen", "data": data})
         if valid:
-            stars.append(data["rating"])
+            stars.append(int(data["rating"]))  # type: ignore[call-overload]
     with engine.begin() as conn:
         conn.execute(EVENT.insert(), rows)
     return stars
@@ -48,9 +51,9 @@ def test_overview_figures_equal_the_definitions_by_hand(backend: str, request: p
     seed_cases(engine, n=1501, now=NOW, seed=5)
     stars = _rate_cases(engine)
     with session_scope(engine) as session:
-        grids = list(session.execute(select(Grid.id, Grid.community_id)).all())
+        grids = list(session.execute(select(col(Grid.id), col(Grid.community_id))).all())
         community = grids[0][1]
-        scopes = [None, sorted(g for g, c in grids if c == community)]
+        scopes: list[list[str] | None] = [None, sorted(str(g) for g, c in grids if c == community)]
         starts = window_starts(NOW, SHANGHAI)
         for scope in scopes:
             o = overview(session=session, now=NOW, scope=scope)
