@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from casestore.accounts import get_or_create_resident
+from casestore.cases import create_case
 from casestore.clock import FakeClock
 from casestore.db import make_engine, session_scope
 from casestore.deadlines import SlaPolicy
 from casestore.intake import Report, open_case
+from casestore.models import CaseCreate
 from casestore.residents import bind_address
+from casestore.routing import team_of
+from casestore.staff import set_leave
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult
 from evals.fixtures import classifier_for, fresh_database, read_cases, settings_for
 from policies.loader import load_policies
@@ -62,6 +66,7 @@ def run(ctx: EvalContext) -> SuiteResult:
                                                       now=now)
                     bind_address(session=session, resident=resident, grids=policies.grids,
                                  estate=str(case["estate"]), building=int(case["building"]), now=now)
+                    _set_up(session, dict(case.get("setup") or {}), now)
                     report = Report(intent=u.intent.label, category=u.category.label, urgency=u.urgency.label,
                                     title=u.text[:40], description=u.text, estate=str(case["estate"]),
                                     building=int(case["building"]), target=u.target,
@@ -97,6 +102,30 @@ def run(ctx: EvalContext) -> SuiteResult:
     headline = {k: v for k, v in figures.items() if k != "n"}
     return SuiteResult(name="routing", figures=figures, headline=headline, failures=failures, problems=problems,
                        extra={"cases": rows})
+
+
+def _set_up(session: Any, setup: dict[str, Any], now: datetime) -> None:
+    """The team as a case needs it before the message: `on_leave` positions ("FU01.full_time", "FU01.deputy",
+    "FU01.part_time": the grid's part-timer who is not the deputy) and `open` cases already held per position."""
+    def person(key: str) -> Any:
+        grid, _, position = key.partition(".")
+        full, parts = team_of(session=session, grid_id=grid)
+        found = {"full_time": full, "deputy": next((p for p in parts if p.is_deputy), None),
+                 "part_time": next((p for p in parts if not p.is_deputy), None)}.get(position)
+        if found is None:
+            raise ValueError(f"setup: no {key}")
+        return found
+
+    for key in setup.get("on_leave") or []:
+        set_leave(session=session, worker=person(str(key)), on_leave=True, actor="eval", now=now)
+    for key, n in (setup.get("open") or {}).items():
+        worker = person(str(key))
+        for k in range(int(n)):
+            create_case(session=session, code=f"EV{worker.id:04d}-{k:04d}", now=now, actor="eval",
+                        case_in=CaseCreate(intent="help", category="other", urgency="normal", title="（评测预置）在办工单",
+                                           description="评测预置的在办工单", grid_id=worker.grid_id),
+                        extra={"assignee_id": worker.id, "assignee_role": worker.role, "status": "assigned",
+                               "community_id": worker.community_id})
 
 
 def _local(ts: datetime | None, tz: Any) -> str | None:
