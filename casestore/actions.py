@@ -43,6 +43,7 @@ from casestore.routing import (
 )
 from casestore.states import OPEN
 from casestore.sweep import first_reminder_at, next_point
+from policies.masking import mask_text
 from policies.models import Policies
 
 _EXTENDABLE = frozenset({CaseStatus.assigned, CaseStatus.accepted, CaseStatus.in_progress})
@@ -56,12 +57,12 @@ def _load(session: Session, code: str) -> Case:
 
 
 def _tell_resident(session: Session, case: Case, step: str, now: datetime, *, until: datetime | None = None,
-                   reason: str | None = None, sla: SlaPolicy | None = None) -> None:
+                   reason: str | None = None, original: str | None = None, sla: SlaPolicy | None = None) -> None:
     """Queue the resident's progress push for `step` (once per change: keyed by the case's version)."""
     if case.resident_id is None:
         return
     handler = position_label(session=session, role=case.assignee_role, grid_id=case.grid_id)
-    message = notices.progress(case, step, handler=handler, until=until, reason=reason,
+    message = notices.progress(case, step, handler=handler, until=until, reason=reason, original=original,
                                **({"tz": sla.tz} if sla is not None else {}))
     record_notification(session=session, case_id=case.id, kind=f"progress_{step}", level=case.version,
                         recipient=f"resident:{case.resident_id}", now=now, message=message)
@@ -283,8 +284,10 @@ def close(*, session: Session, code: str, actor: Actor, clock: Clock, note: str)
     changes: dict[str, object] = {"closed_at": now, "close_reason": CLOSED_BY_STAFF, "next_reminder_at": None}
     if case.resolved_at is None:
         changes["resolved_at"] = now
-    return apply_action(session=session, case=case, action="close", actor=actor.label, now=now,
-                        note=note[:NOTE_MAX], changes=changes)
+    apply_action(session=session, case=case, action="close", actor=actor.label, now=now, note=note[:NOTE_MAX],
+                 changes=changes)
+    _tell_resident(session, case, "closed", now, reason=mask_text(note[:NOTE_MAX]))  # staff notes may hold numbers
+    return case
 
 
 def merge_duplicate(*, session: Session, code: str, into: str, actor: Actor, clock: Clock) -> Case:
@@ -303,6 +306,7 @@ def merge_duplicate(*, session: Session, code: str, into: str, actor: Actor, clo
     score = BigramSimilarity().similarity(case_text(case.title, case.description),
                                           case_text(original.title, original.description))
     merge_into(session=session, new_case=case, original=original, score=score, actor=actor.label, now=now)
+    _tell_resident(session, case, "merged", now, original=original.code)
     return case
 
 

@@ -176,17 +176,19 @@ PROGRESS: dict[str, str] = {
     "contacted": "工单 {code}「{title}」：{handler}已联系您，正在办理。",
     "extended": "工单 {code}「{title}」需要多一些时间，办结时间延期至 {until}。原因：{reason}",
     "transferred": "工单 {code}「{title}」已转交{handler}办理，会尽快联系您。",
+    "closed": "工单 {code}「{title}」已由工作人员办结。办结说明：{reason}",
+    "merged": "工单 {code}「{title}」与同一问题的工单 {original} 合并办理，后续进展会继续通知您。",
 }
 
 
 def progress(case: Case, step: str, *, handler: str, until: datetime | None = None, reason: str | None = None,
-             tz: ZoneInfo = SHANGHAI) -> OutboundMessage:
+             original: str | None = None, tz: ZoneInfo = SHANGHAI) -> OutboundMessage:
     """A step of the resident's case (`PROGRESS` key); `handler` is a position, never a person's name. The
     resolution itself is `rating_request`."""
     at = until.astimezone(tz) if until else None
     when = f"{at.month}月{at.day}日 {at:%H:%M}" if at else ""
     return OutboundMessage(text=PROGRESS[step].format(code=case.code, title=case.title, handler=handler,
-                                                      until=when, reason=reason or "—"))
+                                                      until=when, reason=reason or "—", original=original or "—"))
 
 
 # ---------------------------------------------------------------- relayed messages (casestore.relay)

@@ -258,6 +258,36 @@ def test_every_action_writes_its_audit_event(base: str, street: Street, engine: 
     assert merged_again.status_code == 409 and street.normal in merged_again.json()["detail"]
 
 
+def test_the_resident_hears_when_the_console_closes_or_merges(base: str, street: Street, engine: Engine,
+                                                             clock: FakeClock) -> None:
+    """Closing and merging from the console push to the resident through the worker buttons' path (a
+    progress Notification, recorded with the case's event, delivered by the dispatcher), the note masked."""
+    before = deliver(engine, clock)  # the pushes of opening the cases, out of the way
+    assert before.sent
+    client = login(base, STREET)
+    merged = client.post(f"/api/cases/{street.due_soon}/merge", json={"into": street.normal})
+    assert merged.status_code == 200, merged.text
+    closed = client.post(f"/api/cases/{street.overdue}/close",
+                         json={"note": "已更换灯泡，如有问题请拨打13812345678联系"})
+    assert closed.status_code == 200, closed.text
+    heard = deliver(engine, clock).texts_to(5001)  # tests.test_loop_support.resident's account
+    merge_text = next(t for t in heard if street.due_soon in t)
+    assert "合并办理" in merge_text and street.normal in merge_text
+    close_text = next(t for t in heard if street.overdue in t)
+    assert "已由工作人员办结" in close_text and "已更换灯泡" in close_text
+    assert "13812345678" not in close_text and "138****5678" in close_text
+    assert len(heard) == 2  # one push for each change, no more
+    with Session(engine) as s:
+        for code, kind, action in ((street.overdue, "progress_closed", "close"),
+                                   (street.due_soon, "progress_merged", "merge_duplicate")):
+            c = get_case(session=s, code=code)
+            [push] = s.exec(select(Notification).where(Notification.case_id == c.id, Notification.kind == kind))
+            [event] = s.exec(select(CaseEvent).where(CaseEvent.case_id == c.id, CaseEvent.action == action))
+            assert push.state == "sent" and push.recipient.startswith("resident:") and event.actor == ADMIN_ACTOR
+    # the other community's case was not touched, and its (absent) resident heard nothing
+    assert not [t for t in heard if street.qushui in t]
+
+
 def test_form_actions_need_the_csrf_token_and_say_why_in_chinese(base: str, street: Street,
                                                                 engine: Engine) -> None:
     client = login(base, STREET)
