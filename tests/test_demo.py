@@ -78,6 +78,8 @@ def test_small_day_runs_through_the_real_engine(runs: tuple[DemoResult, ...]) ->
     assert fig.auto_closed > 0
     # workers pressed buttons through the engine: cases got resolved
     assert fig.resolved > 0
+    # two spoken messages: a report read back and confirmed (its case keeps the audio), a 75 s 语音留言
+    assert result.sim.counters.voice == 2 and fig.voice_cases == 2 and fig.voice_message_cases == 1
 
 
 def test_on_leave_worker_gets_nothing_and_the_deputy_acts(runs: tuple[DemoResult, ...]) -> None:

@@ -234,3 +234,19 @@ def test_stale_or_forged_voice_buttons_and_a_voice_without_its_file(heard, engin
     bare = Incoming(channel="telegram", user_id=RESIDENT_ID, chat_id=RESIDENT_ID, kind="voice")
     assert all_text(heard.handle(bare)) == texts.VOICE_BROKEN
     assert cases(engine) == []
+
+
+def test_long_voice_waits_through_the_clarify_question(heard, engine, clock, policies):
+    """A reading the classifier is unsure of asks 咨询还是报修 first: the audio still reaches the case."""
+    make_resident(engine, policies, clock=clock)
+    r = heard.handle(voice(ogg("8号楼前停了辆僵尸车，落满了灰，一年没动了"), duration=26, file_id="unsure-voice"))
+    said = heard.handle(press(find_button(r, texts.BTN_VOICE_YES)))
+    assert state_of(engine) == "clarify", all_text(said)  # the path this test is about
+    said = heard.handle(press(find_button(said, texts.BTN_CLARIFY_REPORT)))
+    for _ in range(3):
+        if "跳过" in all_text(said):
+            said = heard.handle(text("跳过"))
+        elif "对吗" in all_text(said):
+            said = heard.handle(text("对"))
+    [case] = cases(engine)
+    assert any(a.get("file_id") == "unsure-voice" for a in case.attachments)

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.demo.scenario import ExpandedDay, SimMessage, SimResident, rng_for
-from bot.dialogue.types import Incoming, IncomingKind, Reply
+from bot.dialogue.types import Incoming, IncomingKind, Reply, Voice
 from casestore.accounts import get_worker_by_account
 from casestore.clock import FakeClock
 from casestore.deadlines import SlaPolicy
@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 CHANNEL = "demo"  # residents and workers alike write from this channel (workers: their grids.yaml ids)
 MAX_FOLLOW_UPS = 6  # prompts a person answers for one message before giving up (loop guard)
 TYPING = timedelta(seconds=25)  # how long a person takes to answer a prompt
+# two messages of the day are spoken, by elderly residents where there are any: a report the (simulated) city
+# transcription server hears, read back and confirmed with 对 (long enough to go on its case as audio), and a
+# question spoken for longer than the 60 s any voice is transcribed, left for the grid worker as a 语音留言
+VOICE_HEARD_S = 26
+VOICE_TOO_LONG_S = 75
 
 
 # ---------------------------------------------------------------- what the live view hears
@@ -68,6 +73,7 @@ class Counters:
     auto_closed: int = 0
     pushes: int = 0  # notifications delivered
     errors: int = 0  # engine replies that were the system-error sentence
+    voice: int = 0  # resident messages sent as voice notes (VOICE_HEARD_S, VOICE_TOO_LONG_S)
 
 
 class Observer(Protocol):
@@ -150,6 +156,7 @@ class Simulation:
         self._seen_hotspot_id = 0
         self.notes: list[str] = []
         self._retry_due = False
+        self.spoken = _spoken(day)  # (user, at) of a message -> its voice note's seconds
 
     # ----- plumbing -----
     @property
@@ -352,8 +359,22 @@ class ResidentAgent:
 
     def say(self, m: SimMessage) -> None:
         self.sim.counters.messages += 1
+        seconds = self.sim.spoken.get((m.user_id, m.at))
+        if seconds is not None:
+            self.speak(m, seconds)
+            return
         self.sim.emit("message", f"{self.r.name}（{self.r.grid_id}）：{m.text}")
         self.send(m.text, m)
+
+    def speak(self, m: SimMessage, seconds: int) -> None:
+        """The message as a voice note: the words are what the transcription server returns for it (a voice over
+        60 s is never transcribed, so it carries none)."""
+        self.sim.counters.voice += 1
+        self.sim.emit("message", f"{self.r.name}（{self.r.grid_id}）🎤 {seconds}秒语音：{m.text}")
+        heard = m.text if seconds <= VOICE_HEARD_S else None
+        voice = Voice(file_id=f"demo-voice-{m.user_id}-{seconds}", duration=seconds, transcript=heard)
+        reply = self.sim.handle(self._incoming("voice", voice=voice))
+        self.follow_up(reply, m, 1)
 
     # the scripted person answers what the engine is waiting for, like someone reading their chat
     # (each answer is a partial: it binds the button found now, where a lambda would close over a variable
@@ -393,6 +414,10 @@ class ResidentAgent:
                         partial(self.send, "对", context, depth))
         elif state == "report_edit":
             self.sim.at(later, partial(self.send, self.r.address, context, depth))
+        elif state == "voice_confirm":  # 您说的是：…，对吗？ — the simulated server heard them right
+            b = _find(buttons, "voice", arg="yes")
+            self.sim.at(later, partial(self.press, b, context, depth) if b else
+                        partial(self.send, "对", context, depth))
         elif state == "clarify":
             choice = _clarify_choice(context, self.sim.services.policies.taxonomy)
             b = _find(buttons, "clarify", arg=choice)
@@ -448,6 +473,21 @@ class ResidentAgent:
         self.sim.counters.ratings += 1
         self.sim.emit("rating", f"{self.r.name} 给 {button.case_code} 打了 {button.arg} 分")
         self.press(button, None, 0)
+
+
+def _spoken(day: ExpandedDay) -> dict[tuple[int, datetime], int]:
+    """Which two messages are spoken (VOICE_HEARD_S, VOICE_TOO_LONG_S): the first report and the first question of
+    the day from elderly residents (from anyone if none is elderly), two different people."""
+    elderly = {r.user_id for r in day.residents if r.style == "elderly"}
+    ordered = sorted(day.messages, key=lambda m: (m.at, m.user_id))
+    out: dict[tuple[int, datetime], int] = {}
+    for kind, seconds in (("report", VOICE_HEARD_S), ("question", VOICE_TOO_LONG_S)):
+        taken = {user for user, _ in out}
+        pool = [m for m in ordered if m.kind == kind and m.user_id not in taken]
+        pick = next((m for m in pool if m.user_id in elderly), pool[0] if pool else None)
+        if pick is not None:
+            out[(pick.user_id, pick.at)] = seconds
+    return out
 
 
 def _clarify_choice(m: SimMessage | None, taxonomy: Taxonomy) -> str:

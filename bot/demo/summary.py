@@ -107,6 +107,8 @@ class Figures:
     answer_feedback: int = 0
     # each person's load (casestore.stats.worker_load): who carried the day, the part-timers' share included
     load: list[dict[str, Any]] = field(default_factory=list)
+    voice_cases: int = 0  # cases carrying a resident's voice note (bot.dialogue.voice)
+    voice_message_cases: int = 0  # of those: 语音留言, opened from a voice no transcription could read
     labelled_cases: int = 0  # cases traced back to a scenario message with expected labels
     category_agreement: float | None = None  # the classifier's category equals the scenario's label
     urgency_agreement: float | None = None
@@ -196,6 +198,9 @@ def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed:
     fig.still_open = sum(1 for c in cases if c.status not in ("resolved", "closed"))
     fig.hotspots = len(spots)
     fig.hotspot_reports = sum(s.report_count for s in spots)
+    voiced = [c for c in cases if any(a.get("type") == "voice" for a in c.attachments or [])]
+    fig.voice_cases = len(voiced)
+    fig.voice_message_cases = sum(1 for c in voiced if c.title.startswith("语音留言"))  # texts.VOICE_CASE_TITLE
     fig.load = [{"name": w.name, "role": w.role, "grid": w.grid_id, "open": w.open, "overdue": w.overdue,
                  "resolved": w.resolved} for w in load if w.open or w.resolved]
     return fig, lines
@@ -310,6 +315,7 @@ def print_summary(console: Console, fig: Figures, policies: Policies, *, missing
         ("热点（未诉先办）", f"{fig.hotspots}（涉及 {fig.hotspot_reports} 件诉求）"),
         (LABELS["duplicates"], str(fig.duplicates_merged)),
         ("仍未办结", str(fig.still_open)),
+        ("带居民语音的工单 / 其中语音留言（未转写）", f"{fig.voice_cases} / {fig.voice_message_cases}"),
         ("分类与剧本标注一致（类别 / 紧急程度）",
          f"{_rate(fig.category_agreement)} / {_rate(fig.urgency_agreement)}（{fig.labelled_cases} 件）"),
     ]
@@ -394,7 +400,8 @@ def render_html(fig: Figures, lines: list[CaseLine], policies: Policies, *, titl
              (LABELS["on_time_resolution"], _rate(fig.resolve_on_time_rate)), (LABELS["escalations"], fig.escalations),
              (LABELS["hotspots"], fig.hotspots), (LABELS["duplicates"], fig.duplicates_merged),
              (LABELS["satisfaction"], "—" if fig.rating_avg is None else f"{fig.rating_avg:.2f}"),
-             (LABELS["rating_response_rate"], _rate(fig.rating_response_rate)), ("自动办结", fig.auto_closed)]
+             (LABELS["rating_response_rate"], _rate(fig.rating_response_rate)), ("自动办结", fig.auto_closed),
+             ("带语音的工单 / 语音留言", f"{fig.voice_cases} / {fig.voice_message_cases}")]
     cat_rows = "".join(
         f"<tr><td>{_e(tax.name_of(c))}</td>" + "".join(f"<td class='n'>{row.get(u, 0)}</td>"
                                                         for u in ("emergency", "urgent", "normal"))

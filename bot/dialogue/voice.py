@@ -130,7 +130,10 @@ def on_answer(turn: Turn, yes: bool) -> str | None:
 
 
 def drop_unused_audio(turn: Turn) -> None:
-    """After the confirmed words were handled: a voice attachment no report took is not kept for a later one."""
+    """After the confirmed words were handled: a voice attachment no report took is not kept for a later one
+    (unless the words wait for the 咨询/报修 choice: a report may still start from them)."""
+    if turn.state == State.clarify:
+        return
     turn.data.pending_attachments = [a for a in turn.data.pending_attachments if a.get("type") != "voice"]
 
 
