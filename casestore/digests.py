@@ -90,7 +90,8 @@ def render(digest: Digest, *, policies: Policies) -> OutboundMessage:
         lines.append(heading.format(n=len(cases)))
         for case in cases[:MAX_LISTED]:
             due = running_due(case)
-            lines.append(ITEM.format(code=case.code, title=mask_text(case.title)[:40], category=tax.name_of(case.category),
+            lines.append(ITEM.format(code=case.code, title=mask_text(case.title)[:40],
+                                     category=tax.name_of(case.category),
                                      what=RESPONSE if _responding(case) else RESOLVE,
                                      when=due.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M") if due else "—"))
         if len(cases) > MAX_LISTED:

@@ -1,6 +1,7 @@
-"""A grid's team shares the load (issue #17 item 5): overflow to the part-timers past routing.yaml `team.overflow_after`,
-each person's working hours (grids.yaml's own, else the position's), the duty desk when the whole team is off duty,
-leave skipped; every assignment written with its audit event through intake's one transaction."""
+"""A grid's team shares the load (issue #17 item 5): overflow to the part-timers past routing.yaml
+`team.overflow_after`, each person's working hours (grids.yaml's own, else the position's), the duty desk when
+the whole team is off duty, leave skipped; every assignment written with its audit event through intake's one
+transaction."""
 
 from __future__ import annotations
 

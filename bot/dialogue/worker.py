@@ -20,7 +20,7 @@ from bot.dialogue import texts
 from bot.dialogue.drafts import WorkerTask
 from bot.dialogue.myid import show_id
 from bot.dialogue.state import State
-from bot.dialogue.team import QUICK, on_back, on_leave, quick_phrase, quick_rows
+from bot.dialogue.team import QUICK, QuickKind, on_back, on_leave, quick_phrase, quick_rows
 from bot.dialogue.turn import Turn
 from bot.dialogue.words import is_skip
 from casestore import actions, relay
@@ -371,7 +371,7 @@ def _on_wquick(turn: Turn, arg: str) -> None:
     if task is None:
         return
     case = _case(turn, task.case)
-    kind = "respond" if task.action == "respond" else "relay" if task.action == "relay" else None
+    kind: QuickKind | None = "respond" if task.action == "respond" else "relay" if task.action == "relay" else None
     phrase = quick_phrase(turn, case, kind, arg) if case is not None and kind is not None else None
     if phrase is None or turn.state != State.worker_note or task.step != "note":
         turn.expired()

@@ -122,8 +122,9 @@ def _set_up(session: Any, setup: dict[str, Any], now: datetime) -> None:
         worker = person(str(key))
         for k in range(int(n)):
             create_case(session=session, code=f"EV{worker.id:04d}-{k:04d}", now=now, actor="eval",
-                        case_in=CaseCreate(intent="help", category="other", urgency="normal", title="（评测预置）在办工单",
-                                           description="评测预置的在办工单", grid_id=worker.grid_id),
+                        case_in=CaseCreate(intent="help", category="other", urgency="normal",
+                                           title="（评测预置）在办工单", description="评测预置的在办工单",
+                                           grid_id=worker.grid_id),
                         extra={"assignee_id": worker.id, "assignee_role": worker.role, "status": "assigned",
                                "community_id": worker.community_id})
 
