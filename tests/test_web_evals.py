@@ -4,13 +4,14 @@ evals), its report in the history with Chinese labels, and a second run diffed a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from bot.services import Services
 from bot.settings import Settings
-from bot.web.routes.evals import figure_label
+from bot.web.routes.evals import SUITES, figure_label, registered_suites, suite_label
 from casestore.clock import FakeClock
 from policies.models import Policies
 from tests.test_web_knowledge import wait_job
@@ -24,6 +25,18 @@ def base(settings: Settings, engine: Engine, policies: Policies, clock: FakeCloc
     make_admin(engine, "fu_admin", scope="community:furong")
     with console_server(services, run_jobs=True) as url:
         yield url
+
+
+def test_the_console_offers_the_suites_of_the_eval_registry(tmp_path: Path) -> None:
+    """The suite list is evals.runner's own (read, not imported), each with a Chinese label; no evals, no suites."""
+    from evals.runner import SUITE_ORDER
+
+    assert (*SUITE_ORDER, "all") == SUITES
+    assert all(suite_label(name) != name for name in SUITES), "every registered suite needs a Chinese label"
+    assert registered_suites(tmp_path / "missing.py") == ()
+    grown = tmp_path / "runner.py"
+    grown.write_text('SUITE_ORDER = ("classification", "wishes")\n', encoding="utf-8")
+    assert registered_suites(grown) == ("classification", "wishes", "all")
 
 
 def test_figure_labels_are_chinese(policies: Policies) -> None:

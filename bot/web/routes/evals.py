@@ -13,6 +13,7 @@ Must not: import evals, score anything or decide pass/fail (the CLI's report say
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -44,8 +45,24 @@ NAV = ("/evals", "评测")
 api = APIRouter(tags=["评测"])
 pages = APIRouter()
 
-# the suites `quanbot eval` knows (evals/runner.py SUITE_ORDER; not imported: the product never imports evals)
-SUITES = ("classification", "retrieval", "answers", "routing", "dialogue", "safety", "reviewed", "all")
+RUNNER = PROJECT_ROOT / "evals" / "runner.py"
+
+
+def registered_suites(runner: Path = RUNNER) -> tuple[str, ...]:
+    """The suites `quanbot eval` knows, read from the registry's own list (evals/runner.py SUITE_ORDER) without
+    importing it (the product never imports evals), then "all"; none when the evals are not installed."""
+    try:
+        tree = ast.parse(runner.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SUITE_ORDER"
+                                                for t in node.targets):
+            return (*(str(n) for n in ast.literal_eval(node.value)), "all")
+    return ()
+
+
+SUITES = registered_suites()
 SUITE_LABELS = {"classification": "消息分类", "retrieval": "知识检索", "answers": "知识回答", "routing": "工单分派",
                 "dialogue": "对话闭环", "safety": "安全", "reviewed": "复核回归", "all": "全部套件"}
 MODE_LABELS = {"offline": "离线", "llm": "大模型"}

@@ -23,6 +23,7 @@ from sqlmodel import Session
 from bot.web.render import page
 from bot.web.security import MAX_ROW_ID, DbDep, RowId, Staff, StaffDep
 from casestore import broadcasts
+from casestore.board import STATUS_LABELS
 from casestore.broadcasts import TOPICS, NoticeError, Target
 from casestore.buildings import HotspotCases, building_cases, hotspot_cases, list_hotspots, open_cases_by_building
 from casestore.errors import NotFound, PermissionDenied
@@ -35,8 +36,6 @@ NAV = ("/grids", "网格与热点")
 api = APIRouter(tags=["网格与热点"])
 pages = APIRouter()
 
-STATUS_LABELS = {"new": "已登记", "assigned": "已派单", "accepted": "已接单", "in_progress": "办理中",
-                 "resolved": "已办结待评价", "closed": "已结案", "reopened": "重新办理"}
 DELIVERY_LABELS = {"pending": "待发送", "sending": "发送中", "sent": "已送达", "failed": "发送失败"}
 WINDOW_LABELS = {"today": "今日", "week": "本周", "all": "全部时间"}
 Window = Literal["today", "week", "all"]
