@@ -223,3 +223,20 @@ def test_replicas_share_the_token_sqlite(engine: Engine, wx: WeChatApiServer) ->
 
 def test_replicas_share_the_token_postgres(pg_engine: Engine, wx: WeChatApiServer) -> None:
     _two_replicas_refresh_once(pg_engine, wx)
+
+
+async def test_voice_read_back_or_left_for_the_worker(oa: Running, wx: WeChatApiServer, engine: Engine,
+                                                      policies: Policies) -> None:
+    openid = "oRES_voice_0004"
+    make_resident(engine, policies, user=alias_of("wechat", openid), clock=oa.channel.clock, channel="wechat")
+    # the account's own speech recognition: read back for the resident to confirm (bot.dialogue.voice)
+    await oa.driver.apost(oa.driver.voice(openid, "VOICE-1", recognition="楼道灯坏了"))
+    await wx.async_wait_for(lambda sent: any("您说的是：楼道灯坏了" in t for t in wx.texts_to(openid)))
+    said = await _say(oa, wx, openid, "1", expect="跳过")  # 1 = 对: handled as if typed, the report form asks on
+    assert "照片" in said
+    # no recognition and no transcription endpoint: a 语音留言 case with the media id for the grid worker
+    await _say(oa, wx, openid, "/start", expect="")
+    before = len(wx.texts_to(openid))
+    await oa.driver.apost(oa.driver.voice(openid, "VOICE-2"))
+    await wx.async_wait_for(lambda sent: any("语音留言" in t for t in wx.texts_to(openid)[before:]))
+    assert "工单号" in wx.texts_to(openid)[-1]

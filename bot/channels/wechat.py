@@ -10,7 +10,7 @@ One path for every callback::
         ─► parse_message ─► inbox insert, masked, under MsgId (events: FromUserName + CreateTime + Event)
            (a duplicate — WeChat retries three times when it has no answer within 5 s — stops here)
         ─► answered "success" at once; handled asynchronously in the chat's lane
-        ─► on_text / on_image / on_voice / on_location / on_event ─► Incoming (a typed number or label of the
+        ─► on_text / photo / on_voice (file fetched) / location / on_event ─► Incoming (a typed number or label of the
            choices last shown becomes the signed button it stands for, verified like a Telegram press)
         ─► one database transaction: the handler (the dialogue engine's writes), the handled mark, the reply as
            outbox rows (numbered choices rendered in) and the menu of those choices ─► commit
@@ -61,7 +61,8 @@ from bot.channels.telegram import _HANDLER_CONNECTION, ChatLanes, Handler, _prep
 from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable
 from bot.channels.wechat_render import WeChatPart, WeChatRenderer
 from bot.channels.wechat_store import get_menu, is_alias, remember_user, set_menu, user_of
-from bot.dialogue.types import Incoming
+from bot.dialogue.types import Incoming, Voice
+from bot.dialogue.voice import MAX_VOICE_BYTES
 from bot.settings import Settings
 from casestore.clock import Clock, SystemClock
 from casestore.dispatch import ClaimedReply, dispatch_pending, release_replies
@@ -120,7 +121,7 @@ def _payload(message: Any, alias: int) -> dict[str, Any]:
         out["file_id"] = message.media_id or ""
     elif message.type == "voice":
         out["file_id"] = message.media_id or ""
-        out["text"] = getattr(message, "recognition", None) or ""
+        out["recognition"] = getattr(message, "recognition", None) or ""
     elif message.type == "location":
         out["lat"], out["lon"] = float(message.location_x), float(message.location_y)
         out["text"] = message.label or ""
@@ -343,15 +344,15 @@ class WeChatChannel:
         kind = str(data.get("type", ""))
         base: dict[str, Any] = {"channel": CHANNEL, "user_id": alias, "chat_id": alias}
         text = str(data.get("text") or "")
-        if kind == "text" or (kind == "voice" and text):
+        if kind == "text":
             return await self.on_text(base, text)
         if kind == "image":
             return Incoming(kind="photo", photo_file_id=str(data.get("file_id") or ""), **base), None
         if kind == "location":
             return Incoming(kind="location", location=(float(data["lat"]), float(data["lon"])), text=text,
                             **base), None
-        if kind == "voice":  # no recognition text: the engine's voice answer (type it, or a transcriber)
-            return Incoming(kind="unsupported", unsupported_type="voice", **base), None
+        if kind == "voice":
+            return await self.on_voice(base, str(data.get("file_id") or ""), str(data.get("recognition") or "")), None
         if kind == "event":
             return self.on_event(base, str(data.get("event", "")), text), None
         return Incoming(kind="unsupported", unsupported_type=kind or "other", **base), None
@@ -369,6 +370,24 @@ class WeChatChannel:
             if button is not None:
                 return Incoming(kind="button", button=button, text=stripped, **base), None
         return Incoming(kind="text", text=text, **base), None
+
+    async def on_voice(self, base: dict[str, Any], media_id: str, recognition: str) -> Incoming:
+        """A voice message for bot.dialogue.voice: WeChat's own speech recognition (when the account has it on) is
+        taken as the transcript to read back; otherwise the AMR file is downloaded for the transcription endpoint
+        (when one is configured). Its media id is what the grid worker gets (WeChat keeps it 3 days)."""
+        audio: bytes | None = None
+        failed = False
+        if not recognition and self.settings.transcription_enabled and media_id:
+            try:
+                audio = await asyncio.to_thread(self.api.download, media_id)
+                if len(audio) > MAX_VOICE_BYTES:
+                    audio = None
+            except Exception as exc:  # noqa: BLE001 - expired media, WeChat away: the 语音留言 path
+                failed = True
+                log.warning("wechat voice not fetched: %s", type(exc).__name__)
+        voice = Voice(file_id=media_id, duration=0, mime_type="audio/amr", audio=audio, fetch_failed=failed,
+                      transcript=recognition.strip() or None)
+        return Incoming(kind="voice", voice=voice, **base)
 
     def on_event(self, base: dict[str, Any], event: str, key: str) -> Incoming | None:
         if event in ("subscribe", "subscribe_scan"):
