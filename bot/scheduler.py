@@ -28,6 +28,7 @@ from casestore.digests import run_digests
 from casestore.dispatch import dispatch_pending
 from casestore.notify import Notifier
 from casestore.sweep import SweepReport, sweep_all
+from casestore.wishes import sweep_wishes_all
 from policies.models import Policies
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,13 @@ async def tick(deps: LoopDeps, *, dispatch_limit: int = 500) -> TickResult:
         queued = await asyncio.to_thread(_hotspot_notices, deps)
     except Exception:
         log.exception("hotspot notices failed")
+    try:  # the 微心愿 wall: unclaimed wishes told to the lead once, 结对帮扶 check-ins (casestore.wishes)
+        wished = await asyncio.to_thread(sweep_wishes_all, engine=deps.engine, policies=deps.policies,
+                                         clock=deps.clock)
+        if wished.alerts or wished.checkins:
+            log.info("wishes: %s unclaimed told to the lead, %s check-ins", wished.alerts, wished.checkins)
+    except Exception:  # a failure here must not hold back the deliveries below; the next tick tries again
+        log.exception("wish sweep failed")
     digests = 0
     try:  # the morning digest, once a worker a day from routing.yaml team.digest_at (unique per worker and day)
         digests = await asyncio.to_thread(run_digests, engine=deps.engine, policies=deps.policies,

@@ -31,8 +31,12 @@ from casestore.models import Case, CaseCreate, CaseEvent, CaseStatus, Grid, Hots
 from casestore.residents import community_for_estate
 from casestore.routing import STAFF, Assignment, community_of, grid_worker_ids, kept_away, route
 from casestore.sweep import first_reminder_at
+from casestore.wishes import publish_wish
 from policies.hygiene import clean_text
 from policies.models import Policies
+from policies.taxonomy import Intent
+
+WISH = Intent.wish.value
 
 
 @dataclass
@@ -128,8 +132,9 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
     text = case_text(report.title, report.description)
     staff = report.target == STAFF
     # a complaint about a worker stands on its own: merged into another case it would reach that case's assignee
-    match = None if staff else find_duplicate(session=session, grid_id=grid_id, category=report.category,
-                                              text=text, now=now, similarity=similarity)
+    # a wish is one resident's own: two residents who both want a wheelchair are two wishes
+    match = None if staff or report.intent == WISH else find_duplicate(
+        session=session, grid_id=grid_id, category=report.category, text=text, now=now, similarity=similarity)
     case_in = CaseCreate(intent=report.intent, category=report.category, urgency=report.urgency,
                          title=report.title[:200], description=report.description[:4000],
                          location_text=(report.location_text or None) and report.location_text[:300],  # type: ignore[index]
@@ -151,6 +156,8 @@ def open_case(*, session: Session, policies: Policies, sla: SlaPolicy, clock: Cl
                        exclude_worker_ids=own_grid, target=report.target, target_roles=report.target_roles, now=now)
     assign_to(session=session, policies=policies, sla=sla, case=case, assignment=assignment, action="assign",
               actor="system", now=now, note=assignment.reason)
+    if case.intent == WISH:  # the 微心愿 wall: volunteers and party members see and claim it
+        publish_wish(session=session, policies=policies, case=case, now=now, estate=report.estate)
     hotspot, raised = check_hotspot(session=session, policies=policies, case=case, now=now)
     return IntakeResult(case=case, hotspot=hotspot, assignment=assignment, hotspot_raised=raised)
 

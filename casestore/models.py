@@ -301,6 +301,42 @@ class Notice(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
+class WishStatus(StrEnum):
+    open = "open"  # on the wall, nobody has claimed it
+    claimed = "claimed"  # one volunteer or party member holds it
+    done = "done"  # the claimer says it came true: waiting for the resident's 心愿达成
+    fulfilled = "fulfilled"  # the resident confirmed it
+    withdrawn = "withdrawn"  # its case was closed some other way
+
+
+class Wish(SQLModel, table=True):
+    """A 微心愿 on the wall: one per wish case. `text` is the public, masked wording the volunteers see (no name,
+    room or number); `claimed_by` is set once, by a conditional UPDATE (casestore.wishes.claim_wish). Deadlines
+    are columns: `due_at` (即接即办 and one-off wishes), `next_checkin_at` (结对帮扶), `alerted_at` (the lead was
+    told nobody claimed it)."""
+
+    __table_args__ = (UniqueConstraint("case_id", name="uq_wish_case"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id")
+    resident_id: int | None = Field(default=None, foreign_key="resident.id")
+    grid_id: str | None = Field(default=None, foreign_key="grid.id", index=True)
+    community_id: str | None = Field(default=None, max_length=20, index=True)
+    kind: str = Field(max_length=10)  # urgent (即接即办) | regular | pairing (结对帮扶)
+    status: str = Field(default=WishStatus.open, max_length=10, index=True)
+    category: str = Field(max_length=30)
+    text: str = Field(max_length=300)  # masked, public
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    due_at: datetime | None = _ts(index=True)
+    claimed_by: int | None = Field(default=None, foreign_key="worker.id", index=True)
+    claimed_at: datetime | None = _ts()
+    done_at: datetime | None = _ts()
+    fulfilled_at: datetime | None = _ts()
+    next_checkin_at: datetime | None = _ts(index=True)
+    checkins: int = 0
+    progress_notes: int = 0
+    alerted_at: datetime | None = _ts()
+
+
 class InboundState(StrEnum):
     received = "received"
     done = "done"

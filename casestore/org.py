@@ -49,11 +49,14 @@ def _staff_rows(grids: Grids) -> list[tuple[StaffEntry, Role, str | None, str | 
             (c.staff.duty_desk, Role.duty_desk, None, c.id),
             (c.staff.mediator, Role.mediator, None, c.id),
             (c.staff.property_manager, Role.property_manager, None, c.id),
+            *[(v, Role.volunteer, None, c.id) for v in c.staff.volunteer],
+            *[(p, Role.party_member, None, c.id) for p in c.staff.party_member],
         ]
         for g in c.grids:
             rows.append((g.workers.full_time, Role.full_time, g.id, c.id))
             rows += [(p, Role.part_time, g.id, c.id) for p in g.workers.part_time]
             rows += [(v, Role.volunteer, g.id, c.id) for v in g.workers.volunteer]
+            rows += [(p, Role.party_member, g.id, c.id) for p in g.workers.party_member]
     return rows
 
 

@@ -49,6 +49,8 @@ from casestore.models import (
     Hotspot,
     Resident,
     ReviewItem,
+    Wish,
+    WishStatus,
     Worker,
 )
 from casestore.questions import QUESTION_ACTION, Outcome
@@ -484,11 +486,12 @@ class Overview:
     week: WindowFigures
     all: WindowFigures
     labels: dict[str, str]
+    wishes: WishFigures | None = None  # the 微心愿 wall, all time (wish_figures)
 
     def to_dict(self) -> dict[str, Any]:
         return {"now": self.now.isoformat(), "tz": self.tz, "scope": self.scope, "labels": dict(self.labels),
                 "windows": dict(WINDOW_LABELS), "today": self.today.to_dict(), "week": self.week.to_dict(),
-                "all": self.all.to_dict()}
+                "all": self.all.to_dict(), "wishes": self.wishes.to_dict() if self.wishes else None}
 
 
 def window_starts(now: datetime, tz: ZoneInfo) -> dict[str, datetime | None]:
@@ -562,7 +565,8 @@ def overview(*, session: Session, now: datetime, tz: ZoneInfo = SHANGHAI,
             reopen_rate=f.reopen_rate, answered_questions=answered, refusals=refused, duplicates=f.duplicates,
             hotspots=f.hotspots)
     return Overview(now=now, tz=str(tz), scope=sorted(scope) if scope is not None else None,
-                    today=windows["today"], week=windows["week"], all=windows["all"], labels=dict(LABELS))
+                    today=windows["today"], week=windows["week"], all=windows["all"],
+                    labels={**LABELS, **WISH_LABELS}, wishes=wish_figures(session=session, now=now, scope=scope))
 
 
 def grid_figures(*, session: Session, now: datetime, since: datetime | None = None,
@@ -666,3 +670,52 @@ def summary_text(*, session: Session, now: datetime, tz: object = None, taxonomy
     if late:
         lines.append("超时最多：" + "，".join(f"{g.name} {g.overdue} 件" for g in late))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the 微心愿 wall
+WISH_LABELS: dict[str, str] = {
+    "collected": "微心愿：收集（本期新发布）",
+    "claimed": "微心愿：已认领（本期发布的）",
+    "fulfilled": "微心愿：已达成（本期发布的，居民确认）",
+    "open_now": "微心愿：当前待认领（全部）",
+    "median_claim_min": "微心愿：认领用时中位数（分钟，发布到认领）",
+    "p90_claim_min": "微心愿：认领用时 P90（分钟）",
+}
+
+
+@dataclass(frozen=True)
+class WishFigures:
+    """Wishes published from `since` to `now` (collected, then how many of them were claimed and fulfilled, and
+    the minutes from publication to claim: median and nearest-rank P90, to 0.1); `open_now` is a snapshot."""
+
+    collected: int = 0
+    claimed: int = 0
+    fulfilled: int = 0
+    open_now: int = 0
+    median_claim_min: float | None = None
+    p90_claim_min: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def wish_figures(*, session: Session, now: datetime, since: datetime | None = None,
+                 scope: Collection[str] | None = None) -> WishFigures:
+    """The wall's figures for wishes of `scope`'s grids (None: the street) published in the window."""
+    where: list[Any] = [col(Wish.created_at) <= now]
+    if since is not None:
+        where.append(col(Wish.created_at) >= since)
+    if scope is not None:
+        where.append(col(Wish.grid_id).in_(list(scope)))
+    rows = _rows(session, select(col(Wish.status), col(Wish.created_at), col(Wish.claimed_at)).where(*where))
+    waits = sorted((claimed - created).total_seconds() / 60 for _, created, claimed in rows
+                   if claimed is not None and claimed <= now)
+    open_where = [col(Wish.status) == WishStatus.open.value, col(Wish.created_at) <= now]
+    if scope is not None:
+        open_where.append(col(Wish.grid_id).in_(list(scope)))
+    open_now = int(session.execute(select(func.count()).select_from(Wish).where(*open_where)).scalar_one())
+    return WishFigures(
+        collected=len(rows), claimed=len(waits),
+        fulfilled=sum(1 for status, _, _ in rows if status == WishStatus.fulfilled.value), open_now=open_now,
+        median_claim_min=round(statistics.median(waits), 1) if waits else None,
+        p90_claim_min=round(waits[max(0, math.ceil(0.9 * len(waits)) - 1)], 1) if waits else None)

@@ -21,6 +21,17 @@ class Label(_Strict):
     definition: str = Field(min_length=1)
 
 
+class WishRules(_Strict):
+    """微心愿: which wishes are 即接即办 (urgent, with a deadline) or 结对帮扶 (long-term, with check-ins)."""
+
+    urgent_terms: list[str] = Field(default_factory=list)  # a wish naming one (or of urgency urgent+) is urgent
+    long_term_terms: list[str] = Field(default_factory=list)  # a wish naming one is a pairing (结对帮扶)
+    urgent_due_hours: int = Field(default=24, ge=1)  # 即接即办: claimed and done within this
+    regular_due_days: int = Field(default=14, ge=1)  # any other one-off wish
+    checkin_days: int = Field(default=7, ge=1)  # 结对帮扶: the claimer is asked how it goes this often
+    unclaimed_alert_hours: int = Field(default=48, ge=1)  # nobody claimed it: the volunteer lead is told
+
+
 class Taxonomy(_Strict):
     intents: dict[Intent, Label]
     categories: dict[Category, Label]
@@ -32,6 +43,7 @@ class Taxonomy(_Strict):
     # "office": the community as a body, counted only with its conduct);
     # a complaint about them is handled above them (routing.yaml `target: staff`)
     staff_terms: dict[str, list[str]] = Field(default_factory=dict)
+    wishes: WishRules = Field(default_factory=lambda: WishRules())
 
     @field_validator("staff_terms")
     @classmethod
@@ -360,6 +372,7 @@ class GridWorkers(_Strict):
     full_time: StaffEntry
     part_time: list[StaffEntry] = Field(default_factory=list, max_length=2)
     volunteer: list[StaffEntry] = Field(default_factory=list)
+    party_member: list[StaffEntry] = Field(default_factory=list)  # 党员: they claim 微心愿 with the volunteers
 
 
 def _check_lat_lng(v: tuple[float, float]) -> tuple[float, float]:
@@ -411,6 +424,9 @@ class CommunityStaff(_Strict):
     duty_desk: StaffEntry
     mediator: StaffEntry
     property_manager: StaffEntry
+    # the community's own volunteers and party members (not of one grid): the 微心愿 wall reaches them too
+    volunteer: list[StaffEntry] = Field(default_factory=list)
+    party_member: list[StaffEntry] = Field(default_factory=list)
 
 
 class Community(_Strict):
@@ -475,9 +491,10 @@ class Grids(_Strict):
     def all_staff(self) -> list[StaffEntry]:
         out = [self.street_command]
         for c in self.communities:
-            out += [c.staff.supervisor, c.staff.duty_desk, c.staff.mediator, c.staff.property_manager]
+            out += [c.staff.supervisor, c.staff.duty_desk, c.staff.mediator, c.staff.property_manager,
+                    *c.staff.volunteer, *c.staff.party_member]
             for g in c.grids:
-                out += [g.workers.full_time, *g.workers.part_time, *g.workers.volunteer]
+                out += [g.workers.full_time, *g.workers.part_time, *g.workers.volunteer, *g.workers.party_member]
         return out
 
     def estate_names(self) -> list[str]:

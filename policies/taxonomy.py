@@ -48,6 +48,7 @@ class Role(StrEnum):
     full_time = "full_time"
     part_time = "part_time"
     volunteer = "volunteer"
+    party_member = "party_member"
     supervisor = "supervisor"
     mediator = "mediator"
     property_manager = "property_manager"
@@ -62,6 +63,7 @@ ROLE_NAMES_ZH = {
     Role.full_time: "专职网格员",
     Role.part_time: "兼职网格员",
     Role.volunteer: "志愿者",
+    Role.party_member: "党员",
     Role.supervisor: "网格长",
     Role.mediator: "人民调解员",
     Role.property_manager: "物业项目经理",

@@ -96,4 +96,4 @@ def test_cli_db_upgrade_is_idempotent(tmp_path: Path, monkeypatch: pytest.Monkey
     for _ in range(2):
         out = CliRunner().invoke(app, ["db", "upgrade"])
         assert out.exit_code == 0, out.output
-        assert "61 名人员" in out.output
+        assert "65 名人员" in out.output  # 61 + the 微心愿 wall's 2 volunteers and 2 party members

@@ -25,7 +25,7 @@ def test_migrated_schema_and_org(pg_engine) -> None:
     indexes = {i["name"] for i in inspect(pg_engine).get_indexes("case")}
     assert {"ix_case_open_reminder", "ix_case_grid_status", "ix_case_resident_created"} <= indexes
     with Session(pg_engine) as s:
-        assert s.exec(select(func.count()).select_from(Worker)).one() == 61
+        assert s.exec(select(func.count()).select_from(Worker)).one() == 65  # with the 微心愿 wall
         assert s.execute(text("select current_schema()")).scalar_one().startswith("qb_")
 
 

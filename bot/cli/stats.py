@@ -85,6 +85,13 @@ def stats_cmd(
     for key in OVERVIEW_ROWS:
         board.add_row(summary.labels.get(key, key), *[_cell(key, w.to_dict()[key]) for w in windows])
     console.print(board)
+    if summary.wishes is not None and summary.wishes.collected:
+        wall = Table(title="微心愿（全部时间）")
+        wall.add_column("指标")
+        wall.add_column("数值", justify="right")
+        for key, value in summary.wishes.to_dict().items():
+            wall.add_row(summary.labels.get(key, key), _cell(key, value))
+        console.print(wall)
     titles = {"total": "全街道", "grid": "按网格", "community": "按社区", "category": "按类别"}
     scope_note = f"（自 {since} 起新建的工单）" if since else "（全部时间）"
     for kind, title in titles.items():

@@ -141,6 +141,7 @@ class DialogueData(_Data):
     emergency_near: str | None = None  # the relative place it named ("厨房", "楼道"), joined to the address given
     privacy_due: bool = False  # an emergency was served first: the privacy notice is asked on the next turn
     note_pending: str | None = None  # a masked message waiting for 补充到工单 / 新问题
+    wish_note: str | None = None  # the 微心愿 (its case code) whose progress note is awaited (bot.dialogue.wishes)
     voice: HeardVoice | None = None  # a voice message read back or kept (bot.dialogue.voice)
 
     @classmethod

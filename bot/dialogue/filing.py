@@ -11,6 +11,7 @@ import re
 from bot.dialogue import texts
 from bot.dialogue.drafts import ReportDraft, ReportItem
 from bot.dialogue.turn import Turn
+from bot.dialogue.wishes import published_text as wish_published
 from bot.understanding.target import TargetDetector
 from casestore.errors import DomainError
 from casestore.intake import Report, open_case
@@ -78,7 +79,10 @@ def open_cases(turn: Turn, resident: Resident | None, draft: ReportDraft, *, ann
             # the resident hears their own case code: the original's code and words are another resident's
             turn.say(texts.CASE_DUPLICATE.format(code=case.code, handler=handler_text(turn, result.duplicate_of)))
             continue
-        if announce:
+        wish_text = wish_published(turn, case.code) if case.intent == "wish" else None
+        if announce and wish_text:
+            turn.say(wish_text)
+        elif announce:
             turn.say(texts.CASE_OPENED.format(code=case.code, handler=handler_text(turn, case),
                                               due=due_text(turn, case)))
             if case.grid_id is None:

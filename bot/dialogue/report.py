@@ -128,10 +128,16 @@ def _confirm_text(turn: Turn, draft: ReportDraft) -> str:
     where = draft.where or texts.WHERE_UNKNOWN
     if len(draft.items) == 1:
         item = draft.items[0]
-        return texts.CONFIRM_ONE.format(category=_label(turn, item), where=where, text=item.text)
+        shown = texts.CONFIRM_ONE.format(category=_label(turn, item), where=where, text=item.text)
+        return _with_wish_note(shown, draft)
     lines = "\n".join(texts.CONFIRM_ITEM.format(i=i + 1, category=_label(turn, it), text=it.text)
                       for i, it in enumerate(draft.items))
-    return texts.CONFIRM_MANY.format(n=len(draft.items), items=lines, where=where)
+    return _with_wish_note(texts.CONFIRM_MANY.format(n=len(draft.items), items=lines, where=where), draft)
+
+
+def _with_wish_note(shown: str, draft: ReportDraft) -> str:
+    """A wish is published on the 心愿墙: the resident hears, before confirming, that it goes out masked."""
+    return f"{shown}\n{texts.WISH_CONFIRM_NOTE}" if any(i.intent == "wish" for i in draft.items) else shown
 
 
 # ====================================================================== one validator per slot

@@ -30,6 +30,8 @@ from bot.dialogue.pins import on_button as on_pin
 from bot.dialogue.pins import on_location as on_pin_location
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
+from bot.dialogue.wishes import on_fulfilled as on_wish_fulfilled
+from bot.dialogue.wishes import on_not_yet as on_wish_not_yet
 from bot.dialogue.words import (
     AGREE,
     DISAGREE,
@@ -207,6 +209,8 @@ BUTTONS: dict[str, ButtonHandler] = {
     "voice": _on_voice_button,
     "slot_skip": lambda turn, arg: report.skip_slot(turn, arg),
     "confirm": lambda turn, arg: report.on_confirm(turn, arg == "yes"),
+    "wish_ok": on_wish_fulfilled,  # 心愿达成 / 还没有 under a claimer's 已完成
+    "wish_no": on_wish_not_yet,
     "rate": lambda turn, arg: mycases.on_rate(turn, turn.incoming.button.case_code if turn.incoming.button else None,
                                               arg),
 }

@@ -31,6 +31,7 @@ class State(StrEnum):
     voice_confirm = "voice_confirm"  # a voice message read back: waiting for 对 / 不对 (data.voice)
     worker_note = "worker_note"  # worker: waiting for the note of a respond/resolve/transfer
     worker_photo = "worker_photo"  # worker: waiting for the resolve photo or 跳过
+    wish_note = "wish_note"  # volunteer / party member: waiting for a 微心愿's progress note (data.wish_note)
 
 
 def get_conversation(*, session: Session, channel: str, user_id: int, now: datetime) -> Conversation:

@@ -392,3 +392,23 @@ LEAVE_ALREADY = "您已经是请假状态，新工单不会分派给您。回来
 LEAVE_OFF = "欢迎回来！新工单会恢复分派给您，发 /tasks 查看手上的工单。"
 LEAVE_NOT_ON = "您现在不在请假状态，新工单照常分派给您。要请假请发 /leave。"
 QUICK_HINT = "（也可以点下面的常用语）"
+
+# ---------------- the 微心愿 wall (bot.dialogue.wishes) ----------------
+WISH_CONFIRM_NOTE = "（确认后会隐去您的姓名、门牌和电话，发布到心愿墙，由本网格和社区的志愿者、党员认领。）"
+WISH_PUBLISHED = ("已登记您的微心愿（编号 {code}，{kind}）。已隐去您的姓名、门牌和电话，发布到心愿墙，"
+                  "志愿者或党员认领后我会马上告诉您。{due}")
+WISH_DUE = "我们争取在 {when} 前帮您办好。"
+WISH_PAIRING = "这是长期的心愿，认领的志愿者会和您结对帮扶，定期回访。"
+WISH_CLAIMED = "认领成功！微心愿【{code}】：{text}\n请通过「汇报进展」告诉居民您的安排，办好后点「已完成」。"
+BTN_WISH_CLAIM = "认领心愿"
+BTN_WISH_PROGRESS = "汇报进展"  # the labels casestore.wishes.claimer_buttons gives
+BTN_WISH_DONE = "已完成"
+ASK_WISH_PROGRESS = "请用一句话说说微心愿【{code}】的进展（例如：周六上午9点上门理发），我会转告居民。"
+WISH_PROGRESS_SENT = "已把进展转告居民（微心愿【{code}】）。"
+WISH_DONE_SENT = "已请居民确认微心愿【{code}】是否达成，居民确认后我会告诉您。"
+WISH_FULFILLED = "太好了！您的微心愿【{code}】已达成，谢谢您告诉我。有新的心愿随时跟我说。"
+WISH_NOT_YET = "好的，已告诉志愿者微心愿【{code}】还没有达成，对方会再和您联系。"
+WISH_WALL_EMPTY = "心愿墙上暂时没有待认领的心愿，有新心愿时我会推送给您。"
+WISH_WALL_HEADER = "心愿墙（本网格和社区）："
+WISH_WALL_ITEM = "【{code}】{kind}·{status}：{text}"
+WISH_NOTE_EMPTY = "请用文字说说进展，或点「取消」。"

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bot.dialogue import texts
+from bot.dialogue import texts, wishes
 from bot.dialogue.drafts import WorkerTask
 from bot.dialogue.myid import show_id
 from bot.dialogue.state import State
@@ -169,6 +169,7 @@ def _unknown_command(turn: Turn, worker: Worker) -> None:
 COMMANDS: dict[str, Callable[[Turn, Worker], None]] = {
     "tasks": _tasks, "start": _start, "help": _help, "cancel": _cancel, "myid": show_id,
     "leave": on_leave, "back": on_back,
+    "wishes": wishes.show_wall,
 }
 
 
@@ -271,6 +272,9 @@ def _on_button(turn: Turn, worker: Worker) -> None:
         return
     if btn.action in STEP_BUTTONS:
         STEP_BUTTONS[btn.action](turn, btn.arg or "")
+        return
+    if btn.action in wishes.WORKER_BUTTONS:  # 认领心愿 / 汇报进展 / 已完成: the 微心愿 wall
+        wishes.WORKER_BUTTONS[btn.action](turn, worker)
         return
     handler = CASE_BUTTONS.get(btn.action)
     case = _case(turn, btn.case_code)
@@ -387,6 +391,9 @@ STEP_BUTTONS: dict[str, Callable[[Turn, str], None]] = {
 
 # ---------------------------------------------------------------- text and photos
 def _on_text(turn: Turn, worker: Worker, text: str) -> None:
+    if turn.state == State.wish_note:
+        wishes.on_note(turn, worker, text)
+        return
     task = turn.data.task
     if turn.state == State.worker_note and task is not None and task.step in ("note", "reason") and text:
         _with_note(turn, task, text)

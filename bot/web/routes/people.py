@@ -48,8 +48,8 @@ pages = APIRouter()
 
 WorkerId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="工作人员编号")]
 AccountId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="渠道账号编号")]
-RoleValue = Literal["full_time", "part_time", "volunteer", "supervisor", "mediator", "property_manager",
-                    "duty_desk", "street_command"]
+RoleValue = Literal["full_time", "part_time", "volunteer", "party_member", "supervisor", "mediator",
+                    "property_manager", "duty_desk", "street_command"]
 ChannelValue = Literal["telegram", "wechat", "wecom", "terminal"]
 SYNC_NOTE = ("来自 grids.yaml 的岗位，每次同步（quanbot db upgrade、每次启动）都会按文件重新设置"
              "请假、副网格员、在用和队长；在这里改的这几项会在下次同步时恢复为文件里的值。"
