@@ -250,3 +250,11 @@ def test_long_voice_waits_through_the_clarify_question(heard, engine, clock, pol
             said = heard.handle(text("对"))
     [case] = cases(engine)
     assert any(a.get("file_id") == "unsure-voice" for a in case.attachments)
+
+
+def test_voice_message_case_and_its_push_on_postgresql(settings, pg_url, pg_engine, policies, clock, ai):
+    dlg = Services(settings.model_copy(update={"database_url": pg_url}), clock=clock, engine=pg_engine,
+                   policies=policies, classifier=ai.classifier, knowledge=ai.knowledge).dialogue
+    make_resident(pg_engine, policies, clock=clock)
+    said = all_text(dlg.handle(voice(ogg("楼道灯坏了"), file_id="pg-voice")))
+    _assert_voice_case(pg_engine, clock, said, "pg-voice", template=texts.VOICE_OFFLINE)
