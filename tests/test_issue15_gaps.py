@@ -184,3 +184,30 @@ def test_words_attached_with_the_button_reach_the_worker_once(dlg, engine, clock
     told = [m.text for c, m in sent.sent if c == FU01_FULL_TIME and "晚上黑得看不见路" in m.text]
     assert len(told) == 1 and "居民补充" in told[0]
     assert not pushes(engine, clock).texts_to(FU01_FULL_TIME)  # delivered once
+
+
+# ---------------------------------------------------------------- the mediator's task names the two sides
+def test_the_mediators_task_says_who_the_two_sides_are_masked(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)  # 芙蓉小区3号楼2单元
+    said = "\n".join(report_through(dlg, "楼上那家天天半夜剁馅子，俺打电话13812345678给他也不接，恁给调解调解吧"))
+    assert "当事双方" in said  # the resident sees on the confirm screen what the mediator gets
+    (case,) = _cases(engine)
+    assert case.assignee_role == "mediator"
+    sent = pushes(engine, clock)
+    (task,) = [t for t in sent.texts_to(FURONG_MEDIATOR) if case.code in t]
+    assert "当事双方：反映人：芙蓉小区3号楼2单元住户；对方：楼上住户（同一单元）" in task
+    assert "13812345678" not in task and "138****5678" in task
+    assert case.title.startswith("楼上那家天天半夜剁馅子") and "当事双方" not in case.title
+
+
+@pytest.mark.parametrize("message,party", [
+    ("对门邻居把鞋柜摆在楼道里，说了也不听，想请社区帮忙调解一下", "对门住户"),
+    ("房东不退押金，想请社区给调解调解", "房东"),
+    ("跟人闹了点矛盾，想请社区帮忙调解一下", "居民没有说明，请联系居民了解"),
+])
+def test_the_other_side_is_named_from_a_fixed_list(dlg, engine, clock, policies, message, party) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)
+    report_through(dlg, message)
+    (case,) = _cases(engine)
+    assert case.intent == "dispute"
+    assert f"对方：{party}" in case.description

@@ -98,3 +98,33 @@ def place_from_details(details: Any) -> Place | None:
     if not where:
         return None
     return Place(where=where, estate=details.estate, building=details.building, unit=details.unit)
+
+
+# ---------------- the other party of a neighbour dispute, where they live relative to the resident ----------------
+# first match wins; each names the party by where they live or what they are, never by anything the resident typed
+_PARTIES = (
+    (re.compile(r"楼上"), "楼上住户"),
+    (re.compile(r"楼下"), "楼下住户"),
+    (re.compile(r"对门|对面那家|对面邻居"), "对门住户"),
+    (re.compile(r"隔壁"), "隔壁住户"),
+    (re.compile(r"房东"), "房东"),
+    (re.compile(r"租户|租客|房客"), "租户"),
+    (re.compile(r"物业"), "物业"),
+    (re.compile(r"商户|店铺|饭店|饭馆|餐馆|超市|门头房"), "周边商户"),
+    (re.compile(r"老伴|儿子|女儿|儿媳|女婿|婆婆|公公|家里人|家人|兄弟|姐妹"), "家庭成员"),
+    (re.compile(r"邻居|那家|那户|一家人"), "邻居"),
+)
+_SAME_BUILDING = frozenset({"楼上住户", "楼下住户", "对门住户", "隔壁住户"})
+
+
+def dispute_parties(text: str, home: Place | None) -> str:
+    """"反映人：芙蓉小区3号楼2单元住户；对方：楼上住户（同一单元）" for the mediator: who the two sides are, from the
+    resident's bound address and a fixed list of parties (no name, room or number of anyone: `text` is only
+    matched, never copied)."""
+    other = next((name for pattern, name in _PARTIES if pattern.search(text)), None)
+    me = f"{home.where}住户" if home is not None and home.where else "居民（住址未登记）"
+    if other is None:
+        return f"反映人：{me}；对方：居民没有说明，请联系居民了解"
+    near = "（同一单元）" if other in _SAME_BUILDING and home is not None and home.unit else \
+        "（同一栋楼）" if other in _SAME_BUILDING and home is not None and home.building else ""
+    return f"反映人：{me}；对方：{other}{near}"

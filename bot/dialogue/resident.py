@@ -9,6 +9,7 @@ Must not: decide routing, deadlines or duplicates (casestore does) or phrase rep
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from bot.dialogue import (
 from bot.dialogue.myid import show_id
 from bot.dialogue.pins import on_button as on_pin
 from bot.dialogue.pins import on_location as on_pin_location
+from bot.dialogue.places import dispute_parties, home_of
 from bot.dialogue.state import State
 from bot.dialogue.turn import Turn
 from bot.dialogue.wishes import on_fulfilled as on_wish_fulfilled
@@ -174,7 +176,7 @@ def _on_clarify(turn: Turn, choice: str) -> None:
         taxonomy = turn.services.policies.taxonomy
         report.start_report(turn, u, intent=u.intent.label if taxonomy.opens_case(u.intent.label) else "help")
     elif choice == "dispute":
-        report.start_report(turn, u, intent="dispute")
+        _start_mediation(turn, u)
     elif choice == "emergency":
         safety.emergency(turn, u, pending)
     else:
@@ -415,7 +417,7 @@ def process_text(turn: Turn, text: str, u: Understanding | None = None, *, about
         grid_facts.reply(turn, fact, u.text)  # from grids.yaml and the case store, not from documents
         return
     if intent == "dispute" or _ASKS_MEDIATION.search(text):  # to the mediator at once, however sure the reading
-        report.start_report(turn, u, intent="dispute")
+        _start_mediation(turn, u)
         return
     if u.low_confidence and "intent" in (u.uncertain_axes or ["intent"]):
         turn.go(State.clarify)
@@ -430,6 +432,14 @@ def process_text(turn: Turn, text: str, u: Understanding | None = None, *, about
         mycases.text_feedback(turn, text)
     else:
         turn.say(texts.THANKS_REPLY if THANKS.match(text) else texts.CHITCHAT)
+
+
+def _start_mediation(turn: Turn, u: Understanding) -> None:
+    """A mediation request: the mediator's task also says who the two sides are (places.dispute_parties)."""
+    if turn.consented() and len(u.parts) < 2:  # before consent the words wait as typed, replayed later
+        parties = dispute_parties(u.text, home_of(turn.resident()))
+        u = dataclasses.replace(u, text=f"{u.text}\n{texts.DISPUTE_PARTIES.format(parties=parties)}")
+    report.start_report(turn, u, intent="dispute")
 
 
 def _clarify_buttons() -> list[list[Button]]:
