@@ -24,6 +24,7 @@ from casestore.db import session_scope
 from casestore.models import Case, Conversation
 from policies.models import Policies
 from tests.factories import (
+    FU01_FULL_TIME,
     OTHER_RESIDENT_ID,
     RESIDENT_ID,
     SharedAI,
@@ -258,3 +259,8 @@ def test_voice_message_case_and_its_push_on_postgresql(settings, pg_url, pg_engi
     make_resident(pg_engine, policies, clock=clock)
     said = all_text(dlg.handle(voice(ogg("楼道灯坏了"), file_id="pg-voice")))
     _assert_voice_case(pg_engine, clock, said, "pg-voice", template=texts.VOICE_OFFLINE)
+
+
+def test_a_worker_voice_is_answered_not_filed(heard, engine, stt):
+    assert all_text(heard.handle(voice(ogg("我已经到现场了"), user=FU01_FULL_TIME))) == texts.VOICE_WORKER
+    assert cases(engine) == []
