@@ -5,6 +5,11 @@ Two kinds of worker rows live side by side:
 - registered workers, made at run time by an admin (`/register_worker`, the console). The audit trail says which
   they are (a `register_worker` event on the worker), so no sync ever matches, refreshes or duplicates them.
 
+Leave, deputy, active and lead of a file position: a change made at run time (the console's 人员, a worker's
+/leave) wins until grids.yaml changes that field of that entry itself. Each sync records what the file said
+(`FILE_VALUES_ACTION`, only when it changed) and sets a field only when the file's value differs from the one it
+recorded last (`file_wins`), so restarting or `db upgrade` never undoes a change made in the console.
+
 Registering an account a file position holds makes a registered worker and moves the account to it; the file
 position stays where the file puts it. A Telegram id in the file becomes that position's account unless a
 registered worker or a resident holds it (the registration is kept and the clash is logged); one another file
@@ -33,6 +38,11 @@ log = logging.getLogger(__name__)
 
 REGISTER_ACTION = "register_worker"
 SYNC_ACTOR = "grids.yaml"
+FILE_VALUES_ACTION = "org_file_values"  # what grids.yaml said for a position's synced fields, at the last change
+# a file position's fields a sync copies from its entry (Worker attribute, StaffEntry attribute), and the audited
+# run-time changes of them (casestore.staff), which win until the file changes that field
+SYNCED_FIELDS = (("on_leave", "on_leave"), ("is_deputy", "deputy"), ("active", "active"), ("is_lead", "lead"))
+RUNTIME_ACTIONS = {"on_leave": "set_leave", "is_deputy": "set_deputy", "active": "set_active"}
 _SYNC_LOCK = 0x7162_6f72_6700  # "qborg": one sync at a time on PostgreSQL (several replicas may start at once)
 
 
@@ -70,6 +80,39 @@ def registered_worker_ids(*, session: Session) -> set[int]:
     return ids
 
 
+def file_values_applied(*, session: Session) -> dict[int, dict[str, bool]]:
+    """Per file position, the synced fields' values grids.yaml gave at the last sync that saw them change."""
+    out: dict[int, dict[str, bool]] = {}
+    for event in list_audit(session=session, action=FILE_VALUES_ACTION):  # oldest first: the last one stays
+        kind, _, ident = event.subject.partition(":")
+        if kind == "worker" and ident.isdigit():
+            out[int(ident)] = {k: bool(v) for k, v in (event.data or {}).items()}
+    return out
+
+
+def changed_at_runtime(*, session: Session) -> set[tuple[int, str]]:
+    """(worker id, field) pairs someone changed at run time (an audited set_leave / set_deputy / set_active)."""
+    out: set[tuple[int, str]] = set()
+    for attr, action in RUNTIME_ACTIONS.items():
+        for event in list_audit(session=session, action=action):
+            kind, _, ident = event.subject.partition(":")
+            if kind == "worker" and ident.isdigit() and event.actor != SYNC_ACTOR:
+                out.add((int(ident), attr))
+    return out
+
+
+def file_wins(*, worker_id: int | None, attr: str, filed: bool, applied: dict[int, dict[str, bool]],
+              runtime: set[tuple[int, str]]) -> bool:
+    """Whether a sync sets `attr` of a file position to the file's value `filed`: a new position, the file's
+    value changed since the last sync recorded it, or (nothing recorded yet) nobody changed it at run time."""
+    if worker_id is None:
+        return True
+    last = applied.get(worker_id)
+    if last is None or attr not in last:
+        return (worker_id, attr) not in runtime
+    return last[attr] != filed
+
+
 def _lock_for_sync(session: Session) -> None:
     """Serialise concurrent syncs (two hosts starting at once) so neither inserts what the other just did."""
     if session.get_bind().dialect.name == "postgresql":
@@ -104,18 +147,23 @@ def _sync(session: Session, grids: Grids, now: datetime) -> tuple[int, int]:
         if w.id not in registered:  # the oldest row of a position is the position
             positions.setdefault((w.name, w.role, w.grid_id), w)
     rows = _staff_rows(grids)
+    applied, runtime = file_values_applied(session=session), changed_at_runtime(session=session)
     for entry, role, grid_id, community_id in rows:
         worker = positions.get((entry.name, role.value, grid_id))
         if worker is None:
             worker = Worker(name=entry.name, role=role.value, grid_id=grid_id)
             positions[(entry.name, role.value, grid_id)] = worker
         worker.community_id = community_id
-        worker.active = entry.active
-        worker.on_leave = entry.on_leave
-        worker.is_deputy = entry.deputy
-        worker.is_lead = entry.lead
+        filed = {attr: bool(getattr(entry, key)) for attr, key in SYNCED_FIELDS}
+        for attr, value in filed.items():
+            if file_wins(worker_id=worker.id, attr=attr, filed=value, applied=applied, runtime=runtime):
+                setattr(worker, attr, value)
         session.add(worker)
         session.flush()
+        if applied.get(worker.id or 0) != filed:
+            record_audit(session=session, actor=SYNC_ACTOR, action=FILE_VALUES_ACTION, subject=f"worker:{worker.id}",
+                         now=now, data=filed)
+            applied[worker.id or 0] = filed
         if entry.telegram_id is not None:
             _sync_account(session, worker, str(entry.telegram_id), now, registered)
     session.flush()

@@ -24,7 +24,15 @@ from casestore.accounts import get_account, link_worker_account
 from casestore.audit import record_audit
 from casestore.errors import DomainError, NotFound
 from casestore.models import OPEN_STATUSES, Account, Case, Grid, Worker
-from casestore.org import REGISTER_ACTION, _staff_rows, register_worker, registered_worker_ids
+from casestore.org import (
+    REGISTER_ACTION,
+    _staff_rows,
+    changed_at_runtime,
+    file_values_applied,
+    file_wins,
+    register_worker,
+    registered_worker_ids,
+)
 from policies.models import Grids, StaffEntry
 from policies.taxonomy import ROLE_NAMES_ZH, Role
 
@@ -99,14 +107,18 @@ def origins(*, session: Session, grids: Grids) -> dict[int, Origin]:
     return out
 
 
-def sync_reverts(worker: Worker, entry: StaffEntry | None) -> list[tuple[str, bool, bool]]:
-    """The fields of a grids.yaml position that differ from the file: the next sync sets them back."""
+def sync_reverts(worker: Worker, entry: StaffEntry | None, *, applied: dict[int, dict[str, bool]],
+                 runtime: set[tuple[int, str]]) -> list[tuple[str, bool, bool]]:
+    """The fields of a grids.yaml position the next sync sets to the file's value: those that differ from the
+    file where the file wins (casestore.org.file_wins: grids.yaml changed that field since the last sync). A
+    change made in the console stays until then."""
     if entry is None:
         return []
     out = []
     for attr, key, label in _SYNCED:
         now, filed = bool(getattr(worker, attr)), bool(getattr(entry, key))
-        if now != filed:
+        if now != filed and file_wins(worker_id=worker.id, attr=attr, filed=filed, applied=applied,
+                                      runtime=runtime):
             out.append((label, now, filed))
     return out
 
@@ -154,12 +166,14 @@ def _records(session: Session, grids: Grids, workers: list[Worker]) -> list[Staf
             assert a.worker_id is not None
             accounts.setdefault(a.worker_id, []).append(a)
     loads = open_loads(session=session, worker_ids=ids)
+    applied, runtime = file_values_applied(session=session), changed_at_runtime(session=session)
     out = []
     for w in workers:
         assert w.id is not None
         kind = origin.get(w.id, Origin.stale)
         entry = entries.get((w.name, w.role, w.grid_id)) if kind is Origin.file else None
-        out.append(StaffRecord(w, kind, accounts.get(w.id, []), loads.get(w.id, 0), sync_reverts(w, entry), entry))
+        reverts = sync_reverts(w, entry, applied=applied, runtime=runtime)
+        out.append(StaffRecord(w, kind, accounts.get(w.id, []), loads.get(w.id, 0), reverts, entry))
     return out
 
 

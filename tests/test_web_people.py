@@ -21,8 +21,9 @@ from casestore.audit import list_audit
 from casestore.clock import FakeClock
 from casestore.db import session_scope
 from casestore.models import Account, Worker
-from casestore.org import sync_org
-from policies.models import Policies
+from casestore.org import FILE_VALUES_ACTION, sync_org
+from casestore.staff import staff_record
+from policies.models import Grids, Policies
 from tests.web_support import console_server, login, make_admin
 
 
@@ -139,23 +140,68 @@ def test_scope_a_community_and_a_grid_see_only_their_own(base: str, services: Se
     assert grid.get("/api/people/999999").status_code == 404
 
 
-def test_leave_on_a_grids_yaml_position_is_flagged_and_the_sync_sets_it_back(base: str, services: Services,
-                                                                             policies: Policies) -> None:
+def _fu01_full_time_says(policies: Policies, **fields: bool) -> Grids:
+    """grids.yaml as if its FU01 full-time entry had been edited to `fields`."""
+    data = policies.grids.model_dump()
+    entry = data["communities"][0]["grids"][0]["workers"]["full_time"]
+    assert entry["name"] == "芙蓉社区第一网格专职网格员"
+    entry.update(fields)
+    return Grids.model_validate(data)
+
+
+def test_a_console_leave_survives_the_sync_until_grids_yaml_changes_that_entry(base: str, services: Services,
+                                                                               policies: Policies) -> None:
+    """The rule (casestore.org.file_wins): a change made in the console wins over grids.yaml until the file changes
+    that field of that entry itself; then the file wins, and the page said so beforehand."""
     client = login(base, "fu_admin")
     worker = _worker(services.engine, "芙蓉社区第一网格专职网格员")
     done = client.post(f"/people/{worker.id}/leave", data={"value": "1"})
     assert done.status_code == 303
     detail = client.get(done.headers["location"])
-    assert "已设为请假" in detail.text, detail.text[-3000:]
-    assert "下次 grids.yaml 同步会恢复：请假" in detail.text, detail.text[-3000:]
+    assert "已设为请假" in detail.text and "同步会恢复" not in detail.text, detail.text[-3000:]
     listed = next(p for p in client.get("/api/people").json()["people"] if p["id"] == worker.id)
-    assert listed["on_leave"] and listed["sync_reverts"] == [{"field": "请假", "now": True, "grids_yaml": False}]
+    assert listed["on_leave"] and listed["sync_reverts"] == []
     with session_scope(services.engine) as session:
         [event] = list_audit(session=session, subject=f"worker:{worker.id}", action="set_leave")
         assert event.actor == "admin:web:fu_admin" and event.data == {"on_leave": True, "before": False}
-        sync_org(session=session, grids=policies.grids)
-    # the known limit: a file position's leave is the file's (casestore.org.sync_org), and the page said so
+    for _ in range(2):  # db upgrade, then a restart: the file still says on_leave false, unchanged
+        with session_scope(services.engine) as session:
+            sync_org(session=session, grids=policies.grids)
+        assert _worker(services.engine, worker.name).on_leave
+    # the file is edited: this entry now says on leave too; the console then ends the leave; the file (unchanged
+    # since) does not put it back
+    on_leave_in_file = _fu01_full_time_says(policies, on_leave=True)
+    with session_scope(services.engine) as session:
+        sync_org(session=session, grids=on_leave_in_file)
+    assert client.post(f"/api/people/{worker.id}/leave", json={"on_leave": False}).json()["on_leave"] is False
+    with session_scope(services.engine) as session:
+        sync_org(session=session, grids=on_leave_in_file)
     assert not _worker(services.engine, worker.name).on_leave
+    # back on leave in the console, then the file's entry changes to not on leave: the file wins, as shown before
+    assert client.post(f"/api/people/{worker.id}/leave", json={"on_leave": True}).json()["on_leave"] is True
+    with session_scope(services.engine) as session:
+        record = staff_record(session=session, grids=policies.grids, worker=session.get(Worker, worker.id))
+        assert record.reverts == [("请假", True, False)]
+        sync_org(session=session, grids=policies.grids)
+    assert not _worker(services.engine, worker.name).on_leave
+    with session_scope(services.engine) as session:  # the file's values are recorded when they change only
+        recorded = list_audit(session=session, subject=f"worker:{worker.id}", action=FILE_VALUES_ACTION)
+    assert [e.data["on_leave"] for e in recorded] == [False, True, False]
+
+
+def test_a_deputy_cleared_in_the_console_stays_cleared(base: str, services: Services, policies: Policies) -> None:
+    """Making a registered worker FU01's deputy clears the file's deputy; the sync does not give FU01 two."""
+    client = login(base, "street_chief")
+    with Session(services.engine) as session:
+        filed = session.exec(select(Worker).where(Worker.grid_id == "FU01", Worker.is_deputy == True)).all()  # noqa: E712
+    assert filed, "the sample grids.yaml gives FU01 a deputy"
+    created = client.post("/api/people", json={"name": "孙婷", "grid_id": "FU01", "role": "part_time"}).json()
+    assert client.post(f"/api/people/{created['id']}/deputy", json={"deputy": True}).json()["is_deputy"] is True
+    with session_scope(services.engine) as session:
+        sync_org(session=session, grids=policies.grids)
+    with Session(services.engine) as session:
+        deputies = session.exec(select(Worker).where(Worker.grid_id == "FU01", Worker.is_deputy == True)).all()  # noqa: E712
+    assert [w.id for w in deputies] == [created["id"]]
 
 
 def test_leave_deputy_and_deactivate_on_a_registered_worker_survive_the_sync(base: str, services: Services,
