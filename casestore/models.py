@@ -155,6 +155,7 @@ class Case(CaseBase, table=True):
         Index("ix_case_grid_status", "grid_id", "status"),
         Index("ix_case_resident_created", "resident_id", "created_at"),
         Index("ix_case_grid_category_created", "grid_id", "category", "created_at"),
+        Index("ix_case_created", "created_at"),  # the overview's today / this week read only their days
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -201,7 +202,7 @@ class CaseCounter(SQLModel, table=True):
 class CaseEvent(SQLModel, table=True):
     """Append-only audit trail: who did what to which case, when."""
 
-    __table_args__ = (Index("ix_caseevent_case_at", "case_id", "at"),)
+    __table_args__ = (Index("ix_caseevent_case_at", "case_id", "at"), Index("ix_caseevent_action_at", "action", "at"))
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id")
     at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
@@ -216,7 +217,7 @@ class CaseEvent(SQLModel, table=True):
 class AuditEvent(SQLModel, table=True):
     """Append-only audit trail of changes that are not a case's: accounts, contact phones, staff, feedback."""
 
-    __table_args__ = (Index("ix_auditevent_subject", "subject", "at"),)
+    __table_args__ = (Index("ix_auditevent_subject", "subject", "at"), Index("ix_auditevent_action_at", "action", "at"))
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     actor: str = Field(max_length=64)  # "resident:3", "worker:7", "admin:telegram:123", "system"
