@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from casestore.audit import record_audit
@@ -173,11 +174,14 @@ def worker_addresses(*, session: Session) -> dict[int, Address]:
 def resident_addresses(*, session: Session, resident_ids: list[int]) -> dict[int, Address]:
     """The push address of each of `resident_ids` that has one, in one query per 500 ids (a notice's recipients)."""
     by_resident: dict[int, list[Account]] = {}
+    # plain rows, not ORM objects: a notice to 5,000 residents spent most of its 2 s building Account instances
+    columns = (col(Account.id), col(Account.channel), col(Account.external_id), col(Account.resident_id),
+               col(Account.last_seen_at), col(Account.created_at))
     for start in range(0, len(resident_ids), 500):
         chunk = resident_ids[start:start + 500]
-        for account in session.exec(select(Account).where(col(Account.resident_id).in_(chunk))):
+        for account in session.execute(sa_select(*columns).where(col(Account.resident_id).in_(chunk))):
             assert account.resident_id is not None
-            by_resident.setdefault(account.resident_id, []).append(account)
+            by_resident.setdefault(account.resident_id, []).append(account)  # type: ignore[arg-type]  # same fields
     out: dict[int, Address] = {}
     for resident_id, accounts in by_resident.items():
         address = _address(accounts)

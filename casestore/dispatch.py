@@ -120,9 +120,11 @@ class Claimed:
 
 
 def claim_due(*, engine: Engine, now: datetime, limit: int = 100, channel: str | None = None,
-              chat_id: int | None = None, except_channel: str | None = None) -> list[Claimed]:
+              chat_id: int | None = None, except_channel: str | None = None,
+              lease: timedelta = LEASE) -> list[Claimed]:
     """Step 2: take due rows (of one channel, if given; of one chat on it, if given; of no row on
-    `except_channel`) under a lease and commit, so no other dispatcher sends them."""
+    `except_channel`) under a lease and commit, so no other dispatcher sends them. A short `lease` with a small
+    `limit` (a claim that is sent within seconds) lets a crashed dispatcher's claims be sent again sooner."""
     due = or_(
         and_(col(Notification.state) == NotificationState.pending.value, col(Notification.next_attempt_at) <= now),
         and_(col(Notification.state) == NotificationState.sending.value, col(Notification.next_attempt_at) <= now),
@@ -149,7 +151,7 @@ def claim_due(*, engine: Engine, now: datetime, limit: int = 100, channel: str |
                 .where(col(Notification.id) == row.id, col(Notification.state) == row.state,
                        col(Notification.attempts) == row.attempts)
                 .values(state=NotificationState.sending.value, attempts=row.attempts + 1,
-                        next_attempt_at=now + LEASE))
+                        next_attempt_at=now + lease))
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 claimed.append(Claimed(row.id, row.channel, row.chat_id, row.payload, row.attempts + 1))
         return claimed
@@ -173,12 +175,12 @@ def _failure(item: Claimed, now: datetime, error: str) -> dict[str, Any]:
 
 async def dispatch_pending(*, engine: Engine, notifier: Notifier, clock: Clock, limit: int = 100,
                            channel: str | None = None, chat_id: int | None = None,
-                           except_channel: str | None = None) -> int:
+                           except_channel: str | None = None, lease: timedelta = LEASE) -> int:
     """Claim due rows (only `channel`'s, when given: each channel's dispatcher sends its own; only one chat's
     with `chat_id`; none of `except_channel`), send each through `notifier`, mark the outcome; returns how
     many were sent."""
     claimed = await asyncio.to_thread(claim_due, engine=engine, now=clock.now(), limit=limit, channel=channel,
-                                      chat_id=chat_id, except_channel=except_channel)
+                                      chat_id=chat_id, except_channel=except_channel, lease=lease)
     sent = 0
     for item in claimed:
         if item.chat_id is None:
