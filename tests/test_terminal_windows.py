@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,20 @@ from bot.cli import app
 from bot.dialogue import texts
 from bot.services import Services
 from casestore.db import session_scope
-from casestore.models import Notification, NotificationState
+from casestore.models import Notification, NotificationState, Worker
 from casestore.notify import OutboundMessage
-from tests.factories import AI_CACHE, FU01_FULL_TIME, RESIDENT_ID, SharedAI, all_text, command, shared_ai
+from casestore.routing import in_hours
+from policies.loader import load_policies
+from tests.factories import (
+    AI_CACHE,
+    FU01_FULL_TIME,
+    FURONG_DUTY_DESK,
+    RESIDENT_ID,
+    SharedAI,
+    all_text,
+    command,
+    shared_ai,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_ID = 4242
@@ -181,12 +193,20 @@ class Window:
         return "".join(self.seen)
 
 
+def _on_duty_now() -> int:
+    """Who gets a new FU01 case at the wall clock the chat windows run on: the full-time worker in working hours,
+    else the community's duty desk (routing.yaml team; the same in_hours the router applies)."""
+    fu01 = Worker(name="芙蓉社区第一网格专职网格员", role="full_time", grid_id="FU01", community_id="furong")
+    on = in_hours(policies=load_policies(), worker=fu01, now=datetime.now(UTC))
+    return FU01_FULL_TIME if on else FURONG_DUTY_DESK
+
+
 @pytest.mark.timeout(400)
 def test_two_terminal_windows_on_one_database_see_each_others_pushes(tmp_path: Path) -> None:
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'q.db'}", VAR_DIR=str(AI_CACHE),
                CHROMA_DIR=str(tmp_path / "chroma"), OPENAI_BASE_URL="", OPENAI_API_KEY="", TELEGRAM_TOKEN="",
                ADMIN_TELEGRAM_IDS="", PYTHONPATH=str(ROOT))
-    worker = Window(["--as", "worker", "--user", str(FU01_FULL_TIME)], env, tmp_path)
+    worker = Window(["--as", "worker", "--user", str(_on_duty_now())], env, tmp_path)
     resident: Window | None = None
     try:
         worker.send("/tasks")
@@ -197,7 +217,7 @@ def test_two_terminal_windows_on_one_database_see_each_others_pushes(tmp_path: P
         assert worker.wait_for("📋 新工单", timeout=6) < 6  # polled: no input needed in the worker's window
         worker.send("接单")
         worker.wait_for("已接单：", timeout=30)
-        resident.wait_for("网格员已接单", timeout=6)  # and back: the progress notice reaches the resident
+        resident.wait_for("已接单，会尽快联系您", timeout=6)  # and back: the progress notice reaches the resident
     finally:
         worker_out = worker.close()
         resident_out = resident.close() if resident is not None else ""
