@@ -211,3 +211,14 @@ def test_the_other_side_is_named_from_a_fixed_list(dlg, engine, clock, policies,
     (case,) = _cases(engine)
     assert case.intent == "dispute"
     assert f"对方：{party}" in case.description
+
+
+# ---------------------------------------------------------------- an emergency's building without the estate
+def test_an_emergency_naming_only_a_building_is_placed_in_the_residents_estate(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)  # 芙蓉小区3号楼2单元
+    dlg.handle(text("3号楼楼道里一股煤气味"))
+    (case,) = _cases(engine)
+    assert case.location_text is not None and case.location_text.startswith("芙蓉小区3号楼")
+    assert case.grid_id == "FU01" and not case.needs_address_confirmation
+    sent = pushes(engine, clock)
+    assert any(case.code in t and "地点：芙蓉小区3号楼" in t for t in sent.texts_to(FU01_FULL_TIME))

@@ -175,6 +175,9 @@ _TRAILING = re.compile(r"(?:里|内|中|上|边|旁|这儿|这里|那儿|那里)
 def near_home(home: Place | None, said: Place | None) -> Place | None:
     """The place to file: a parsed address as it is; "楼道里" with 芙蓉小区3号楼2单元 bound becomes
     "芙蓉小区3号楼2单元 楼道", "楼下" "芙蓉小区3号楼 楼下", "小区门口" "芙蓉小区 门口"; else the bound address."""
+    if said is not None and not said.estate and said.building is not None and home is not None and home.estate:
+        # "3号楼楼道里" from a resident of 芙蓉小区: their estate's building, so the worker knows which estate
+        return Place(where=f"{home.estate}{said.where}", estate=home.estate, building=said.building, unit=said.unit)
     if said is None or said.estate or said.building is not None or not said.where:
         return said or home
     if home is None or not home.estate:
