@@ -30,10 +30,12 @@ from sqlmodel import Session, col, select
 from bot.demo.scenario import ExpandedDay, SimMessage, SimResident, rng_for
 from bot.dialogue.types import Incoming, IncomingKind, Reply, Voice
 from casestore.accounts import get_worker_by_account
+from casestore.broadcasts import hotspot_notices
 from casestore.clock import FakeClock
+from casestore.db import session_scope
 from casestore.deadlines import SlaPolicy
 from casestore.dispatch import dispatch_pending
-from casestore.models import Case, CaseEvent, Conversation, Hotspot, Notification, Worker
+from casestore.models import Case, CaseEvent, Conversation, Hotspot, Notice, Notification, Worker
 from casestore.notify import Button, OutboundMessage
 from casestore.sweep import sweep_all
 from policies.models import Policies, Taxonomy
@@ -154,6 +156,7 @@ class Simulation:
         self._seen_event_id = 0
         self._seen_notification_id = 0
         self._seen_hotspot_id = 0
+        self._seen_notice_id = 0
         self.notes: list[str] = []
         self._retry_due = False
         self.spoken = _spoken(day)  # (user, at) of a message -> its voice note's seconds
@@ -225,7 +228,11 @@ class Simulation:
         """One sweep on the fake clock; True if it queued anything (then there is something to dispatch)."""
         report = sweep_all(engine=self.services.engine, policies=self.services.policies, sla=self.services.sla,
                            clock=self.clock)
-        return bool(report.notifications or report.auto_closed or report.escalations or report.errors)
+        with session_scope(self.services.engine) as s:  # 未诉先办: a hotspot's buildings hear of it, as in the tick
+            told = hotspot_notices(session=s, grids=self.services.policies.grids,
+                                   category_name=self.services.policies.taxonomy.name_of, tz=self.sc.tz,
+                                   now=self.clock.now())
+        return bool(report.notifications or report.auto_closed or report.escalations or report.errors or told.queued)
 
     # ----- what happened (read back from the store for the live view) -----
     def _observe(self) -> None:
@@ -238,6 +245,8 @@ class Simulation:
                 col(Notification.id) > self._seen_notification_id).order_by(col(Notification.id))).all()
             spots = s.exec(select(Hotspot).where(col(Hotspot.id) > self._seen_hotspot_id)
                            .order_by(col(Hotspot.id))).all()
+            told = s.exec(select(Notice).where(col(Notice.id) > self._seen_notice_id,
+                                               col(Notice.hotspot_id).is_not(None)).order_by(col(Notice.id))).all()
         taxonomy = self.services.policies.taxonomy
         for ev, case in rows:
             self._seen_event_id = max(self._seen_event_id, ev.id or 0)
@@ -271,6 +280,10 @@ class Simulation:
             self.counters.hotspots += 1
             self.emit("hotspot", f"热点（未诉先办）：{spot.scope} {taxonomy.name_of(spot.category)} "
                                  f"{spot.report_count} 件")
+        for notice in told:
+            self._seen_notice_id = max(self._seen_notice_id, notice.id or 0)
+            self.emit("hotspot", f"未诉先办通知（{notice.target.removeprefix('buildings:')}）：{notice.recipients} 位"
+                                 f"未反映的居民 — {notice.text[:24]}…")
 
     def _tick(self, progress: float, *, dirty: bool = True) -> None:
         if dirty:  # the store is only read back when something may have changed since the last look
@@ -446,6 +459,10 @@ class ResidentAgent:
         rate = [b for row in message.buttons for b in row if b.action == "rate" and b.case_code]
         if rate:
             self.on_rating_request(rate)
+        came_true = next((b for row in message.buttons for b in row if b.action == "wish_ok"), None)
+        if came_true is not None:  # the claimer said 已完成: the resident confirms 心愿达成 a little later
+            rng = rng_for(self.sim.day.seed, "wish_ok", came_true.case_code or "")
+            self.sim.at(self.sim.now + timedelta(minutes=rng.uniform(10, 90)), lambda: self.press(came_true))
 
     def on_rating_request(self, buttons: list[Button]) -> None:
         code = buttons[0].case_code or ""
@@ -539,12 +556,20 @@ class WorkerAgent:
     def on_push(self, message: OutboundMessage) -> None:
         if self.profile == "off":
             return
+        claim = next((b for row in message.buttons for b in row if b.action == "wclaim" and b.case_code), None)
+        if claim is not None:  # a 微心愿 card: every volunteer and party member of the wall tries; one wins
+            rng = rng_for(self.sim.day.seed, "wish", claim.case_code or "", self.telegram_id)
+            when = self._working_time(self.sim.now + timedelta(minutes=rng.uniform(10, 90)), "normal", rng)
+            self.sim.at(when, lambda: self._claim_wish(claim, rng))
+            return
         accept = next((b for row in message.buttons for b in row if b.action == "accept" and b.case_code), None)
         if accept is None:
             return
         code = accept.case_code or ""
         case = self.sim.case(code)
         if case is None or case.assignee_id != (self.worker.id if self.worker else None):
+            return
+        if case.intent == "wish":  # the wall answers it: the claim is its first response, 心愿达成 closes it
             return
         cycle = case.reopen_count  # a reopened case is a new piece of work
         plan = self.plans.get(code)
@@ -609,6 +634,16 @@ class WorkerAgent:
         if nxt is not None:
             when = self._working_time(self.sim.now + timedelta(minutes=nxt[1]), case.urgency, rng)
             self.sim.at(when, lambda: self._step(code, cycle, nxt[0], rng))
+
+    def _claim_wish(self, claim: Button, rng: random.Random) -> None:
+        """认领心愿; the winner presses 已完成 a few working hours later (the others were told 已被认领)."""
+        reply = self.sim.handle(self._incoming("button", button=claim))
+        if not any(m.text.startswith("认领成功") for m in reply.messages):
+            return
+        self.sim.emit("worker", f"{self.worker.name if self.worker else self.telegram_id} 认领微心愿 {claim.case_code}")
+        done = Button("已完成", "wdone", claim.case_code)
+        when = self._working_time(self.sim.now + timedelta(minutes=rng.uniform(60, 240)), "normal", rng)
+        self.sim.at(when, lambda: self.sim.handle(self._incoming("button", button=done)))
 
     def _press(self, button: Button, action: str, rng: random.Random) -> None:
         notes = self.sim.sc.workers.notes

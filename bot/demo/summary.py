@@ -28,8 +28,9 @@ from sqlmodel import Session, col, select
 from bot.demo import charts
 from bot.demo.simulation import CHANNEL
 from casestore import stats
+from casestore.broadcasts import KIND as NOTICE_KIND
 from casestore.deadlines import SlaPolicy
-from casestore.models import Account, Case, CaseEvent, CloseReason, Feedback, Hotspot, Notification
+from casestore.models import Account, Case, CaseEvent, CloseReason, Feedback, Hotspot, Notice, Notification
 from casestore.staff import role_name
 from casestore.stats import LABELS
 from casestore.stats import Figures as GridFigures
@@ -91,6 +92,8 @@ class Figures:
     street_level_cases: int = 0
     hotspots: int = 0
     hotspot_reports: int = 0
+    hotspot_notices: int = 0  # 未诉先办 notices of hotspots (one per building and phase: 正在处理 / 已处理完毕)
+    hotspot_notices_sent: int = 0  # their deliveries that reached a resident
     duplicates_merged: int = 0
     rating_requests: int = 0
     ratings: int = 0
@@ -109,6 +112,7 @@ class Figures:
     load: list[dict[str, Any]] = field(default_factory=list)
     voice_cases: int = 0  # cases carrying a resident's voice note (bot.dialogue.voice)
     voice_message_cases: int = 0  # of those: 语音留言, opened from a voice no transcription could read
+    wishes: dict[str, Any] = field(default_factory=dict)  # the 微心愿 wall (casestore.stats.wish_figures)
     labelled_cases: int = 0  # cases traced back to a scenario message with expected labels
     category_agreement: float | None = None  # the classifier's category equals the scenario's label
     urgency_agreement: float | None = None
@@ -152,12 +156,18 @@ def compute_figures(*, engine: Engine, policies: Policies, sla: SlaPolicy, seed:
         events = session.exec(select(CaseEvent).order_by(col(CaseEvent.id))).all()
         kinds = session.exec(select(Notification.kind)).all()
         spots = session.exec(select(Hotspot)).all()
+        told = session.exec(select(col(Notice.id)).where(col(Notice.hotspot_id).is_not(None))).all()
+        fig.hotspot_notices = len(told)
+        fig.hotspot_notices_sent = len(session.exec(select(col(Notification.id)).where(
+            col(Notification.kind) == NOTICE_KIND, col(Notification.level).in_(told),
+            col(Notification.state) == "sent")).all()) if told else 0
         fig.answer_feedback = len(session.exec(select(col(Feedback.id))).all())
         owners = _chat_users(session)
         street = stats.overview(session=session, now=now, tz=tz).all  # the one definition of each figure
         totals = stats.compute(session=session, now=now)["total"]
         minutes = stats.first_response_minutes(session=session, now=now)
         load = stats.worker_load(session=session, now=now)
+        fig.wishes = stats.wish_figures(session=session, now=now).to_dict()
     _agreement(fig, cases, owners, expected or [])
     total = totals[0] if totals else GridFigures(key="all", name="全部")
     fig.cases = len(lines)
@@ -239,6 +249,11 @@ def _agreement(fig: Figures, cases: list[Case], owners: dict[int, int], expected
 
 
 # ---------------------------------------------------------------- terminal
+def _wish_counts(fig: Figures) -> str:
+    w = fig.wishes
+    return f"{w.get('collected', 0)} / {w.get('claimed', 0)} / {w.get('fulfilled', 0)}"
+
+
 def _rate(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
@@ -313,9 +328,12 @@ def print_summary(console: Console, fig: Figures, policies: Policies, *, missing
         ("超时升级（次 / 件）", f"{fig.escalations} / {fig.escalated_cases}"),
         ("升级到街道指挥中心（件）", str(fig.street_level_cases)),
         ("热点（未诉先办）", f"{fig.hotspots}（涉及 {fig.hotspot_reports} 件诉求）"),
+        ("未诉先办通知：条 / 送达未反映的居民", f"{fig.hotspot_notices} / {fig.hotspot_notices_sent}"),
         (LABELS["duplicates"], str(fig.duplicates_merged)),
         ("仍未办结", str(fig.still_open)),
         ("带居民语音的工单 / 其中语音留言（未转写）", f"{fig.voice_cases} / {fig.voice_message_cases}"),
+        ("微心愿：收集 / 认领 / 达成", _wish_counts(fig)),
+        (stats.WISH_LABELS["median_claim_min"], _min(fig.wishes.get("median_claim_min"))),
         ("分类与剧本标注一致（类别 / 紧急程度）",
          f"{_rate(fig.category_agreement)} / {_rate(fig.urgency_agreement)}（{fig.labelled_cases} 件）"),
     ]
@@ -401,7 +419,8 @@ def render_html(fig: Figures, lines: list[CaseLine], policies: Policies, *, titl
              (LABELS["hotspots"], fig.hotspots), (LABELS["duplicates"], fig.duplicates_merged),
              (LABELS["satisfaction"], "—" if fig.rating_avg is None else f"{fig.rating_avg:.2f}"),
              (LABELS["rating_response_rate"], _rate(fig.rating_response_rate)), ("自动办结", fig.auto_closed),
-             ("带语音的工单 / 语音留言", f"{fig.voice_cases} / {fig.voice_message_cases}")]
+             ("带语音的工单 / 语音留言", f"{fig.voice_cases} / {fig.voice_message_cases}"),
+             ("微心愿：收集 / 认领 / 达成", _wish_counts(fig))]
     cat_rows = "".join(
         f"<tr><td>{_e(tax.name_of(c))}</td>" + "".join(f"<td class='n'>{row.get(u, 0)}</td>"
                                                         for u in ("emergency", "urgent", "normal"))
