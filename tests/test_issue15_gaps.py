@@ -222,3 +222,36 @@ def test_an_emergency_naming_only_a_building_is_placed_in_the_residents_estate(d
     assert case.grid_id == "FU01" and not case.needs_address_confirmation
     sent = pushes(engine, clock)
     assert any(case.code in t and "地点：芙蓉小区3号楼" in t for t in sent.texts_to(FU01_FULL_TIME))
+
+
+# ---------------------------------------------------------------- transfer: a reason typed first
+FURONG_PROPERTY = 900127  # 芙蓉社区物业项目经理
+
+
+def test_a_reason_typed_while_the_transfer_asks_to_whom_reaches_the_new_assignee(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)
+    report_through(dlg, "3号楼2单元楼道灯坏了")
+    (case,) = _cases(engine)
+    w = FU01_FULL_TIME
+    pushes(engine, clock)
+    dlg.handle(press(Button("转派", "transfer", case.code), user=w))
+    r = dlg.handle(text("这是物业负责的公共照明", user=w))
+    said = all_text(r)
+    assert texts.WORKER_UNKNOWN not in said and "这是物业负责的公共照明" in said and "转给谁" in said
+    dlg.handle(press(find_button(r, "物业项目经理"), user=w))
+    (moved,) = _cases(engine)
+    assert moved.assignee_role == "property_manager"
+    sent = pushes(engine, clock)
+    assert any(case.code in t and "这是物业负责的公共照明" in t for t in sent.texts_to(FURONG_PROPERTY))
+
+
+def test_a_position_typed_while_the_transfer_asks_to_whom_is_taken(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)
+    report_through(dlg, "3号楼2单元楼道灯坏了")
+    (case,) = _cases(engine)
+    w = FU01_FULL_TIME
+    dlg.handle(press(Button("转派", "transfer", case.code), user=w))
+    assert "原因" in all_text(dlg.handle(text("物业项目经理", user=w)))
+    dlg.handle(text("属于物业维修范围", user=w))
+    (moved,) = _cases(engine)
+    assert moved.assignee_role == "property_manager"

@@ -211,9 +211,7 @@ def _ask_note(turn: Turn, case: Case, action: str) -> None:
                  [[Button(texts.BTN_RESOLVE_NOW, "wnote"), Button(texts.BTN_CANCEL, "wcancel")]])
     elif action == "transfer":
         turn.data.task = WorkerTask(action="transfer", case=case.code, step="to")
-        roles = turn.services.policies.routing.transfer_roles
-        rows = [[Button(role_name(r), "wxfer", None, r) for r in roles[i:i + 3]] for i in range(0, len(roles), 3)]
-        turn.say(texts.ASK_TRANSFER_TO.format(code=case.code), [*rows, [Button(texts.BTN_CANCEL, "wcancel")]])
+        turn.say(texts.ASK_TRANSFER_TO.format(code=case.code), _transfer_rows(turn))
     elif action == "relay":
         turn.data.task = WorkerTask(action="relay", case=case.code)
         quick = quick_rows(turn, case, "relay")
@@ -331,7 +329,29 @@ def _on_wxfer(turn: Turn, arg: str) -> None:
         turn.expired()
         return
     task.step, task.to_role = "reason", arg
+    if task.note:  # the reason was typed before the position was chosen
+        _with_note(turn, task, task.note)
+        return
     turn.say(texts.ASK_TRANSFER_REASON, _note_buttons())
+
+
+def _transfer_rows(turn: Turn) -> list[list[Button]]:
+    roles = turn.services.policies.routing.transfer_roles
+    rows = [[Button(role_name(r), "wxfer", None, r) for r in roles[i:i + 3]] for i in range(0, len(roles), 3)]
+    return [*rows, [Button(texts.BTN_CANCEL, "wcancel")]]
+
+
+def _typed_transfer(turn: Turn, task: WorkerTask, text: str) -> None:
+    """Text while 转派 asks to whom: a position's name ("物业项目经理") is taken as pressed; anything else is the
+    reason, kept for when the position is chosen (a typed reason is never refused)."""
+    typed = text.strip()
+    named = [r for r in turn.services.policies.routing.transfer_roles if role_name(r) and role_name(r) == typed]
+    if named:
+        _on_wxfer(turn, named[0])
+        return
+    task.note = text
+    turn.say(texts.TRANSFER_REASON_KEPT.format(code=task.case, reason=mask_text(text)[:NOTE_MAX]),
+             _transfer_rows(turn))
 
 
 def _on_wext(turn: Turn, arg: str) -> None:
@@ -401,6 +421,10 @@ def _on_text(turn: Turn, worker: Worker, text: str) -> None:
     if turn.state == State.worker_note and task is not None and task.action == "extend" and task.step == "hours" \
             and text:
         _typed_extension(turn, task, text)
+        return
+    if turn.state == State.worker_note and task is not None and task.action == "transfer" and task.step == "to" \
+            and text:
+        _typed_transfer(turn, task, text)
         return
     if turn.state == State.worker_photo and task is not None and is_skip(text):
         _finish_resolve(turn, task, photo=None)
