@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     # false (a claim may be another replica's: it is taken back after its 5-minute lease instead)
     wechat_release_on_start: bool = True
 
+    # WeCom (企业微信) self-built app for grid workers: runs when CORP_ID, TOKEN and ENCODING_AES_KEY are set
+    wecom_corp_id: str = ""
+    wecom_agent_id: int = 0
+    wecom_secret: SecretStr = SecretStr("")  # the app's Secret
+    wecom_token: SecretStr = SecretStr("")  # 接收消息: Token
+    wecom_encoding_aes_key: SecretStr = SecretStr("")  # 接收消息: EncodingAESKey
+    wecom_callback_url: str = ""
+    wecom_listen: str = "127.0.0.1"
+    wecom_port: int = Field(default=8445, ge=0, le=65535)
+    wecom_base_url: str = ""  # empty: https://qyapi.weixin.qq.com
+    wecom_release_on_start: bool = True
+
     # the console (`quanbot web`): cookie-signing key (empty: one made and kept in the database, shared by
     # every replica), where it listens, and the largest document upload it accepts
     web_secret_key: SecretStr = SecretStr("")
@@ -141,6 +153,11 @@ class Settings(BaseSettings):
     def wechat_enabled(self) -> bool:
         return bool(self.wechat_app_id and self.wechat_token.get_secret_value()
                     and self.wechat_encoding_aes_key.get_secret_value())
+
+    @property
+    def wecom_enabled(self) -> bool:
+        return bool(self.wecom_corp_id and self.wecom_token.get_secret_value()
+                    and self.wecom_encoding_aes_key.get_secret_value())
 
     @property
     def tz(self) -> ZoneInfo:

@@ -141,7 +141,7 @@ def reference_run(script: Script, policies: Policies, ai: SharedAI, tmp: Path) -
                     incoming = Incoming(kind="command", text="/start", command="start", **base)  # type: ignore[arg-type]
                 else:
                     picked, button = renderer.choice_for(msg.text, menu)
-                    incoming = (Incoming(kind="button", button=button, text=msg.text, **base)  # type: ignore[arg-type]
+                    incoming = (Incoming(kind="button", button=button, **base)  # type: ignore[arg-type]
                                 if picked and button is not None else
                                 Incoming(kind="text", text=msg.text, **base))  # type: ignore[arg-type]
                 messages = services.dialogue.handle(incoming).messages

@@ -97,6 +97,17 @@ class WeChatStats:
     latencies: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ChannelConfig:
+    app_id: str  # the OA's AppID, or the WeCom CorpID (what the AES payload carries)
+    token: str
+    aes_key: str
+    callback_url: str
+    listen: str
+    port: int
+    release_on_start: bool
+
+
 def event_key(from_user: str, create_time: int | str, event: str) -> int:
     """The inbox key of an event (events have no MsgId): negative, so it never meets a MsgId."""
     digest = hashlib.sha256(f"{from_user}\x00{create_time}\x00{event}".encode()).digest()
@@ -105,9 +116,12 @@ def event_key(from_user: str, create_time: int | str, event: str) -> int:
 
 def wechat_signing_key(settings: Settings) -> bytes:
     """The button key: CALLBACK_SIGNING_KEY, else the Telegram bot's (so a worker's buttons verify on both), else
-    one derived from the Official Account's secret."""
-    token = settings.telegram_token.get_secret_value() or (
-        f"wechat|{settings.wechat_app_id}|{settings.wechat_app_secret.get_secret_value()}")
+    one derived from the Official Account's secret, else from the WeCom app's. Every channel of a process signs
+    with the same key, so a worker's push on one channel can be acted on from another."""
+    token = (settings.telegram_token.get_secret_value()
+             or (f"wechat|{settings.wechat_app_id}|{settings.wechat_app_secret.get_secret_value()}"
+                 if settings.wechat_app_secret.get_secret_value() else "")
+             or f"wecom|{settings.wecom_corp_id}|{settings.wecom_secret.get_secret_value()}")
     return signing_key(configured=settings.callback_signing_key.get_secret_value(), bot_token=token)
 
 
@@ -181,6 +195,8 @@ class WeChatNotifier:
         if last is None or self.clock.now() - last > WINDOW:
             raise DeliveryError("outside the 48-hour customer-service window")
         parts = self.outbound.renderer.render(message)
+        if parts[-1].choices:  # before the send: a number typed the moment the message shows must find them
+            await asyncio.to_thread(_set_menu, self.outbound.engine, chat_id, parts[-1].choices, self.clock)
         try:
             await self.outbound.send_parts(chat_id, parts, on_part=lambda: None)
         except RetryAfter as exc:
@@ -189,8 +205,6 @@ class WeChatNotifier:
             raise DeliveryError(str(exc)) from exc
         except NetworkError as exc:
             raise RetryLater(5.0) from exc
-        if parts[-1].choices:
-            await asyncio.to_thread(_set_menu, self.outbound.engine, chat_id, parts[-1].choices, self.clock)
 
 
 def _set_menu(engine: Engine, alias: int, choices: list[list[str]], clock: Clock) -> None:
@@ -226,10 +240,8 @@ class WeChatChannel:
     def __init__(self, *, settings: Settings, handler: Handler, db_engine: Engine, clock: Clock | None = None,
                  api: OfficialAccountApi | None = None, handler_threads: int = 8,
                  retry_delays: Sequence[float] = RETRY_DELAYS, max_skew: timedelta = MAX_SKEW):
-        token = settings.wechat_token.get_secret_value()
-        aes_key = settings.wechat_encoding_aes_key.get_secret_value()
-        if not (settings.wechat_app_id and token and aes_key):
-            raise ValueError("WECHAT_APP_ID, WECHAT_TOKEN and WECHAT_ENCODING_AES_KEY are required")
+        self.config = self._config(settings)
+        token = self.config.token
         self.settings = settings
         self.handler = handler
         self._on_connection = on_connection(handler)
@@ -237,20 +249,20 @@ class WeChatChannel:
         _prepare_sqlite(db_engine)
         self.clock = clock or SystemClock()
         self.token = token
-        self.crypto = WeChatCrypto(token, aes_key, settings.wechat_app_id)
+        self.crypto = self._crypto(self.config)
         self.max_skew = max_skew
         self.retry_delays = tuple(retry_delays) or RETRY_DELAYS
-        self.inbox = Inbox(db_engine, channel=CHANNEL, clock=self.clock)
+        self.inbox = Inbox(db_engine, channel=self.channel, clock=self.clock)
         self.signer = CallbackSigner(wechat_signing_key(settings), clock=self.clock)
         self.renderer = WeChatRenderer(self.signer)
-        self.api = api or OfficialAccountApi(
-            appid=settings.wechat_app_id, secret=settings.wechat_app_secret.get_secret_value(),
-            tokens_engine=db_engine, base_url=settings.wechat_base_url, clock=self.clock,
-            limit_retry_s=settings.wechat_limit_retry_s)
+        self.api = api or self._api(settings, db_engine)
         self.outbound = WeChatOutbound(self.api, self.renderer, db_engine)
-        self.notifier = WeChatNotifier(self.outbound, self.clock)
+        self.notifier: Notifier = self._notifier()
+        # pushes queued by a handled update go out at once through this (quanbot run: a RoutingNotifier over
+        # every channel, with push_all, so a resident's report reaches a worker on another channel at once)
+        self.push_notifier: Notifier | None = None
         self.sender = ReplySender(engine=db_engine, outbound=self.outbound,  # type: ignore[arg-type]
-                                  channel=CHANNEL, clock=self.clock, on_sent=self._on_reply_sent)
+                                  channel=self.channel, clock=self.clock, on_sent=self._on_reply_sent)
         self.stats = WeChatStats()
         self.lanes = ChatLanes()
         self.handler_threads = handler_threads
@@ -265,6 +277,40 @@ class WeChatChannel:
         self._dispatcher: asyncio.Task[None] | None = None
         self.port: int | None = None
         self.on_handled: Callable[[int], None] | None = None
+
+    # ------------------------------------------------------------------ what differs between OA and WeCom
+    def _config(self, settings: Settings) -> ChannelConfig:
+        token = settings.wechat_token.get_secret_value()
+        aes_key = settings.wechat_encoding_aes_key.get_secret_value()
+        if not (settings.wechat_app_id and token and aes_key):
+            raise ValueError("WECHAT_APP_ID, WECHAT_TOKEN and WECHAT_ENCODING_AES_KEY are required")
+        return ChannelConfig(app_id=settings.wechat_app_id, token=token, aes_key=aes_key,
+                             callback_url=settings.wechat_callback_url, listen=settings.wechat_listen,
+                             port=settings.wechat_port, release_on_start=settings.wechat_release_on_start)
+
+    def _crypto(self, config: ChannelConfig) -> Any:
+        return WeChatCrypto(config.token, config.aes_key, config.app_id)
+
+    def _api(self, settings: Settings, engine: Engine) -> Any:
+        return OfficialAccountApi(appid=settings.wechat_app_id, secret=settings.wechat_app_secret.get_secret_value(),
+                                  tokens_engine=engine, base_url=settings.wechat_base_url, clock=self.clock,
+                                  limit_retry_s=settings.wechat_limit_retry_s)
+
+    def _notifier(self) -> Notifier:
+        return WeChatNotifier(self.outbound, self.clock)
+
+    def _parse(self, xml: str) -> Any:
+        return parse_message(xml)
+
+    def _key(self, message: Any) -> int:
+        if message.type == "event":
+            return event_key(message.source, message.time, str(message.event))
+        if message.id:
+            return int(message.id)
+        return event_key(message.source, message.time, str(message.type))
+
+    def _payload(self, message: Any, alias: int) -> dict[str, Any]:
+        return _payload(message, alias)
 
     # ------------------------------------------------------------------ threads
     async def _in_inbox(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
@@ -307,23 +353,18 @@ class WeChatChannel:
             log.warning("wechat callback could not be decrypted: %s", type(exc).__name__)
             return 400
         try:
-            message = parse_message(xml)
+            message = self._parse(xml)
         except Exception as exc:  # noqa: BLE001 - a signed body we cannot read: 200, so WeChat does not retry it
             log.warning("wechat callback does not parse: %s", type(exc).__name__)
             return 200
         if message is None or not message.source:
             return 200
-        if message.type == "event":
-            key = event_key(message.source, message.time, str(message.event))
-        elif message.id:
-            key = int(message.id)
-        else:
-            key = event_key(message.source, message.time, str(message.type))
+        key = self._key(message)
         try:
             now = self.clock.now()
-            alias = await self._in_inbox(remember_user, engine=self.db_engine, channel=CHANNEL,
+            alias = await self._in_inbox(remember_user, engine=self.db_engine, channel=self.channel,
                                          user_ref=message.source, now=now)
-            new = await self._in_inbox(self.inbox.record, update_id=key, update_data=_payload(message, alias))
+            new = await self._in_inbox(self.inbox.record, update_id=key, update_data=self._payload(message, alias))
         except Exception:
             log.exception("wechat callback could not be stored")
             return 500
@@ -333,7 +374,7 @@ class WeChatChannel:
             log.info("wechat message %s is a duplicate: skipped", key)
             return 200
         self._ingested_at[key] = asyncio.get_running_loop().time()
-        self._raw[key] = _payload(message, alias)  # the first run uses it as received; a replay the masked copy
+        self._raw[key] = self._payload(message, alias)  # the first run uses it as received; a replay the masked copy
         self.lanes.submit(alias, functools.partial(self._process, key))
         return 200
 
@@ -342,7 +383,7 @@ class WeChatChannel:
         """(the Incoming of a stored message, None) or (None, a notice to send instead) or (None, None)."""
         alias = int(data.get("alias", 0))
         kind = str(data.get("type", ""))
-        base: dict[str, Any] = {"channel": CHANNEL, "user_id": alias, "chat_id": alias}
+        base: dict[str, Any] = {"channel": self.channel, "user_id": alias, "chat_id": alias}
         text = str(data.get("text") or "")
         if kind == "text":
             return await self.on_text(base, text)
@@ -354,7 +395,7 @@ class WeChatChannel:
         if kind == "voice":
             return await self.on_voice(base, str(data.get("file_id") or ""), str(data.get("recognition") or "")), None
         if kind == "event":
-            return self.on_event(base, str(data.get("event", "")), text), None
+            return self.on_event(base, str(data.get("event", "")), text, data)
         return Incoming(kind="unsupported", unsupported_type=kind or "other", **base), None
 
     async def on_text(self, base: dict[str, Any], text: str) -> tuple[Incoming | None, str | None]:
@@ -368,7 +409,7 @@ class WeChatChannel:
             if picked and button is None:
                 return None, TEXT_BUTTON_EXPIRED
             if button is not None:
-                return Incoming(kind="button", button=button, text=stripped, **base), None
+                return Incoming(kind="button", button=button, **base), None
         return Incoming(kind="text", text=text, **base), None
 
     async def on_voice(self, base: dict[str, Any], media_id: str, recognition: str) -> Incoming:
@@ -379,9 +420,8 @@ class WeChatChannel:
         failed = False
         if not recognition and self.settings.transcription_enabled and media_id:
             try:
-                audio = await asyncio.to_thread(self.api.download, media_id)
-                if len(audio) > MAX_VOICE_BYTES:
-                    audio = None
+                data: bytes = await asyncio.to_thread(self.api.download, media_id)
+                audio = data if len(data) <= MAX_VOICE_BYTES else None
             except Exception as exc:  # noqa: BLE001 - expired media, WeChat away: the 语音留言 path
                 failed = True
                 log.warning("wechat voice not fetched: %s", type(exc).__name__)
@@ -389,14 +429,15 @@ class WeChatChannel:
                       transcript=recognition.strip() or None)
         return Incoming(kind="voice", voice=voice, **base)
 
-    def on_event(self, base: dict[str, Any], event: str, key: str) -> Incoming | None:
+    def on_event(self, base: dict[str, Any], event: str, key: str,
+                 data: dict[str, Any]) -> tuple[Incoming | None, str | None]:
         if event in ("subscribe", "subscribe_scan"):
-            return Incoming(kind="command", text="/start", command="start", **base)
+            return Incoming(kind="command", text="/start", command="start", **base), None
         if event == "click" and key:  # a custom menu item: its key is a command ("/mycases") or words
             if key.startswith("/"):
-                return Incoming(kind="command", text=key, command=key[1:].lower(), **base)
-            return Incoming(kind="text", text=key, **base)
-        return None  # unsubscribe, view, the periodic LOCATION report, template delivery reports: nothing to say
+                return Incoming(kind="command", text=key, command=key[1:].lower(), **base), None
+            return Incoming(kind="text", text=key, **base), None
+        return None, None  # unsubscribe, view, the periodic LOCATION report, template delivery reports: nothing to say
 
     # ------------------------------------------------------------------ handling
     async def _process(self, key: int, *, retry: bool = True) -> None:
@@ -498,8 +539,12 @@ class WeChatChannel:
         while self._dispatch_wanted.is_set():
             self._dispatch_wanted.clear()
             try:
-                await dispatch_pending(engine=self.db_engine, notifier=self.notifier, clock=self.clock, limit=100,
-                                       channel=CHANNEL)
+                if self.push_notifier is not None:
+                    await dispatch_pending(engine=self.db_engine, notifier=self.push_notifier, clock=self.clock,
+                                           limit=100)
+                else:
+                    await dispatch_pending(engine=self.db_engine, notifier=self.notifier, clock=self.clock,
+                                           limit=100, channel=self.channel)
             except Exception:
                 log.exception("immediate wechat dispatch failed; the scheduler will retry")
 
@@ -532,10 +577,10 @@ class WeChatChannel:
 
     # ------------------------------------------------------------------ server
     async def start_server(self) -> int:
-        path = urlsplit(self.settings.wechat_callback_url).path or "/wechat"
+        path = urlsplit(self.config.callback_url).path or f"/{self.channel}"
         app = tornado.web.Application([(path, _CallbackHandler, {"channel": self})])
         server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=4 * MAX_BODY)
-        sockets = tornado.netutil.bind_sockets(self.settings.wechat_port, self.settings.wechat_listen)
+        sockets = tornado.netutil.bind_sockets(self.config.port, self.config.listen)
         server.add_sockets(sockets)
         self._server = server
         self.port = sockets[0].getsockname()[1]
@@ -547,8 +592,8 @@ class WeChatChannel:
         self._stopping.clear()
         self.lanes = ChatLanes()
         sender_stop = asyncio.Event()
-        if self.settings.wechat_release_on_start:  # one replica: any claim on a reply is a killed run's
-            taken = await asyncio.to_thread(release_replies, engine=self.db_engine, channel=CHANNEL,
+        if self.config.release_on_start:  # one replica: any claim on a reply is a killed run's
+            taken = await asyncio.to_thread(release_replies, engine=self.db_engine, channel=self.channel,
                                             now=self.clock.now())
             if taken:
                 log.warning("%s wechat replies were being sent when the last run stopped: sending them again "
@@ -557,7 +602,7 @@ class WeChatChannel:
         try:
             await self.replay_unfinished()
             await self.start_server()
-            log.info("微信公众号回调已启动：%s:%s", self.settings.wechat_listen, self.port)
+            log.info("%s 回调已启动：%s:%s", self.channel, self.config.listen, self.port)
             if on_started is not None:
                 await on_started()
             await stop.wait()

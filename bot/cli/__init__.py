@@ -14,6 +14,7 @@ import typer
 
 from bot.cli import chat, db, demo, evaluation, knowledge, policies, review, run, scheduler, stats, understanding, web
 from bot.cli import notify as notify_command
+from bot.cli import wecom as wecom_command
 from bot.cli.common import console, err_console, quiet_libraries
 
 app = typer.Typer(help="quanbot：网格化社会治理 AI 社工（泉小智式）命令行。", no_args_is_help=True,
@@ -33,5 +34,6 @@ app.add_typer(db.app, name="db")
 app.add_typer(policies.app, name="policies")
 app.add_typer(review.app, name="review")
 app.add_typer(web.admin_app, name="admin")
+app.add_typer(wecom_command.app, name="wecom")
 
 __all__ = ["app", "console", "err_console"]

@@ -44,13 +44,22 @@ APP_SECRET = "test-app-secret"
 TOKEN = "quanbottoken"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, as the console issues them
 MAX_TEXT_BYTES = 2048
+CORP_ID = "ww0123456789abcdef"
+CORP_SECRET = "test-corp-secret"
+AGENT_ID = 1000002
+MAX_CARD_BUTTONS = 6
 
 
 class WeChatApiServer(ThreadedServer):
-    def __init__(self, *, app_id: str = APP_ID, secret: str = APP_SECRET) -> None:
+    def __init__(self, *, app_id: str = APP_ID, secret: str = APP_SECRET, corp_id: str = CORP_ID,
+                 corp_secret: str = CORP_SECRET, agent_id: int = AGENT_ID) -> None:
         super().__init__()
         self.app_id = app_id
         self.secret = secret
+        self.corp_id = corp_id
+        self.corp_secret = corp_secret
+        self.agent_id = agent_id
+        self.cards: list[dict[str, Any]] = []  # WeCom template cards sent (touser, card)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.valid_tokens: set[str] = set()
@@ -121,11 +130,19 @@ class WeChatApiServer(ThreadedServer):
 
     def _api(self, method: str, path: str, query: dict[str, str], body: bytes,
              content_type: str) -> tuple[int, str, bytes]:
+        if path == "/cgi-bin/gettoken":  # WeCom
+            if query.get("corpid") != self.corp_id or query.get("corpsecret") != self.corp_secret:
+                return _json({"errcode": 40001, "errmsg": "invalid secret"})
+            token = f"CORP-{next(self._ids)}-" + hashlib.sha1(str(time.time()).encode()).hexdigest()[:16]
+            self.valid_tokens = {t for t in self.valid_tokens if not t.startswith("CORP-")} | {token}
+            self.tokens_issued += 1
+            return _json({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200})
         if path == "/cgi-bin/token":
             if query.get("appid") != self.app_id or query.get("secret") != self.secret:
                 return _json({"errcode": 40125, "errmsg": "invalid appsecret"})
             token = f"TOKEN-{next(self._ids)}-" + hashlib.sha1(str(time.time()).encode()).hexdigest()[:16]
-            self.valid_tokens = {token}  # WeChat: a new token replaces the previous one
+            # WeChat: a new token replaces the previous one of the same account
+            self.valid_tokens = {t for t in self.valid_tokens if t.startswith("CORP-")} | {token}
             self.tokens_issued += 1
             return _json({"access_token": token, "expires_in": 7200})
         error = self._token_error(query.get("access_token", ""))
@@ -149,6 +166,30 @@ class WeChatApiServer(ThreadedServer):
                 return _json({"errcode": 40007, "errmsg": "invalid media_id"})
             self.sent.append({"touser": data.get("touser"), "msgtype": data.get("msgtype"), "content": content})
             return _json({"errcode": 0, "errmsg": "ok"})
+        if path == "/cgi-bin/message/send" and method == "POST":  # WeCom: an app's message to members
+            self.send_attempts += 1
+            if self.faults:
+                code = self.faults.popleft()
+                return _json({"errcode": code, "errmsg": f"injected {code}"})
+            data = json.loads(body.decode("utf-8") or "{}")
+            if int(data.get("agentid") or 0) != self.agent_id:
+                return _json({"errcode": 40056, "errmsg": "invalid agentid"})
+            if data.get("msgtype") == "text":
+                content = (data.get("text") or {}).get("content", "")
+                if len(content.encode("utf-8")) > MAX_TEXT_BYTES:
+                    return _json({"errcode": 45002, "errmsg": "content size out of limit"})
+                self.sent.append({"touser": data.get("touser"), "msgtype": "text", "content": content})
+                return _json({"errcode": 0, "errmsg": "ok"})
+            if data.get("msgtype") == "template_card":
+                card = data.get("template_card") or {}
+                buttons = card.get("button_list") or []
+                if (card.get("card_type") != "button_interaction" or not card.get("task_id")
+                        or not 1 <= len(buttons) <= MAX_CARD_BUTTONS
+                        or any(len(str(b.get("key", ""))) > 1024 for b in buttons)):
+                    return _json({"errcode": 40058, "errmsg": "invalid template_card"})
+                self.cards.append({"touser": data.get("touser"), "card": card})
+                return _json({"errcode": 0, "errmsg": "ok", "response_code": "RC" + str(next(self._ids))})
+            return _json({"errcode": 40008, "errmsg": "invalid message type"})
         if path == "/cgi-bin/media/upload" and method == "POST":
             msg = BytesParser(policy=policy.default).parsebytes(
                 f"Content-Type: {content_type}\r\n\r\n".encode() + body)
@@ -292,3 +333,38 @@ def _plain_signature(token: str, timestamp: str, nonce: str) -> str:
 def _between(text: str, start: str, end: str) -> str:
     i = text.index(start) + len(start)
     return text[i:text.index(end, i)]
+
+
+class WeComDriver(CallbackDriver):
+    """Posts a WeCom app's callbacks (the AES payload names the CorpID) and its URL check (encrypted echostr)."""
+
+    def __init__(self, url: str, *, token: str = TOKEN, aes_key: str = AES_KEY, corp_id: str = CORP_ID,
+                 agent_id: int = AGENT_ID):
+        from wechatpy.enterprise.crypto import WeChatCrypto as EnterpriseCrypto
+
+        super().__init__(url, token=token, aes_key=aes_key, app_id=corp_id, to_user=corp_id)
+        self.crypto = EnterpriseCrypto(token, aes_key, corp_id)
+        self.agent_id = agent_id
+
+    def xml(self, openid: str, msg_type: str, fields: str, **kw: Any) -> str:
+        return super().xml(openid, msg_type, fields + f"<AgentID>{self.agent_id}</AgentID>", **kw)
+
+    def card_press(self, userid: str, key: str, task_id: str = "task", **kw: Any) -> str:
+        return self.xml(userid, "event", "<Event><![CDATA[template_card_event]]></Event>"
+                        f"<EventKey><![CDATA[{key}]]></EventKey><TaskId><![CDATA[{task_id}]]></TaskId>"
+                        "<CardType><![CDATA[button_interaction]]></CardType>", **kw)
+
+    def verify(self, echostr: str, *, forge: bool = False) -> tuple[int, str]:
+        ts, nonce = str(int(time.time())), "n0nce"
+        envelope = self.crypto.encrypt_message(echostr, nonce, ts)
+        encrypted = _between(envelope, "<Encrypt><![CDATA[", "]]></Encrypt>")
+        signature = _between(envelope, "<MsgSignature><![CDATA[", "]]></MsgSignature>")
+        if forge:
+            signature = "0" * 40
+        query = urllib.parse.urlencode({"msg_signature": signature, "timestamp": ts, "nonce": nonce,
+                                        "echostr": encrypted})
+        try:
+            with urllib.request.urlopen(f"{self.url}?{query}", timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()

@@ -1,0 +1,215 @@
+"""The WeCom (企业微信) self-built app channel for grid workers: the same callback path, inbox, handler run and
+reply outbox as the Official Account (bot.channels.wechat.WeChatChannel), with WeCom's crypto, API and cards.
+
+What differs from the Official Account:
+* the verification GET carries an encrypted echostr under `msg_signature` (wechatpy.enterprise.crypto
+  .WeChatCrypto.check_signature decrypts it), and the AES payload names the CorpID;
+* messages go out with `message/send` from the app (agentid), with no 48-hour window;
+* a push with buttons (a task page: 接单 / 已联系 / 办结 ...) goes as its full text with numbered choices, then a
+  `button_interaction` template card whose buttons carry the same signed tokens as Telegram's callback_data
+  (bot.channels.callback, at most MAX_CARD_BUTTONS of them: the numbered choices cover every one). A press comes
+  back as a `template_card_event` whose EventKey is that token: verified by the same signer, it becomes the
+  same button Incoming as a Telegram press; forged or stale ones get TEXT_BUTTON_EXPIRED and change nothing.
+* a worker is the account (wecom, alias of their UserID); the same person may also hold a Telegram account.
+
+Must not: hold business rules or read the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from wechatpy.enterprise import WeChatClient as EnterpriseClient
+from wechatpy.enterprise import parse_message as parse_enterprise_message
+from wechatpy.enterprise.crypto import WeChatCrypto as EnterpriseCrypto
+from wechatpy.enterprise.exceptions import InvalidCorpIdException
+from wechatpy.exceptions import InvalidSignatureException
+
+from bot.channels.wechat import (
+    TEXT_BUTTON_EXPIRED,
+    ChannelConfig,
+    WeChatChannel,
+    WeChatOutbound,
+    _payload,
+    _set_menu,
+    event_key,
+)
+from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable
+from bot.channels.wechat_store import TokenStore, user_of
+from bot.dialogue.types import Incoming
+from bot.settings import Settings
+from casestore.clock import Clock
+from casestore.notify import DeliveryError, OutboundMessage, RetryLater
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wecom"
+WECOM_BASE_URL = "https://qyapi.weixin.qq.com"
+MAX_CARD_BUTTONS = 6  # WeCom's button_interaction card shows at most 6 buttons
+MAX_CARD_TITLE = 26
+TEXT_CARD_TITLE = "请选择操作"
+
+
+class _EnterpriseClient(EnterpriseClient):  # type: ignore[misc]
+    def __init__(self, *, corp_id: str, secret: str, base_url: str, timeout: float) -> None:
+        super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
+        self.API_BASE_URL = base_url.rstrip("/") + "/cgi-bin/"
+        self.tokens: TokenStore | None = None
+        self._last = ""
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        return self._fetch_access_token(url=self.API_BASE_URL + "gettoken",
+                                        params={"corpid": self.corp_id, "corpsecret": self.secret})
+
+    @property
+    def access_token(self) -> str:
+        assert self.tokens is not None
+        self._last = self.tokens.get()
+        return self._last
+
+    @property
+    def used_token(self) -> str:
+        return self._last
+
+
+class WeComApi(OfficialAccountApi):
+    """The app's calls with the same token, busy and limit rules as the Official Account's."""
+
+    def __init__(self, *, corp_id: str, agent_id: int, secret: str, tokens_engine: Any, base_url: str = "",
+                 timeout: float = 5.0, clock: Any = None, limit_retry_s: float = 60.0):
+        self.client = _EnterpriseClient(corp_id=corp_id, secret=secret, base_url=base_url or WECOM_BASE_URL,
+                                        timeout=timeout)
+        self.tokens = TokenStore(tokens_engine, name=f"wecom:{corp_id}:{agent_id}", fetch=self._fetch_token,
+                                 clock=clock)
+        self.client.tokens = self.tokens
+        self.agent_id = agent_id
+        self.busy_delays = (0.2, 0.5, 1.0)
+        self.limit_retry_s = limit_retry_s
+        self._sleep = time.sleep
+
+    def send_text(self, openid: str, text: str) -> None:
+        self.call(lambda: self.client.message.send_text(self.agent_id, openid, text))
+
+    def send_card(self, userid: str, *, title: str, choices: list[list[str]]) -> None:
+        """A button_interaction template card; each button's key is a signed action token."""
+        card = {"card_type": "button_interaction", "task_id": uuid.uuid4().hex,
+                "main_title": {"title": title[:MAX_CARD_TITLE]},
+                "button_list": [{"text": label[:10], "style": 1, "key": token}
+                                for label, token in choices[:MAX_CARD_BUTTONS]]}
+        self.call(lambda: self.client.message.send(self.agent_id, userid,
+                                                   msg={"msgtype": "template_card", "template_card": card}))
+
+
+class WeComNotifier:
+    """Pushes to grid workers on WeCom: the text with numbered choices, then the button card."""
+
+    def __init__(self, outbound: WeChatOutbound, clock: Clock):
+        self.outbound = outbound
+        self.clock = clock
+
+    async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
+        user = await asyncio.to_thread(user_of, self.outbound.engine, chat_id)
+        if user is None:
+            raise DeliveryError("unknown wecom user")
+        parts = self.outbound.renderer.render(message)
+        api: WeComApi = self.outbound.api  # type: ignore[assignment]
+        if parts[-1].choices:  # before the send: a number typed the moment the message shows must find them
+            await asyncio.to_thread(_set_menu, self.outbound.engine, chat_id, parts[-1].choices, self.clock)
+        try:
+            for part in parts:
+                await asyncio.to_thread(api.send_text, user[1], part.text)
+            choices = parts[-1].choices
+            if choices:
+                title = message.text.strip().splitlines()[0] if message.text.strip() else TEXT_CARD_TITLE
+                await asyncio.to_thread(api.send_card, user[1], title=title, choices=choices)
+        except WeChatLimited as exc:
+            raise RetryLater(exc.retry_after) from exc
+        except WeChatRefused as exc:
+            raise DeliveryError(str(exc)) from exc
+        except WeChatUnavailable as exc:
+            raise RetryLater(5.0) from exc
+
+
+def card_event_key(from_user: str, create_time: int | str, task_id: str, key: str) -> int:
+    """The inbox key of a card press: one per (user, time, card, button) — a second press of the same button a
+    second later is a second press, WeChat's retries of one press are one."""
+    digest = hashlib.sha256(f"{task_id}\x00{key}".encode()).hexdigest()[:16]
+    return event_key(from_user, create_time, f"template_card_event:{digest}")
+
+
+class WeComChannel(WeChatChannel):
+    channel = CHANNEL
+
+    def _config(self, settings: Settings) -> ChannelConfig:
+        token = settings.wecom_token.get_secret_value()
+        aes_key = settings.wecom_encoding_aes_key.get_secret_value()
+        if not (settings.wecom_corp_id and token and aes_key):
+            raise ValueError("WECOM_CORP_ID, WECOM_TOKEN and WECOM_ENCODING_AES_KEY are required")
+        return ChannelConfig(app_id=settings.wecom_corp_id, token=token, aes_key=aes_key,
+                             callback_url=settings.wecom_callback_url, listen=settings.wecom_listen,
+                             port=settings.wecom_port, release_on_start=settings.wecom_release_on_start)
+
+    def _crypto(self, config: ChannelConfig) -> Any:
+        return EnterpriseCrypto(config.token, config.aes_key, config.app_id)
+
+    def _api(self, settings: Settings, engine: Engine) -> Any:
+        return WeComApi(corp_id=settings.wecom_corp_id, agent_id=settings.wecom_agent_id,
+                        secret=settings.wecom_secret.get_secret_value(), tokens_engine=engine,
+                        base_url=settings.wecom_base_url, clock=self.clock)
+
+    def _notifier(self) -> Any:
+        return WeComNotifier(self.outbound, self.clock)
+
+    def _parse(self, xml: str) -> Any:
+        return parse_enterprise_message(xml)
+
+    def _raw_event(self, message: Any) -> dict[str, Any]:
+        data = getattr(message, "_data", {}) or {}
+        return data if isinstance(data, dict) else {}
+
+    def _key(self, message: Any) -> int:
+        raw = self._raw_event(message)
+        if str(raw.get("Event", "")).lower() == "template_card_event":
+            return card_event_key(message.source, message.time, str(raw.get("TaskId", "")),
+                                  str(raw.get("EventKey", "")))
+        return super()._key(message)
+
+    def _payload(self, message: Any, alias: int) -> dict[str, Any]:
+        raw = self._raw_event(message)
+        if str(raw.get("Event", "")).lower() == "template_card_event":
+            # the signed token is a machine field: stored under `data`, which the inbox's masking leaves as it is
+            return {"type": "event", "alias": alias, "create_time": int(message.time or 0),
+                    "event": "template_card_event", "data": str(raw.get("EventKey", ""))}
+        return _payload(message, alias)
+
+    def verify_get(self, query: dict[str, str]) -> tuple[int, str]:
+        """WeCom's URL check: the echostr is encrypted; its plain text goes back."""
+        try:
+            echo = self.crypto.check_signature(query.get("msg_signature", ""), query.get("timestamp", ""),
+                                               query.get("nonce", ""), query.get("echostr", ""))
+        except (InvalidSignatureException, InvalidCorpIdException):
+            self.stats.refused += 1
+            return 403, ""
+        except Exception:  # noqa: BLE001 - an echostr that does not decrypt
+            self.stats.refused += 1
+            return 403, ""
+        return 200, echo if isinstance(echo, str) else echo.decode()
+
+    def on_event(self, base: dict[str, Any], event: str, key: str,
+                 data: dict[str, Any]) -> tuple[Incoming | None, str | None]:
+        if event == "template_card_event":
+            button = self.signer.decode(str(data.get("data", "")))
+            if button is None:
+                self.stats.refused += 1
+                log.info("refused a wecom card press with forged or stale data")
+                return None, TEXT_BUTTON_EXPIRED
+            return Incoming(kind="button", button=button, **base), None
+        if event == "enter_agent":
+            return None, None
+        return super().on_event(base, event, key, data)
