@@ -314,8 +314,9 @@ def _ranks(n: int) -> set[int]:
 def _ranked_minutes(session: Session, out: dict[str, dict[Any, _Acc]], key: Any, *, now: datetime,
                     windows: Windows, where: list[Any], scope: Collection[str] | None, dialect: str) -> None:
     """The response minutes at the median's and P90's ranks of each (window, group), into `_Acc.ranked`.
-    Ungrouped (the overview), the database orders them and returns just those rows (ORDER BY .. LIMIT/OFFSET),
-    so 100k cases send back a handful; grouped, each group's minutes are fetched and ordered here."""
+    Ungrouped (the overview), the database orders them and returns just those rows (percentile_disc on
+    PostgreSQL, row_number elsewhere), so 100k cases send back a handful; grouped, each group's minutes are
+    fetched and ordered here."""
     minutes = _response_minutes_sql(dialect)
     answered = [*where, _not_merged(), col(Case.first_response_at).is_not(None)]
     if key is None:
@@ -334,15 +335,12 @@ def _ranked_minutes(session: Session, out: dict[str, dict[Any, _Acc]], key: Any,
                 found: list[Any] = list(session.execute(stmt).scalar_one() or [])
                 acc.ranked.update({r: float(m) for r, m in zip(ranks, found, strict=True)})
                 continue
-            for first, last in _runs(sorted(_ranks(n))):
-                # from whichever end is nearer, so the database keeps the fewest rows while it orders them
-                ascending = first - 1 <= n - last
-                stmt = (select(minutes).where(*answered_in)
-                        .order_by(minutes if ascending else minutes.desc())
-                        .offset(first - 1 if ascending else n - last).limit(last - first + 1))
-                values: list[Any] = list(session.execute(stmt).scalars())
-                in_order = range(first, last + 1) if ascending else range(last, first - 1, -1)
-                acc.ranked.update({r: float(m) for r, m in zip(in_order, values, strict=False)})
+            # one ordering, numbered; only the rows at the wanted ranks come back
+            numbered = (select(minutes.label("m"), func.row_number().over(order_by=minutes).label("rn"))
+                        .where(*answered_in).subquery())
+            at_ranks: list[Any] = _rows(session, select(numbered.c.m, numbered.c.rn)
+                                        .where(numbered.c.rn.in_(sorted(_ranks(n)))))
+            acc.ranked.update({int(rn): float(m) for m, rn in at_ranks})
         return
     rows: list[Any] = _rows(session, select(key, col(Case.created_at), minutes).where(*answered))
     for w, start in windows.items():
@@ -354,17 +352,6 @@ def _ranked_minutes(session: Session, out: dict[str, dict[Any, _Acc]], key: Any,
             values.sort()
             acc = out[w].setdefault(k, _Acc())
             acc.ranked.update({r: values[r - 1] for r in _ranks(len(values))})
-
-
-def _runs(ranks: list[int]) -> list[tuple[int, int]]:
-    """Sorted ranks as runs of consecutive ones ([3, 4, 9] -> [(3, 4), (9, 9)]), one query each."""
-    out: list[tuple[int, int]] = []
-    for r in ranks:
-        if out and r == out[-1][1] + 1:
-            out[-1] = (out[-1][0], r)
-        else:
-            out.append((r, r))
-    return out
 
 
 def _event_parts(session: Session, out: dict[str, dict[Any, _Acc]], keycol: Any, group: list[Any], *,
