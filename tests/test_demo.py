@@ -71,7 +71,7 @@ def test_small_day_runs_through_the_real_engine(runs: tuple[DemoResult, ...]) ->
     assert fig.hotspots >= 1 and fig.hotspot_reports >= 5
     # 未诉先办: the scheduler sweep told the hotspot's buildings (one notice per building; their quiet neighbours
     # get it: in this day every FU02 resident of those buildings reported, so it reaches nobody new)
-    assert fig.hotspot_notices >= 1 and fig.hotspot_notices_sent >= 0
+    assert fig.hotspot_notices >= 1
     # the QU05 full-time worker ignores the task: the ladder reaches the street command
     assert fig.escalations >= 2 and fig.street_level_cases >= 1
     # the neighbours' reports of one broken light are merged
