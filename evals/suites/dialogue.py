@@ -8,6 +8,7 @@ bound), and `steps`. Step kinds:
       telegram id; `case_of:` a resident alias picks the button of that resident's latest case)
   voice: {heard: TEXT, seconds: N}   a voice note; `heard` is what the transcription endpoint returned (the
       suite runs offline: without it the voice is one no endpoint transcribed, a 语音留言)
+  location: [LAT, LNG]          a shared location pin (Telegram's location message)
   advance: 48m | until: 61m     move the fake clock (relative / since start), running the sweep and the
                                 dispatcher at every due cursor on the way (as the 30 s scheduler would)
   sweep: true                   one sweep + dispatch now
@@ -392,6 +393,9 @@ def run_steps(sim: Sim, steps: list[dict[str, Any]], failed: list[str]) -> None:
             sim.handle(sim.incoming(user, "voice", voice=Voice(
                 file_id=f"eval-voice-{n}", duration=int(spec.get("seconds", 8)),
                 transcript=str(heard) if heard else None)))
+        elif "location" in step:
+            lat, lng = (float(x) for x in step["location"])
+            sim.handle(sim.incoming(user, "location", location=(lat, lng)))
         elif "command" in step:
             cmd = str(step["command"]).lstrip("/")
             sim.handle(sim.incoming(user, "command", text=f"/{cmd} {step.get('args', '')}".strip(), command=cmd,
