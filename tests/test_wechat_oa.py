@@ -240,3 +240,37 @@ async def test_voice_read_back_or_left_for_the_worker(oa: Running, wx: WeChatApi
     await oa.driver.apost(oa.driver.voice(openid, "VOICE-2"))
     await wx.async_wait_for(lambda sent: any("语音留言" in t for t in wx.texts_to(openid)[before:]))
     assert "工单号" in wx.texts_to(openid)[-1]
+
+
+def test_standalone_scheduler_pushes_to_wechat_users(engine: Engine, settings: Settings, wx: WeChatApiServer,
+                                                     policies: Policies, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`quanbot scheduler --once` with the Official Account configured: a pending push to a WeChat user goes out
+    through the OA API (the rest would go to Telegram or the log), with its buttons as numbered choices."""
+    from typer.testing import CliRunner
+
+    from bot.channels.wechat_store import get_menu, remember_user
+    from bot.cli import app
+    from casestore.clock import SystemClock
+    from casestore.dispatch import record_notification
+    from casestore.notify import Button, OutboundMessage
+
+    openid = "oRES_sched_0005"
+    now = SystemClock().now()
+    alias = remember_user(engine, channel="wechat", user_ref=openid, now=now)
+    resident = make_resident(engine, policies, user=alias, clock=SystemClock(), channel="wechat")
+    with session_scope(engine) as session:
+        assert record_notification(session=session, case_id=None, kind="notice", level=1,
+                                   recipient=f"resident:{resident.id}", now=now,
+                                   message=OutboundMessage(text="明天上午停水", buttons=[[Button("知道了", "useful")]]))
+    config = wx_settings(settings, wx)
+    for key in ("wechat_app_id", "wechat_base_url"):
+        monkeypatch.setenv(key.upper(), str(getattr(config, key)))
+    for key in ("wechat_app_secret", "wechat_token", "wechat_encoding_aes_key"):
+        monkeypatch.setenv(key.upper(), getattr(config, key).get_secret_value())
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("CHROMA_DIR", str(settings.chroma_dir))
+    result = CliRunner().invoke(app, ["scheduler", "--once"])
+    assert result.exit_code == 0, result.output
+    assert wx.texts_to(openid) == ["明天上午停水\n回复数字选择：\n1. 知道了"]
+    assert [c[0] for c in get_menu(engine, alias=alias, now=SystemClock().now())] == ["知道了"]

@@ -221,6 +221,16 @@ class RoutingNotifier:
         self.engine = engine
         self.channels = channels
 
+    async def initialize(self) -> None:  # the default may hold a bot's connections (a ManagedNotifier)
+        start = getattr(self.default, "initialize", None)
+        if start is not None:
+            await start()
+
+    async def shutdown(self) -> None:
+        stop = getattr(self.default, "shutdown", None)
+        if stop is not None:
+            await stop()
+
     async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
         if is_alias(chat_id):
             user = await asyncio.to_thread(user_of, self.engine, chat_id)

@@ -31,16 +31,20 @@ from wechatpy.enterprise.crypto import WeChatCrypto as EnterpriseCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
+from bot.channels.callback import CallbackSigner
 from bot.channels.wechat import (
     TEXT_BUTTON_EXPIRED,
     ChannelConfig,
     WeChatChannel,
+    WeChatNotifier,
     WeChatOutbound,
     _payload,
     _set_menu,
     event_key,
+    wechat_signing_key,
 )
 from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable
+from bot.channels.wechat_render import WeChatRenderer
 from bot.channels.wechat_store import TokenStore, user_of
 from bot.dialogue.types import Incoming
 from bot.settings import Settings
@@ -213,3 +217,21 @@ class WeComChannel(WeChatChannel):
         if event == "enter_agent":
             return None, None
         return super().on_event(base, event, key, data)
+
+
+def wechat_notifiers(settings: Settings, *, engine: Engine, clock: Clock) -> dict[str, Any]:
+    """The pushers of the configured WeChat channels without their callback servers (the standalone scheduler
+    pushes through these): {"wechat": ..., "wecom": ...}, signing buttons with the channels' key."""
+    renderer = WeChatRenderer(CallbackSigner(wechat_signing_key(settings), clock=clock))
+    out: dict[str, Any] = {}
+    if settings.wechat_enabled:
+        api = OfficialAccountApi(appid=settings.wechat_app_id, secret=settings.wechat_app_secret.get_secret_value(),
+                                 tokens_engine=engine, base_url=settings.wechat_base_url, clock=clock,
+                                 limit_retry_s=settings.wechat_limit_retry_s)
+        out["wechat"] = WeChatNotifier(WeChatOutbound(api, renderer, engine), clock)
+    if settings.wecom_enabled:
+        wecom_api = WeComApi(corp_id=settings.wecom_corp_id, agent_id=settings.wecom_agent_id,
+                             secret=settings.wecom_secret.get_secret_value(), tokens_engine=engine,
+                             base_url=settings.wecom_base_url, clock=clock)
+        out["wecom"] = WeComNotifier(WeChatOutbound(wecom_api, renderer, engine), clock)
+    return out

@@ -29,6 +29,12 @@ def scheduler_cmd(
         err_console.print("[yellow]未配置 TELEGRAM_TOKEN：通知将打印到终端。[/yellow]")
     services = Services(settings)
     notifier = make_notifier(settings, clock=services.clock)
+    if settings.wechat_enabled or settings.wecom_enabled:  # each push through the channel its chat belongs to
+        from bot.channels.wechat import RoutingNotifier
+        from bot.channels.wecom import wechat_notifiers
+
+        notifier = RoutingNotifier(notifier, engine=services.engine,
+                                   channels=wechat_notifiers(settings, engine=services.engine, clock=services.clock))
     deps = LoopDeps(engine=services.engine, policies=services.policies, sla=services.sla, clock=services.clock,
                     notifier=notifier, inbox_retention=timedelta(days=settings.inbox_retention_days))
 
