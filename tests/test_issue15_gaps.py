@@ -255,3 +255,21 @@ def test_a_position_typed_while_the_transfer_asks_to_whom_is_taken(dlg, engine, 
     dlg.handle(text("属于物业维修范围", user=w))
     (moved,) = _cases(engine)
     assert moved.assignee_role == "property_manager"
+
+
+# ---------------------------------------------------------------- a report's building without the estate
+def test_a_report_naming_only_a_building_is_placed_in_the_residents_estate(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock)  # 芙蓉小区3号楼2单元
+    said = "\n".join(report_through(dlg, "3号楼2单元楼道灯坏了"))
+    assert "地点：芙蓉小区3号楼2单元楼道" in said  # the confirm screen
+    (case,) = _cases(engine)
+    assert case.location_text == "芙蓉小区3号楼2单元楼道" and case.grid_id == "FU01"
+    sent = pushes(engine, clock)
+    assert any(case.code in t and "地点：芙蓉小区3号楼2单元楼道\n" in t for t in sent.texts_to(FU01_FULL_TIME))
+
+
+def test_a_stranger_without_an_address_keeps_the_building_as_typed(dlg, engine, clock, policies) -> None:  # type: ignore[no-untyped-def]
+    make_resident(engine, policies, clock=clock, estate=None)  # consented, no address bound
+    report_through(dlg, "3号楼2单元楼道灯坏了")
+    cases = _cases(engine)
+    assert cases and not (cases[0].location_text or "").startswith("芙蓉小区")

@@ -8,6 +8,7 @@ never the estate. Must not: bind anything (casestore.residents does), or confirm
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -86,10 +87,14 @@ def home_of(resident: Resident | None) -> Place | None:
                  building=resident.building, unit=resident.unit)
 
 
-def place_from_details(details: Any) -> Place | None:
-    """The place the classifier read from the message (estate, building, unit, room, "楼道"…), or None."""
+def place_from_details(details: Any, *, home: Place | None = None) -> Place | None:
+    """The place the classifier read from the message (estate, building, unit, room, "楼道"…), or None. With the
+    resident's `home`, a building named without its estate ("3号楼2单元楼道") is their estate's, so the worker's
+    push says which estate ("芙蓉小区3号楼2单元楼道")."""
     if details is None:
         return None
+    if home is not None and home.estate and not details.estate and details.building:
+        details = dataclasses.replace(details, estate=home.estate)
     floor = getattr(details, "floor", None)
     bits = [details.estate or "", f"{details.building}号楼" if details.building else "",
             f"{details.unit}单元" if details.unit else "", f"{floor}楼" if floor else "", str(details.room or ""),

@@ -48,7 +48,7 @@ def start_report(turn: Turn, u: Understanding, *, intent: str | None = None) -> 
         return
     draft = ReportDraft(items=_items(turn, u, intent=intent), attachments=list(turn.data.pending_attachments))
     turn.data.pending_attachments = []
-    place = place_from_details(u.details)
+    place = place_from_details(u.details, home=home_of(turn.resident()))
     if place is not None:
         draft.set_place(place)
     if turn.data.unbound_where:  # the address could not be read twice: the typed words are the place
@@ -156,7 +156,8 @@ def validate_what(turn: Turn, text: str) -> None:
         first.intent = combined.intent.label
     first.category, first.urgency = combined.category.label, combined.urgency.label
     if not draft.where:
-        place = place_from_details(u.details) or place_from_details(combined.details)
+        home = home_of(turn.resident())
+        place = place_from_details(u.details, home=home) or place_from_details(combined.details, home=home)
         if place is not None:
             draft.set_place(place)
     if combined.urgency.label == "emergency":
@@ -244,7 +245,7 @@ def on_edit(turn: Turn, text: str) -> None:
     if not only_place and not says_place:
         draft.items = _items(turn, u, default_intent=draft.items[0].intent)
         if not parsed:
-            place = place_from_details(u.details)
+            place = place_from_details(u.details, home=home_of(turn.resident()))
             if place is not None:
                 draft.set_place(place)
     draft.photo_asked = draft.what_asked = True
