@@ -32,6 +32,7 @@ from bot.settings import Settings
 from casestore.db import session_scope
 from casestore.dispatch import count_replies
 from casestore.models import Case
+from casestore.notify import Button, OutboundMessage
 from policies.models import Policies
 from tests.factories import SharedAI, make_resident, resident_of
 from tests.servers.wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN, CallbackDriver, WeChatApiServer
@@ -252,7 +253,6 @@ def test_standalone_scheduler_pushes_to_wechat_users(engine: Engine, settings: S
     from bot.cli import app
     from casestore.clock import SystemClock
     from casestore.dispatch import record_notification
-    from casestore.notify import Button, OutboundMessage
 
     openid = "oRES_sched_0005"
     now = SystemClock().now()
@@ -274,3 +274,33 @@ def test_standalone_scheduler_pushes_to_wechat_users(engine: Engine, settings: S
     assert result.exit_code == 0, result.output
     assert wx.texts_to(openid) == ["明天上午停水\n回复数字选择：\n1. 知道了"]
     assert [c[0] for c in get_menu(engine, alias=alias, now=SystemClock().now())] == ["知道了"]
+
+
+async def test_photo_and_location_and_long_text(oa: Running, wx: WeChatApiServer, engine: Engine,
+                                                policies: Policies) -> None:
+    """A photo sent while the report form asks for one goes on the case (its media id); a location message is a
+    location; a reply over WeChat's 2048 bytes arrives split, every part within the limit."""
+    openid = "oRES_media_0006"
+    alias = alias_of("wechat", openid)
+    make_resident(engine, policies, user=alias, clock=oa.channel.clock, channel="wechat")
+    await _say(oa, wx, openid, "楼道灯坏了好几天了", expect="跳过")
+    n = len(wx.texts_to(openid))
+    await oa.driver.apost(oa.driver.image(openid, "MEDIA-photo-1"))
+    await wx.async_wait_for(lambda s: any("对吗" in t for t in wx.texts_to(openid)[n:]))
+    await _say(oa, wx, openid, "1", expect="工单号")
+    with session_scope(engine) as session:
+        resident = resident_of(session, alias, channel="wechat")
+        case = session.execute(select(Case).where(Case.resident_id == resident.id)).scalars().one()  # type: ignore[union-attr]
+        assert "MEDIA-photo-1" in str(case.attachments)
+    n = len(wx.texts_to(openid))
+    await oa.driver.apost(oa.driver.location(openid, 36.66, 117.02, label="济南市历下区芙蓉街"))
+    await wx.async_wait_for(lambda s: len(wx.texts_to(openid)) > n)
+
+    long_text = "\n".join(f"第{i}条：居民反映的情况说明，" + "内容" * 30 for i in range(40))
+    renderer = oa.channel.renderer
+    parts = renderer.render(OutboundMessage(text=long_text, buttons=[[Button("好的", "useful")]]))
+    assert len(parts) > 1 and all(len(p.text.encode()) <= 2048 for p in parts)
+    assert parts[-1].choices and not any(p.choices for p in parts[:-1])
+    assert "".join(p.text.replace("\n", "") for p in parts).startswith(long_text.replace("\n", ""))
+    await oa.channel.outbound.send_parts(alias, parts, on_part=lambda: None)
+    assert wx.texts_to(openid)[-len(parts):] == [p.text for p in parts]  # the API took every part (45002 past 2048)
