@@ -267,3 +267,23 @@ def test_stats_and_overview_show_the_wall(dlg, engine: Engine, policies: Policie
     shown = json.loads(result.output)["overview"]["wishes"]
     assert shown == {"collected": 1, "claimed": 1, "fulfilled": 0, "open_now": 0, "median_claim_min": 12.0,
                      "p90_claim_min": 12.0}
+
+
+def test_the_console_overview_shows_the_wall(dlg, engine: Engine, policies: Policies, clock: FakeClock,
+                                            settings: Settings, ai):
+    from bot.services import Services
+    from tests.web_support import console_server, login, make_admin
+
+    _, sent = _wish(dlg, engine, policies, clock, "想请志愿者帮忙给老人理个发")
+    clock.advance(timedelta(minutes=45))
+    dlg.handle(press(_card(sent, FURONG_VOLUNTEER), user=FURONG_VOLUNTEER))
+    services = Services(settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
+                        knowledge=ai.knowledge)
+    make_admin(engine, "street-admin", now=clock.now())
+    with console_server(services) as base:
+        client = login(base, "street-admin")
+        page = client.get("/").text
+        tiles = dict(re.findall(r'data-wish-figure="(\w+)">\s*<div class="v">([^<]*)</div>', page))
+        assert tiles == {"collected": "1", "claimed": "1", "fulfilled": "0", "open_now": "0",
+                         "median_claim_min": "45.0"}, tiles
+        assert client.get("/api/overview").json()["wishes"]["median_claim_min"] == 45.0
