@@ -213,3 +213,18 @@ def test_quanbot_wecom_link_gives_a_grid_worker_a_second_account(engine: Engine,
     assert user_of(engine, alias_of("wecom", "WangFang"))[:2] == ("wecom", "WangFang")  # type: ignore[index]
     bad = CliRunner().invoke(app, ["wecom", "link", "999999999", "Nobody"])
     assert bad.exit_code == 2 and "没有找到网格员" in bad.output
+
+
+async def test_wecom_forged_and_duplicate_callbacks(both: Both, wx: WeChatApiServer, engine: Engine) -> None:
+    from bot.channels.inbox import Inbox
+
+    inbox = Inbox(engine, channel="wecom")
+    userid = "wk_faults"
+    status, _ = await both.worker.apost(both.worker.text(userid, "/tasks", msg_id=424242), forge=True)
+    assert status == 403 and inbox.count() == 0
+    press = both.worker.card_press(userid, "a:A:JN20261202-0001::zz:forgedforged", task_id="t1", create_time=1)
+    for _ in range(3):  # WeCom's retries carry the same CreateTime: one press
+        assert await both.worker.apost(press) == (200, "success")
+    await wx.async_wait_for(lambda s: len(wx.texts_to(userid)) >= 1)
+    await asyncio.sleep(0.3)
+    assert inbox.count() == 1 and wx.texts_to(userid) == ["这个选项已失效，请重新发送您的问题。"]
