@@ -287,3 +287,23 @@ def test_the_console_overview_shows_the_wall(dlg, engine: Engine, policies: Poli
         assert tiles == {"collected": "1", "claimed": "1", "fulfilled": "0", "open_now": "0",
                          "median_claim_min": "45.0"}, tiles
         assert client.get("/api/overview").json()["wishes"]["median_claim_min"] == 45.0
+
+
+def test_bad_input_to_the_wall_gets_a_short_chinese_answer(dlg, engine: Engine, policies: Policies,
+                                                           clock: FakeClock):
+    code, sent = _wish(dlg, engine, policies, clock, "想请志愿者帮忙给老人理个发")
+    # 认领 on a case that is no wish (an ordinary report of the same resident)
+    report_through(dlg, "楼道灯坏了，晚上黑")
+    with session_scope(engine) as s:
+        other = s.exec(select(Case).where(col(Case.intent) != "wish")).one().code
+    assert all_text(dlg.handle(button("wclaim", other, user=FU01_VOLUNTEER))) == "没有找到这个心愿。"
+    assert all_text(dlg.handle(button("wdone", code, user=FU01_VOLUNTEER))) == wishes.NOT_CLAIMER  # not claimed yet
+    dlg.handle(press(_card(sent, FU01_VOLUNTEER), user=FU01_VOLUNTEER))
+    dlg.handle(button("wprog", code, user=FU01_VOLUNTEER))
+    huge = dlg.handle(text("周六上门" + "很" * 5000 + "\x00\ud800", user=FU01_VOLUNTEER))
+    assert all_text(huge).endswith(texts.WISH_PROGRESS_SENT.format(code=code))
+    with session_scope(engine) as s:
+        notes = [e.note for e in s.exec(select(CaseEvent).where(col(CaseEvent.action) == "note"))]
+    assert len(notes) == 1 and notes[0] is not None and len(notes[0]) <= wishes.NOTE_MAX
+    # the resident presses 还没有 before anyone said 已完成
+    assert all_text(dlg.handle(button("wish_no", code))) == "好的，志愿者还在帮您办。"
