@@ -41,6 +41,7 @@ from casestore.models import Case, CaseEvent, Hotspot, Notification
 from casestore.notify import RecordingNotifier
 from casestore.residents import bind_address, record_consent
 from casestore.sweep import sweep
+from casestore.wishes import sweep_wishes_all
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult
 from evals.fixtures import classifier_for, fresh_database, read_cases, settings_for
 from knowledge.service import KnowledgeRuntime
@@ -162,6 +163,7 @@ class Sim:
 
     def sweep(self) -> None:
         sweep(engine=self.engine, policies=self.services.policies, sla=self.services.sla, clock=self.clock)
+        sweep_wishes_all(engine=self.engine, policies=self.services.policies, clock=self.clock)  # as the tick does
         self.dispatch()
 
     def run_until(self, target: datetime) -> None:
