@@ -643,7 +643,10 @@ class WorkerAgent:
         self.sim.emit("worker", f"{self.worker.name if self.worker else self.telegram_id} 认领微心愿 {claim.case_code}")
         done = Button("已完成", "wdone", claim.case_code)
         when = self._working_time(self.sim.now + timedelta(minutes=rng.uniform(60, 240)), "normal", rng)
-        self.sim.at(when, lambda: self.sim.handle(self._incoming("button", button=done)))
+        self.sim.at(when, lambda: self._press_done(done))
+
+    def _press_done(self, done: Button) -> None:
+        self.sim.handle(self._incoming("button", button=done))
 
     def _press(self, button: Button, action: str, rng: random.Random) -> None:
         notes = self.sim.sc.workers.notes
