@@ -25,11 +25,12 @@ from casestore.db import make_engine, session_scope, upgrade
 from casestore.org import sync_org
 from policies.loader import load_policies
 from tests.factories import shared_ai
-from tests.test_chaos_telegram import Figures, build_script, reference_run, run_chaos
+from tests.test_chaos_telegram import Figures, build_script, order_free_policies, reference_run, run_chaos
 
 
 def _one(seed: int, kills: int, postgres: str, tmp: Path) -> Figures:
-    policies = load_policies()
+    policies_dir = order_free_policies(tmp / "policies")
+    policies = load_policies(policies_dir)
     script = build_script(random.Random(seed))
     ai = shared_ai(tmp / "ai")
     reference = reference_run(script, policies, ai, tmp / "reference")
@@ -40,9 +41,9 @@ def _one(seed: int, kills: int, postgres: str, tmp: Path) -> Figures:
         with session_scope(engine) as session:
             sync_org(session=session, grids=policies.grids)
         try:
-            return run_chaos(engine=engine, database_url=url, policies=policies, ref=reference, script=script,
-                             rng=random.Random(seed), tmp=tmp, label=f"{engine.dialect.name} seed={seed}",
-                             kills=kills)
+            return run_chaos(engine=engine, database_url=url, policies=policies, policies_dir=policies_dir,
+                             ref=reference, script=script, rng=random.Random(seed), tmp=tmp,
+                             label=f"{engine.dialect.name} seed={seed}", kills=kills)
         finally:
             engine.dispose()
     finally:

