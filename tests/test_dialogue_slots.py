@@ -163,3 +163,16 @@ def test_a_door_that_will_not_close_is_a_report_not_an_emergency(dlg, engine, cl
     make_resident(engine, policies, clock=clock)
     said = all_text(dlg.handle(text("单元门门禁关不上")))
     assert "⚠️" not in said and "110" not in said and "我帮您登记" in all_text(dlg.handle(text("跳过")))
+
+
+@pytest.mark.parametrize("answer", ["对", "好的", "嗯嗯"])
+def test_a_yes_at_the_photo_prompt_goes_on_to_the_confirm_screen(dlg, engine, clock, policies, answer):
+    """Played in quanbot chat: 对 typed at 拍一张照片 dropped the draft and became a case titled 对."""
+    make_resident(engine, policies, clock=clock)
+    said = all_text(dlg.handle(text("想请志愿者帮忙给俺家老人理个发 他腿脚不好下不了楼")))
+    assert "照片" in said and state_of(engine) == State.report_photo
+    said = all_text(dlg.handle(text(answer)))
+    assert "我帮您登记" in said and "理个发" in said and state_of(engine) == State.report_confirm
+    dlg.handle(text("对"))
+    (case,) = cases(engine)
+    assert "理个发" in case.description and case.intent == "wish"

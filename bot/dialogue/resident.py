@@ -243,7 +243,9 @@ def _in_address(turn: Turn, text: str) -> None:
 
 
 def _in_report_photo(turn: Turn, text: str) -> None:
-    if is_skip(text):
+    # "对" / "好的" / "嗯" answer the photo prompt too: they mean "go on", and too short to be a new matter, so
+    # they must not drop the draft and become a case titled "对"
+    if is_skip(text) or text.strip() in YES or content_chars(text) < MIN_ACTIONABLE:
         report.skip_slot(turn, "photo")
         return
     turn.go(State.idle)  # they moved on; treat as a new message
