@@ -1,8 +1,8 @@
 """benchmarks/bench_llm_load.py, bounded for `make test`: 12 residents at once (questions and reports, known and
 new), a slow LLM (1 s a call) and a hanging one (LLM_TIMEOUT_S 2 s), on SQLite and PostgreSQL.
 
-The targets are the benchmark's: p95 of the first message <= min(2 x latency, LLM_TIMEOUT_S) + 0.5 s (slow) or LLM_TIMEOUT_S + 1 s (hang),
-no 系统开小差 and no "database is locked", and every known reporter's case opened."""
+The targets are the benchmark's: p95 of the first message <= min(2 x latency, LLM_TIMEOUT_S) + 0.5 s (slow) or
+LLM_TIMEOUT_S + 1 s (hang), no 系统开小差 and no "database is locked", and every known reporter's case opened."""
 
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ def test_deputy_also_away_falls_back_to_the_supervisor(engine, policies, sla, cl
         other.on_leave = True
         s.add(other)
     # ... and with the whole team away the supervisor takes it
-    r = open_(engine, policies, sla, clock, estate="芙蓉小区", building=16, title="井盖松动", description="东门井盖松动了")
+    r = open_(engine, policies, sla, clock, estate="芙蓉小区", building=16, title="井盖松动",
+              description="东门井盖松动了")
     assert _assignee_tg(engine, r) == FURONG_SUPERVISOR
     assert "deputy inactive" in r.assignment.reason and "on leave" in r.assignment.reason
 

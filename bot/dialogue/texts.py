@@ -118,7 +118,8 @@ VOICE_BROKEN = "这条语音文件好像损坏了，打不开。请重新录一�
 VOICE_UNSUPPORTED = "这种语音格式我暂时打不开。请用聊天软件自带的“按住说话”重新录一段，或者直接打字告诉我。"
 VOICE_CASE_TITLE = "语音留言（{seconds}秒）"
 VOICE_CASE_TEXT = "居民发来一条{seconds}秒的语音留言，请收听语音后联系居民。"
-VOICE_OFFLINE = "收到您的语音。我现在没法把语音转成文字，已作为语音留言交给网格员收听，工单号 {code}，{handler}会联系您。"
+VOICE_OFFLINE = ("收到您的语音。我现在没法把语音转成文字，已作为语音留言交给网格员收听，"
+                 "工单号 {code}，{handler}会联系您。")
 VOICE_TOO_LONG = ("这条语音超过了{limit}秒，我没法自动转成文字，已作为语音留言交给网格员收听，工单号 {code}，"
                   "{handler}会联系您。以后可以分几段短一点说，或者直接打字。")
 VOICE_KEPT_FOR_CONSENT = "收到您的语音。请先看一下下面的隐私说明，同意后我把这段语音交给网格员收听。"
@@ -390,7 +391,8 @@ BTN_NOTE_ATTACH = "补充到工单 {code}"
 BTN_NOTE_NEW = "新问题"
 
 # ---------------- a grid team shares the load (bot.dialogue.team) ----------------
-LEAVE_ON = "已登记您请假。新工单会交给本网格的其他网格员（都不在时交网格长），每天早上的工单提醒也暂停。回来后发 /back。"
+LEAVE_ON = ("已登记您请假。新工单会交给本网格的其他网格员（都不在时交网格长），"
+            "每天早上的工单提醒也暂停。回来后发 /back。")
 LEAVE_HELD = "\n您手上还有 {n} 件在办工单，需要别人接手的，请在工单上点「转派」（发 /tasks 查看）。"
 LEAVE_ALREADY = "您已经是请假状态，新工单不会分派给您。回来后发 /back。"
 LEAVE_OFF = "欢迎回来！新工单会恢复分派给您，发 /tasks 查看手上的工单。"
