@@ -228,3 +228,86 @@ async def test_wecom_forged_and_duplicate_callbacks(both: Both, wx: WeChatApiSer
     await wx.async_wait_for(lambda s: len(wx.texts_to(userid)) >= 1)
     await asyncio.sleep(0.3)
     assert inbox.count() == 1 and wx.texts_to(userid) == ["这个选项已失效，请重新发送您的问题。"]
+
+
+async def test_photos_cross_between_oa_and_wecom_and_the_workers_proof_goes_on_the_case(
+        both: Both, wx: WeChatApiServer, engine: Engine, policies: Policies) -> None:
+    """The resident's photo (OA media) reaches the worker on WeCom as an image (downloaded from the OA, uploaded to
+    WeCom: the two accounts' media ids are not each other's); the worker's 办结 proof photo on WeCom goes on the
+    case by its WeCom media id, as a Telegram photo does by its file id, and reaches the resident as an image."""
+    from casestore.models import CaseEvent
+
+    clock = both.oa.clock
+    workers = _link_all_workers_to_wecom(engine, clock)
+    for userid in workers.values():
+        remember_user(engine, channel="wecom", user_ref=userid, now=clock.now(), inbound=False)
+    openid = "oRES_photo_0002"
+    make_resident(engine, policies, user=alias_of("wechat", openid), clock=clock, channel="wechat")
+    resident_photo = wx.put_media(b"\xff\xd8resident-dark-stairs", corp=False)
+    n = len(wx.texts_to(openid))
+    await both.resident.apost(both.resident.text(openid, "楼道灯坏了好几天了，晚上黑咕隆咚的"))
+    await wx.async_wait_for(lambda s: any("跳过" in t for t in wx.texts_to(openid)[n:]))
+    n = len(wx.texts_to(openid))
+    await both.resident.apost(both.resident.image(openid, resident_photo))
+    await wx.async_wait_for(lambda s: any("对吗" in t for t in wx.texts_to(openid)[n:]))
+    await both.resident.apost(both.resident.text(openid, "1"))
+    await wx.async_wait_for(lambda s: any("工单号" in t for t in wx.texts_to(openid)))
+    code = re.search(r"JN\d{8}-\d{4}", "\n".join(wx.texts_to(openid))).group(0)  # type: ignore[union-attr]
+
+    await _wait(lambda: bool(wx.cards))
+    card = wx.cards[-1]
+    userid = card["touser"]
+    assert wx.images_to(userid) == [b"\xff\xd8resident-dark-stairs"]  # an image, under a WeCom media id
+    assert not any(resident_photo in t or "（图片：" in t for t in wx.texts_to(userid))
+    keys = {b["text"]: b["key"] for b in card["card"]["button_list"]}
+
+    await both.worker.apost(both.worker.card_press(userid, keys[texts.BTN_RESOLVE], task_id=card["card"]["task_id"]))
+    await wx.async_wait_for(lambda s: any("办理结果" in t for t in wx.texts_to(userid)))
+    await both.worker.apost(both.worker.text(userid, "已更换灯泡"))
+    await wx.async_wait_for(lambda s: any("跳过" in t for t in wx.texts_to(userid)[-1:]))
+    proof = wx.put_media(b"\xff\xd8new-bulb-lit", corp=True)
+    await both.worker.apost(both.worker.image(userid, proof))
+    await wx.async_wait_for(lambda s: any(texts.RESOLVED.format(code=code) in t for t in wx.texts_to(userid)))
+
+    worker_id = next(w for w, u in workers.items() if u == userid)
+    with session_scope(engine) as session:
+        case = session.execute(select(Case).where(Case.code == code)).scalars().one()
+        assert {"type": "photo", "file_id": proof, "by": f"worker:{worker_id}"} in case.attachments
+        assert {"type": "photo", "file_id": resident_photo} in case.attachments
+        events = session.execute(select(CaseEvent).where(CaseEvent.case_id == case.id)).scalars().all()
+        assert any((e.data or {}).get("photo") == proof for e in events)
+    await wx.async_wait_for(lambda s: b"\xff\xd8new-bulb-lit" in wx.images_to(openid))  # the OA re-uploaded it
+    assert "已更换灯泡" in "\n".join(wx.texts_to(openid))
+
+
+async def test_a_photo_no_wechat_account_holds_stays_a_mention(both: Both, wx: WeChatApiServer,
+                                                                engine: Engine) -> None:
+    """A Telegram file id (or media past WeChat's 3 days) on a push: neither account has it, so the push goes as
+    text that mentions the photo, and nothing fails."""
+    from casestore.notify import OutboundMessage
+
+    userid = "wk_photo_mention"
+    alias = remember_user(engine, channel="wecom", user_ref=userid, now=both.oa.clock.now(), inbound=True)
+    await both.wecom.notifier.send(chat_id=alias, message=OutboundMessage(text="📋 新工单", photo="AgACAgTelegramId"))
+    assert wx.images_to(userid) == [] and "（图片：AgACAgTelegramId）" in wx.texts_to(userid)[-1]
+
+
+def test_wecom_media_upload_download_and_foreign_media(wx: WeChatApiServer, engine: Engine) -> None:
+    """WeCom's media/upload and media/get over the real client: its own media round-trip; an OA media id is not
+    WeCom's (40007, refused for good), nor a WeCom one the OA's."""
+    from bot.channels.wechat_api import OfficialAccountApi, WeChatRefused
+    from bot.channels.wecom import WeComApi
+    from tests.servers.wechat import APP_ID, APP_SECRET
+
+    api = WeComApi(corp_id=CORP_ID, agent_id=AGENT_ID, secret=CORP_SECRET, tokens_engine=engine, base_url=wx.base_url)
+    oa = OfficialAccountApi(appid=APP_ID, secret=APP_SECRET, tokens_engine=engine, base_url=wx.base_url)
+    media = api.upload_image(b"\xff\xd8proof")
+    assert api.download(media) == b"\xff\xd8proof"
+    api.send_image("wk_media", media)
+    assert wx.images_to("wk_media") == [b"\xff\xd8proof"]
+    with pytest.raises(WeChatRefused):
+        api.download(oa.upload_image(b"\xff\xd8oa"))
+    with pytest.raises(WeChatRefused):
+        oa.download(media)
+    with pytest.raises(WeChatRefused):
+        api.send_image("wk_media", "MEDIA-unknown")

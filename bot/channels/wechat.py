@@ -180,12 +180,51 @@ class WeChatOutbound:
             on_part()
 
 
-class WeChatNotifier:
-    """`casestore.notify.Notifier` for pushes to Official Account users (one attempt per call)."""
+PhotoFetch = Callable[[str], bytes]  # another account's media download: a photo id -> its bytes
 
-    def __init__(self, outbound: WeChatOutbound, clock: Clock):
+
+def photo_media(api: Any, photo: str, fetchers: Sequence[PhotoFetch]) -> str | None:
+    """A media id under which `api`'s account can send the photo of a push: the id itself when the photo is this
+    account's own media, else the bytes from the account that holds it (a resident's OA photo for a worker on
+    WeCom, a worker's WeCom photo for a resident) uploaded here. None: no account holds it (a Telegram file id,
+    media past WeChat's 3 days); the push text keeps its mention of the photo. Synchronous (run in a thread)."""
+    for fetch in (api.download, *fetchers):
+        try:
+            data = fetch(photo)
+        except Exception as exc:  # noqa: BLE001 - not this account's media, or the account away: try the next
+            log.debug("photo %s not at this source: %s", photo[:16], type(exc).__name__)
+            continue
+        if not data:
+            continue
+        if fetch is api.download:
+            return photo
+        try:
+            return str(api.upload_image(data))
+        except Exception as exc:  # noqa: BLE001 - the push goes without its image
+            log.warning("photo of a push not uploaded: %s", type(exc).__name__)
+            return None
+    return None
+
+
+async def send_photo(api: Any, user: str, photo: str | None, fetchers: Sequence[PhotoFetch],
+                     render: Callable[[OutboundMessage], list[WeChatPart]],
+                     message: OutboundMessage) -> tuple[list[WeChatPart], str | None]:
+    """The parts of a push and the media id of its photo to send after them (None: mentioned in the text)."""
+    media = await asyncio.to_thread(photo_media, api, photo, fetchers) if photo else None
+    if media is None:
+        return render(message), None
+    return render(OutboundMessage(text=message.text, buttons=message.buttons, photo=None,
+                                  voice=message.voice)), media
+
+
+class WeChatNotifier:
+    """`casestore.notify.Notifier` for pushes to Official Account users (one attempt per call). A push's photo
+    goes as an image after its text when this account or one of `fetchers` holds it (photo_media)."""
+
+    def __init__(self, outbound: WeChatOutbound, clock: Clock, fetchers: Sequence[PhotoFetch] = ()):
         self.outbound = outbound
         self.clock = clock
+        self.fetchers = tuple(fetchers)
 
     async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
         user = await asyncio.to_thread(user_of, self.outbound.engine, chat_id)
@@ -194,17 +233,44 @@ class WeChatNotifier:
         last = user[2]
         if last is None or self.clock.now() - last > WINDOW:
             raise DeliveryError("outside the 48-hour customer-service window")
-        parts = self.outbound.renderer.render(message)
+        parts, media = await send_photo(self.outbound.api, user[1], message.photo, self.fetchers,
+                                        self.outbound.renderer.render, message)
         if parts[-1].choices:  # before the send: a number typed the moment the message shows must find them
             await asyncio.to_thread(_set_menu, self.outbound.engine, chat_id, parts[-1].choices, self.clock)
         try:
             await self.outbound.send_parts(chat_id, parts, on_part=lambda: None)
+            if media is not None:
+                await _send_image(self.outbound.api, user[1], media)
         except RetryAfter as exc:
             raise RetryLater(retry_after_seconds(exc)) from exc
         except (Forbidden, BadRequest) as exc:
             raise DeliveryError(str(exc)) from exc
         except NetworkError as exc:
             raise RetryLater(5.0) from exc
+
+
+async def _send_image(api: Any, user: str, media: str) -> None:
+    """The image after a push's text: a failure is logged, not retried (the text went; a retry would repeat it)."""
+    try:
+        await asyncio.to_thread(api.send_image, user, media)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("image of a push not sent: %s", type(exc).__name__)
+
+
+def photo_fetchers(settings: Settings, engine: Engine, clock: Clock, *, besides: str) -> list[PhotoFetch]:
+    """The media downloads of the configured WeChat accounts other than `besides` ("wechat" or "wecom")."""
+    from bot.channels.wecom import WeComApi
+
+    out: list[PhotoFetch] = []
+    if besides != "wechat" and settings.wechat_app_id and settings.wechat_app_secret.get_secret_value():
+        oa = OfficialAccountApi(appid=settings.wechat_app_id, secret=settings.wechat_app_secret.get_secret_value(),
+                                tokens_engine=engine, base_url=settings.wechat_base_url, clock=clock)
+        out.append(oa.download)
+    if besides != "wecom" and settings.wecom_corp_id and settings.wecom_secret.get_secret_value():
+        out.append(WeComApi(corp_id=settings.wecom_corp_id, agent_id=settings.wecom_agent_id,
+                            secret=settings.wecom_secret.get_secret_value(), tokens_engine=engine,
+                            base_url=settings.wecom_base_url, clock=clock).download)
+    return out
 
 
 def _set_menu(engine: Engine, alias: int, choices: list[list[str]], clock: Clock) -> None:
@@ -307,7 +373,8 @@ class WeChatChannel:
                                   limit_retry_s=settings.wechat_limit_retry_s)
 
     def _notifier(self) -> Notifier:
-        return WeChatNotifier(self.outbound, self.clock)
+        return WeChatNotifier(self.outbound, self.clock,
+                              photo_fetchers(self.settings, self.db_engine, self.clock, besides=self.channel))
 
     def _parse(self, xml: str) -> Any:
         return parse_message(xml)

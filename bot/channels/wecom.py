@@ -22,25 +22,31 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
+import requests
 from sqlalchemy.engine import Engine
 from wechatpy.enterprise import WeChatClient as EnterpriseClient
 from wechatpy.enterprise import parse_message as parse_enterprise_message
 from wechatpy.enterprise.crypto import WeChatCrypto as EnterpriseCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
-from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.exceptions import InvalidSignatureException, WeChatClientException
 
 from bot.channels.callback import CallbackSigner
 from bot.channels.wechat import (
     TEXT_BUTTON_EXPIRED,
     ChannelConfig,
+    PhotoFetch,
     WeChatChannel,
     WeChatNotifier,
     WeChatOutbound,
     _payload,
+    _send_image,
     _set_menu,
     event_key,
+    photo_fetchers,
+    send_photo,
     wechat_signing_key,
 )
 from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable
@@ -100,6 +106,24 @@ class WeComApi(OfficialAccountApi):
     def send_text(self, openid: str, text: str) -> None:
         self.call(lambda: self.client.message.send_text(self.agent_id, openid, text))
 
+    def send_image(self, userid: str, media_id: str) -> None:
+        self.call(lambda: self.client.message.send_image(self.agent_id, userid, media_id))
+
+    def download(self, media_id: str) -> bytes:
+        """A temporary media file's bytes (a worker's photo). wechatpy's enterprise download goes to a fixed host
+        and passes an error body off as the file, so the request is made here, its errcode raised as usual."""
+        def fetch() -> bytes:
+            resp = requests.get(self.client.API_BASE_URL + "media/get", timeout=self.client.timeout,
+                                params={"access_token": self.client.access_token, "media_id": media_id})
+            resp.raise_for_status()
+            if "json" in resp.headers.get("Content-Type", ""):
+                body = resp.json()
+                raise WeChatClientException(body.get("errcode"), body.get("errmsg", ""), client=self.client,
+                                            request=resp.request, response=resp)
+            return bytes(resp.content)
+
+        return self.call(fetch)
+
     def send_card(self, userid: str, *, title: str, choices: list[list[str]]) -> None:
         """A button_interaction template card; each button's key is a signed action token."""
         card = {"card_type": "button_interaction", "task_id": uuid.uuid4().hex,
@@ -111,23 +135,28 @@ class WeComApi(OfficialAccountApi):
 
 
 class WeComNotifier:
-    """Pushes to grid workers on WeCom: the text with numbered choices, then the button card."""
+    """Pushes to grid workers on WeCom: the text with numbered choices, the photo (a resident's, uploaded from the
+    account that holds it: wechat.photo_media) as an image, then the button card."""
 
-    def __init__(self, outbound: WeChatOutbound, clock: Clock):
+    def __init__(self, outbound: WeChatOutbound, clock: Clock, fetchers: Sequence[PhotoFetch] = ()):
         self.outbound = outbound
         self.clock = clock
+        self.fetchers = tuple(fetchers)
 
     async def send(self, *, chat_id: int, message: OutboundMessage) -> None:
         user = await asyncio.to_thread(user_of, self.outbound.engine, chat_id)
         if user is None:
             raise DeliveryError("unknown wecom user")
-        parts = self.outbound.renderer.render(message)
         api: WeComApi = self.outbound.api  # type: ignore[assignment]
+        parts, media = await send_photo(api, user[1], message.photo, self.fetchers, self.outbound.renderer.render,
+                                        message)
         if parts[-1].choices:  # before the send: a number typed the moment the message shows must find them
             await asyncio.to_thread(_set_menu, self.outbound.engine, chat_id, parts[-1].choices, self.clock)
         try:
             for part in parts:
                 await asyncio.to_thread(api.send_text, user[1], part.text)
+            if media is not None:
+                await _send_image(api, user[1], media)
             choices = parts[-1].choices
             if choices:
                 title = message.text.strip().splitlines()[0] if message.text.strip() else TEXT_CARD_TITLE
@@ -168,7 +197,8 @@ class WeComChannel(WeChatChannel):
                         base_url=settings.wecom_base_url, clock=self.clock)
 
     def _notifier(self) -> Any:
-        return WeComNotifier(self.outbound, self.clock)
+        return WeComNotifier(self.outbound, self.clock,
+                             photo_fetchers(self.settings, self.db_engine, self.clock, besides=self.channel))
 
     def _parse(self, xml: str) -> Any:
         return parse_enterprise_message(xml)
@@ -228,10 +258,12 @@ def wechat_notifiers(settings: Settings, *, engine: Engine, clock: Clock) -> dic
         api = OfficialAccountApi(appid=settings.wechat_app_id, secret=settings.wechat_app_secret.get_secret_value(),
                                  tokens_engine=engine, base_url=settings.wechat_base_url, clock=clock,
                                  limit_retry_s=settings.wechat_limit_retry_s)
-        out["wechat"] = WeChatNotifier(WeChatOutbound(api, renderer, engine), clock)
+        out["wechat"] = WeChatNotifier(WeChatOutbound(api, renderer, engine), clock,
+                                       photo_fetchers(settings, engine, clock, besides="wechat"))
     if settings.wecom_enabled:
         wecom_api = WeComApi(corp_id=settings.wecom_corp_id, agent_id=settings.wecom_agent_id,
                              secret=settings.wecom_secret.get_secret_value(), tokens_engine=engine,
                              base_url=settings.wecom_base_url, clock=clock)
-        out["wecom"] = WeComNotifier(WeChatOutbound(wecom_api, renderer, engine), clock)
+        out["wecom"] = WeComNotifier(WeChatOutbound(wecom_api, renderer, engine), clock,
+                                     photo_fetchers(settings, engine, clock, besides="wecom"))
     return out

@@ -8,6 +8,10 @@ over real HTTP for the real wechatpy client::
     POST /cgi-bin/media/upload?access_token=..&type=image (multipart)     -> {"type", "media_id", "created_at"}
     GET  /cgi-bin/media/get?access_token=..&media_id=..                   -> the bytes, or an errcode
 
+and of the WeCom API (https://developer.work.weixin.qq.com/document/path/90664): gettoken, message/send (text,
+image, template_card), message/update_template_card, and the same media/upload and media/get paths. Media belong to
+the account whose token uploaded them (`put_media` for what a user sent): an OA media id is 40007 for WeCom and back.
+
 with WeChat's error codes: 40125 (wrong secret), 40001 (a token it never issued or one replaced), 42001 (an
 expired token: `expire_tokens()`), 45002 (text over 2048 bytes), 40007 (unknown media), 44002 (empty body) and
 whatever `fail_next(errcode, times)` injects into the next sends (-1 busy, 45047 limit, 45015 window ...).
@@ -69,6 +73,9 @@ class WeChatApiServer(ThreadedServer):
         self.send_attempts = 0
         self.faults: deque[int] = deque()
         self.media: dict[str, bytes] = {}
+        self.media_owner: dict[str, str] = {}  # media id -> "oa" or "corp" (whose token may read or send it)
+        self.card_updates: list[dict[str, Any]] = []  # WeCom update_template_card calls accepted
+        self.response_codes: set[str] = set()  # ResponseCodes of card presses not yet used for an update
         self._ids = itertools.count(1)
 
     handler_class: type[BaseHTTPRequestHandler]  # set below
@@ -88,9 +95,35 @@ class WeChatApiServer(ThreadedServer):
             self.expired_tokens |= self.valid_tokens
             self.valid_tokens.clear()
 
+    def put_media(self, data: bytes, *, corp: bool) -> str:
+        """A media file as a user's message puts it on the server (the callback then carries its id)."""
+        with self.lock:
+            media_id = f"MEDIA-{next(self._ids)}"
+            self.media[media_id] = data
+            self.media_owner[media_id] = "corp" if corp else "oa"
+            return media_id
+
+    def press_code(self) -> str:
+        """The ResponseCode WeCom puts in a card press's callback (usable once for update_template_card)."""
+        with self.lock:
+            code = f"RESP-{next(self._ids)}"
+            self.response_codes.add(code)
+            return code
+
+    def images_to(self, user: str) -> list[bytes]:
+        """The images sent to `user` (OA or WeCom), as bytes."""
+        with self.lock:
+            return [self.media[m["media_id"]] for m in self.sent if m["touser"] == user and m["msgtype"] == "image"]
+
+    def _media_of(self, media_id: str, token: str) -> bytes | None:
+        owner = "corp" if token.startswith("CORP-") else "oa"
+        if self.media_owner.get(media_id) != owner:
+            return None
+        return self.media.get(media_id)
+
     def texts_to(self, openid: str) -> list[str]:
         with self.lock:
-            return [m["content"] for m in self.sent if m["touser"] == openid]
+            return [m["content"] for m in self.sent if m["touser"] == openid and m["msgtype"] != "image"]
 
     def wait_for(self, pred: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -162,9 +195,11 @@ class WeChatApiServer(ThreadedServer):
             content = (data.get("text") or {}).get("content", "")
             if data.get("msgtype") == "text" and len(content.encode("utf-8")) > MAX_TEXT_BYTES:
                 return _json({"errcode": 45002, "errmsg": "content size out of limit"})
-            if data.get("msgtype") == "image" and (data.get("image") or {}).get("media_id") not in self.media:
+            media_id = (data.get("image") or {}).get("media_id", "")
+            if data.get("msgtype") == "image" and self._media_of(media_id, query.get("access_token", "")) is None:
                 return _json({"errcode": 40007, "errmsg": "invalid media_id"})
-            self.sent.append({"touser": data.get("touser"), "msgtype": data.get("msgtype"), "content": content})
+            self.sent.append({"touser": data.get("touser"), "msgtype": data.get("msgtype"), "content": content,
+                              "media_id": media_id})
             return _json({"errcode": 0, "errmsg": "ok"})
         if path == "/cgi-bin/message/send" and method == "POST":  # WeCom: an app's message to members
             self.send_attempts += 1
@@ -180,6 +215,13 @@ class WeChatApiServer(ThreadedServer):
                     return _json({"errcode": 45002, "errmsg": "content size out of limit"})
                 self.sent.append({"touser": data.get("touser"), "msgtype": "text", "content": content})
                 return _json({"errcode": 0, "errmsg": "ok"})
+            if data.get("msgtype") == "image":
+                media_id = (data.get("image") or {}).get("media_id", "")
+                if self._media_of(media_id, query.get("access_token", "")) is None:
+                    return _json({"errcode": 40007, "errmsg": "invalid media_id"})
+                self.sent.append({"touser": data.get("touser"), "msgtype": "image", "content": "",
+                                  "media_id": media_id})
+                return _json({"errcode": 0, "errmsg": "ok"})
             if data.get("msgtype") == "template_card":
                 card = data.get("template_card") or {}
                 buttons = card.get("button_list") or []
@@ -190,6 +232,18 @@ class WeChatApiServer(ThreadedServer):
                 self.cards.append({"touser": data.get("touser"), "card": card})
                 return _json({"errcode": 0, "errmsg": "ok", "response_code": "RC" + str(next(self._ids))})
             return _json({"errcode": 40008, "errmsg": "invalid message type"})
+        if path == "/cgi-bin/message/update_template_card" and method == "POST":  # WeCom: after a card press
+            data = json.loads(body.decode("utf-8") or "{}")
+            if int(data.get("agentid") or 0) != self.agent_id:
+                return _json({"errcode": 40056, "errmsg": "invalid agentid"})
+            response_code = str(data.get("response_code", ""))
+            if response_code not in self.response_codes:  # each press's code updates its card once
+                return _json({"errcode": 40157, "errmsg": "invalid response_code"})
+            if not (data.get("button") or {}).get("replace_name") and not data.get("template_card"):
+                return _json({"errcode": 40058, "errmsg": "invalid update"})
+            self.response_codes.discard(response_code)
+            self.card_updates.append(data)
+            return _json({"errcode": 0, "errmsg": "ok"})
         if path == "/cgi-bin/media/upload" and method == "POST":
             msg = BytesParser(policy=policy.default).parsebytes(
                 f"Content-Type: {content_type}\r\n\r\n".encode() + body)
@@ -197,11 +251,12 @@ class WeChatApiServer(ThreadedServer):
                 if part.get_param("name", header="content-disposition") == "media":
                     media_id = f"MEDIA-{next(self._ids)}"
                     self.media[media_id] = part.get_payload(decode=True) or b""
+                    self.media_owner[media_id] = "corp" if query.get("access_token", "").startswith("CORP-") else "oa"
                     return _json({"type": query.get("type", "image"), "media_id": media_id,
                                   "created_at": int(time.time())})
             return _json({"errcode": 41005, "errmsg": "media data missing"})
         if path == "/cgi-bin/media/get":
-            data_bytes = self.media.get(query.get("media_id", ""))
+            data_bytes = self._media_of(query.get("media_id", ""), query.get("access_token", ""))
             if data_bytes is None:
                 return _json({"errcode": 40007, "errmsg": "invalid media_id"})
             return 200, "image/jpeg", data_bytes
@@ -349,10 +404,11 @@ class WeComDriver(CallbackDriver):
     def xml(self, openid: str, msg_type: str, fields: str, **kw: Any) -> str:
         return super().xml(openid, msg_type, fields + f"<AgentID>{self.agent_id}</AgentID>", **kw)
 
-    def card_press(self, userid: str, key: str, task_id: str = "task", **kw: Any) -> str:
+    def card_press(self, userid: str, key: str, task_id: str = "task", response_code: str = "", **kw: Any) -> str:
+        code = f"<ResponseCode><![CDATA[{response_code}]]></ResponseCode>" if response_code else ""
         return self.xml(userid, "event", "<Event><![CDATA[template_card_event]]></Event>"
                         f"<EventKey><![CDATA[{key}]]></EventKey><TaskId><![CDATA[{task_id}]]></TaskId>"
-                        "<CardType><![CDATA[button_interaction]]></CardType>", **kw)
+                        f"<CardType><![CDATA[button_interaction]]></CardType>{code}", **kw)
 
     def verify(self, echostr: str, *, forge: bool = False) -> tuple[int, str]:
         ts, nonce = str(int(time.time())), "n0nce"
