@@ -311,3 +311,56 @@ def test_wecom_media_upload_download_and_foreign_media(wx: WeChatApiServer, engi
         oa.download(media)
     with pytest.raises(WeChatRefused):
         api.send_image("wk_media", "MEDIA-unknown")
+
+
+async def test_a_pressed_card_is_updated_to_show_the_choice(both: Both, wx: WeChatApiServer, engine: Engine,
+                                                            policies: Policies) -> None:
+    """After a verified press the card's buttons give way to one saying what was chosen (update_template_card with
+    the press's ResponseCode); a forged press updates nothing; a press without a ResponseCode is still handled."""
+    clock = both.oa.clock
+    workers = _link_all_workers_to_wecom(engine, clock)
+    for userid in workers.values():
+        remember_user(engine, channel="wecom", user_ref=userid, now=clock.now(), inbound=False)
+    openid = "oRES_card_0003"
+    make_resident(engine, policies, user=alias_of("wechat", openid), clock=clock, channel="wechat")
+    for text, expect in (("楼道灯坏了好几天了，晚上黑咕隆咚的", "跳过"), ("跳过", "对吗"), ("1", "工单号")):
+        n = len(wx.texts_to(openid))
+        await both.resident.apost(both.resident.text(openid, text))
+        await wx.async_wait_for(lambda s, n=n, e=expect: any(e in t for t in wx.texts_to(openid)[n:]))
+    code = re.search(r"JN\d{8}-\d{4}", "\n".join(wx.texts_to(openid))).group(0)  # type: ignore[union-attr]
+    await _wait(lambda: bool(wx.cards))
+    card = wx.cards[-1]
+    userid, task_id = card["touser"], card["card"]["task_id"]
+    keys = {b["text"]: b["key"] for b in card["card"]["button_list"]}
+
+    press_code = wx.press_code()
+    await both.worker.apost(both.worker.card_press(userid, keys[texts.BTN_ACCEPT], task_id=task_id,
+                                                   response_code=press_code))
+    await wx.async_wait_for(lambda s: any(texts.ACCEPTED.format(code=code) in t for t in wx.texts_to(userid)))
+    await _wait(lambda: bool(wx.card_updates))
+    update = wx.card_updates[-1]
+    assert update["response_code"] == press_code and update["userids"] == [userid]
+    assert update["agentid"] == AGENT_ID and update["button"]["replace_name"] == f"已选择：{texts.BTN_ACCEPT}"
+    assert press_code not in wx.response_codes  # used once
+
+    forged_code = wx.press_code()
+    n = len(wx.texts_to(userid))
+    await both.worker.apost(both.worker.card_press(userid, keys[texts.BTN_RESOLVE][:-3] + "xyz", task_id=task_id,
+                                                   response_code=forged_code, create_time=int(time.time()) + 1))
+    await wx.async_wait_for(lambda s: len(wx.texts_to(userid)) > n)
+    assert "已失效" in wx.texts_to(userid)[-1]
+    await asyncio.sleep(0.3)
+    assert len(wx.card_updates) == 1 and forged_code in wx.response_codes  # a forged press updates no card
+
+    # the menu the card's labels came from was replaced by the replies since: a later press still updates the
+    # card, with the plain wording
+    later = wx.press_code()
+    await both.worker.apost(both.worker.card_press(userid, keys[texts.BTN_RESOLVE], task_id=task_id,
+                                                   response_code=later, create_time=int(time.time()) + 2))
+    await wx.async_wait_for(lambda s: any("办理结果" in t for t in wx.texts_to(userid)))
+    await _wait(lambda: len(wx.card_updates) == 2)
+    assert wx.card_updates[-1]["response_code"] == later and wx.card_updates[-1]["button"]["replace_name"] == "已处理"
+
+    with session_scope(engine) as session:
+        case = session.execute(select(Case).where(Case.code == code)).scalars().one()
+        assert case.status == "accepted"

@@ -547,6 +547,7 @@ class WeChatChannel:
                 self.sender.deliver(alias, claimed)
             self._done(key)
             self._kick_dispatch()
+            await self._after_handled(data, incoming)
             return
 
     def _handle_in_transaction(self, key: int, alias: int | None, incoming: Incoming | None,
@@ -596,6 +597,9 @@ class WeChatChannel:
         if after is not None and after.state == "failed":
             self.stats.failed += 1
         return after
+
+    async def _after_handled(self, data: dict[str, Any], incoming: Incoming | None) -> None:
+        """What a channel does once an update's handling has committed (WeCom: update the pressed card)."""
 
     def _done(self, key: int) -> None:
         started = self._ingested_at.pop(key, None)

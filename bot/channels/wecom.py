@@ -10,6 +10,10 @@ What differs from the Official Account:
   (bot.channels.callback, at most MAX_CARD_BUTTONS of them: the numbered choices cover every one). A press comes
   back as a `template_card_event` whose EventKey is that token: verified by the same signer, it becomes the
   same button Incoming as a Telegram press; forged or stale ones get TEXT_BUTTON_EXPIRED and change nothing.
+  Once a verified press is handled, the card is updated (update_template_card with the press's ResponseCode) to
+  one grey button saying what was chosen, so its old buttons are no longer live;
+* a worker's photo (a 办结 proof) arrives as WeCom media and goes on the case by its media id; a push's photo held
+  by the Official Account (a resident's) is downloaded there and uploaded here (wechat.photo_media);
 * a worker is the account (wecom, alias of their UserID); the same person may also hold a Telegram account.
 
 Must not: hold business rules or read the environment.
@@ -51,7 +55,7 @@ from bot.channels.wechat import (
 )
 from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable
 from bot.channels.wechat_render import WeChatRenderer
-from bot.channels.wechat_store import TokenStore, user_of
+from bot.channels.wechat_store import TokenStore, get_menu, user_of
 from bot.dialogue.types import Incoming
 from bot.settings import Settings
 from casestore.clock import Clock
@@ -64,6 +68,8 @@ WECOM_BASE_URL = "https://qyapi.weixin.qq.com"
 MAX_CARD_BUTTONS = 6  # WeCom's button_interaction card shows at most 6 buttons
 MAX_CARD_TITLE = 26
 TEXT_CARD_TITLE = "请选择操作"
+CARD_DONE = "已选择：{label}"
+CARD_DONE_PLAIN = "已处理"
 
 
 class _EnterpriseClient(EnterpriseClient):  # type: ignore[misc]
@@ -123,6 +129,13 @@ class WeComApi(OfficialAccountApi):
             return bytes(resp.content)
 
         return self.call(fetch)
+
+    def update_card(self, userid: str, response_code: str, label: str) -> None:
+        """After a press: the card's buttons become one grey button saying what was chosen (update_template_card,
+        the press's ResponseCode, usable once)."""
+        body = {"userids": [userid], "agentid": self.agent_id, "response_code": response_code,
+                "button": {"replace_name": label[:MAX_CARD_TITLE]}}
+        self.call(lambda: self.client.post("message/update_template_card", data=body))
 
     def send_card(self, userid: str, *, title: str, choices: list[list[str]]) -> None:
         """A button_interaction template card; each button's key is a signed action token."""
@@ -219,8 +232,35 @@ class WeComChannel(WeChatChannel):
         if str(raw.get("Event", "")).lower() == "template_card_event":
             # the signed token is a machine field: stored under `data`, which the inbox's masking leaves as it is
             return {"type": "event", "alias": alias, "create_time": int(message.time or 0),
-                    "event": "template_card_event", "data": str(raw.get("EventKey", ""))}
+                    "event": "template_card_event", "data": str(raw.get("EventKey", "")),
+                    "response_code": str(raw.get("ResponseCode", "") or "")}
         return _payload(message, alias)
+
+    async def to_incoming(self, data: dict[str, Any]) -> tuple[Incoming | None, str | None]:
+        if data.get("event") == "template_card_event" and data.get("response_code"):
+            # the pressed button's label, for the card's update, from the choices shown with the card (the reply
+            # to the press replaces them)
+            menu = await self._in_inbox(get_menu, engine=self.db_engine, alias=int(data.get("alias") or 0),
+                                        now=self.clock.now())
+            token = str(data.get("data") or "")
+            data["label"] = next((c[0] for c in menu if c[1] == token), "")
+        return await super().to_incoming(data)
+
+    async def _after_handled(self, data: dict[str, Any], incoming: Incoming | None) -> None:
+        """A press acted on (its token verified): the card shows the choice instead of live buttons. Best effort:
+        the press is already handled; a card left live answers a second press as the dialogue does."""
+        code = str(data.get("response_code") or "")
+        if incoming is None or incoming.kind != "button" or data.get("event") != "template_card_event" or not code:
+            return
+        label = str(data.get("label") or "")
+        try:
+            user = await asyncio.to_thread(user_of, self.db_engine, int(data.get("alias") or 0))
+            api: WeComApi = self.api  # type: ignore[assignment]
+            if user is not None:
+                await asyncio.to_thread(api.update_card, user[1], code,
+                                        CARD_DONE.format(label=label) if label else CARD_DONE_PLAIN)
+        except Exception as exc:  # noqa: BLE001 - logged; the press itself went through
+            log.warning("wecom card not updated after a press: %s", type(exc).__name__)
 
     def verify_get(self, query: dict[str, str]) -> tuple[int, str]:
         """WeCom's URL check: the echostr is encrypted; its plain text goes back."""
