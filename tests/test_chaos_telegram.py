@@ -355,14 +355,16 @@ def run_chaos(*, engine: Engine, database_url: str, policies: Policies, policies
 
 
 def order_free_policies(folder: Path) -> Path:
-    """The sample policies copied to `folder` with the team's overflow out of reach. Which case is a full-time
-    worker's ninth depends on the order the chats are served in, which a kill changes; with overflow on, a reply
-    naming the part-timer instead of the full-time worker counts as handled twice (seen once in a run)."""
+    """The sample policies copied to `folder` with nobody on leave and the team's overflow out of reach. Both
+    make routing depend on load: which case is a full-time worker's ninth, and which of two part-timers standing
+    in for a worker on leave holds fewer cases, depend on the order the chats are served in, which a kill
+    changes; a reply naming another part-timer than the reference's then counts as handled twice (seen twice)."""
     shutil.copytree(DEFAULT_DIR, folder, dirs_exist_ok=True)
-    routing = folder / "routing.yaml"
-    text = routing.read_text("utf-8")
-    assert "overflow_after: 8" in text
-    routing.write_text(text.replace("overflow_after: 8", "overflow_after: 100000"), "utf-8")
+    for name, old, new in (("routing.yaml", "overflow_after: 8", "overflow_after: 100000"),
+                           ("grids.yaml", "on_leave: true", "on_leave: false")):
+        text = (folder / name).read_text("utf-8")
+        assert old in text, f"{name} no longer says {old!r}"
+        (folder / name).write_text(text.replace(old, new), "utf-8")
     return folder
 
 

@@ -43,10 +43,11 @@ from casestore.db import make_engine, session_scope, upgrade
 from casestore.dispatch import count_replies
 from casestore.models import Case, Conversation
 from casestore.org import sync_org
+from policies.loader import load_policies
 from policies.models import Policies
 from tests.factories import AI_CACHE, SharedAI, make_resident, resident_of, shared_ai
 from tests.servers.wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN, CallbackDriver, WeChatApiServer
-from tests.test_chaos_telegram import FURONG, PROBLEMS, QUSHUI, _compare
+from tests.test_chaos_telegram import FURONG, PROBLEMS, QUSHUI, _compare, order_free_policies
 
 KILLS = 2
 DUPLICATES = 15
@@ -164,9 +165,10 @@ def _free_port() -> int:
 class Bot:
     """`quanbot run` with only the Official Account configured, as a child process."""
 
-    def __init__(self, *, server: WeChatApiServer, database_url: str, tmp: Path, port: int):
-        self.env = {**os.environ, "DATABASE_URL": database_url, "VAR_DIR": str(AI_CACHE),
-                    "CHROMA_DIR": str(tmp / "chroma"), "LOG_LEVEL": "INFO", "WECHAT_APP_ID": APP_ID,
+    def __init__(self, *, server: WeChatApiServer, database_url: str, tmp: Path, port: int, policies_dir: Path):
+        self.env = {**os.environ, "DATABASE_URL": database_url, "POLICIES_DIR": str(policies_dir),
+                    "VAR_DIR": str(AI_CACHE), "CHROMA_DIR": str(tmp / "chroma"), "LOG_LEVEL": "INFO",
+                    "WECHAT_APP_ID": APP_ID,
                     "WECHAT_APP_SECRET": APP_SECRET, "WECHAT_TOKEN": TOKEN, "WECHAT_ENCODING_AES_KEY": AES_KEY,
                     "WECHAT_CALLBACK_URL": "https://wx.example.invalid/wechat", "WECHAT_PORT": str(port),
                     "WECHAT_BASE_URL": server.base_url, "WECHAT_LIMIT_RETRY_S": "1"}
@@ -276,6 +278,16 @@ def chaos_seed() -> int:
 
 
 @pytest.fixture(scope="module")
+def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return order_free_policies(tmp_path_factory.mktemp("policies"))
+
+
+@pytest.fixture(scope="module")
+def policies(policies_dir: Path) -> Policies:
+    return load_policies(policies_dir)
+
+
+@pytest.fixture(scope="module")
 def script(chaos_seed: int) -> Script:
     return build_script(random.Random(chaos_seed))
 
@@ -294,8 +306,8 @@ def chaos_db(request: pytest.FixtureRequest, engine: Engine, settings: Settings)
 
 
 def test_kill_minus_nine_mid_burst_loses_nothing_and_handles_nothing_twice(
-        chaos_db: tuple[Engine, str], policies: Policies, script: Script, reference: Reference, chaos_seed: int,
-        tmp_path: Path) -> None:
+        chaos_db: tuple[Engine, str], policies: Policies, policies_dir: Path, script: Script, reference: Reference,
+        chaos_seed: int, tmp_path: Path) -> None:
     engine, url = chaos_db
     rng = random.Random(chaos_seed)
     label = f"{engine.dialect.name} seed={chaos_seed}"
@@ -307,7 +319,7 @@ def test_kill_minus_nine_mid_burst_loses_nothing_and_handles_nothing_twice(
     t0 = time.monotonic()
     with WeChatApiServer() as server:
         driver = CallbackDriver(f"http://127.0.0.1:{port}/wechat")
-        bot = Bot(server=server, database_url=url, tmp=tmp_path, port=port)
+        bot = Bot(server=server, database_url=url, tmp=tmp_path, port=port, policies_dir=policies_dir)
 
         def up() -> bool:
             try:
