@@ -52,7 +52,6 @@ class Settings(BaseSettings):
     transcription_model: str = "whisper-1"
     transcription_timeout_s: float = Field(default=15.0, gt=0)
 
-
     # Telegram
     telegram_token: SecretStr = SecretStr("")
     telegram_base_url: str = ""
