@@ -532,10 +532,14 @@ def window_starts(now: datetime, tz: ZoneInfo) -> dict[str, datetime | None]:
     return {"today": midnight, "week": monday, "all": None}
 
 
-def overdue_now(*, session: Session, now: datetime, scope: Collection[str] | None = None) -> int:
-    """Open cases past a due time at `now`, whenever they were opened (merged duplicates left out)."""
+def overdue_now(*, session: Session, now: datetime, scope: Collection[str] | None = None,
+                opened_after: datetime | None = None) -> int:
+    """Open cases past a due time at `now`, whenever they were opened (merged duplicates left out); with
+    `opened_after`, only those opened after it (the overview adds these to its all-time pass's count)."""
     stmt = select(func.count()).select_from(Case).where(overdue_condition(now), _not_merged(),
                                                         *_case_filters(since=None, until=None, scope=scope))
+    if opened_after is not None:
+        stmt = stmt.where(col(Case.created_at) > opened_after)
     return int(session.execute(stmt).scalar_one())
 
 
@@ -578,9 +582,12 @@ def overview(*, session: Session, now: datetime, tz: ZoneInfo = SHANGHAI,
     """The overview's figures for today and this week (local days, the week from Monday) and all time; its times
     are given in `tz`. One query per kind of part whatever the windows (the street total only)."""
     now = now.astimezone(tz)
-    overdue = overdue_now(session=session, now=now, scope=scope)
     starts = window_starts(now, tz)
     parts = _aggregate(session, None, now=now, windows=starts, scope=scope)
+    # overdue now = the all-time pass's overdue (the cases not opened after `now`) + those opened after `now` (as
+    # a fake clock may have them): the same count as overdue_now(), without a second pass over the open cases
+    overdue = parts["all"].get(None, _Acc()).overdue + overdue_now(session=session, now=now, scope=scope,
+                                                                   opened_after=now)
     questions = question_counts(session=session, windows=starts, until=now, scope=scope)
     windows = {}
     for name, start in starts.items():
