@@ -58,7 +58,7 @@ from bot.channels.callback import CallbackSigner, signing_key
 from bot.channels.inbox import AlreadyHandled, Inbox, InboxEntry
 from bot.channels.outbound import ReplySender, retry_after_seconds
 from bot.channels.telegram import _HANDLER_CONNECTION, ChatLanes, Handler, _prepare_sqlite, on_connection
-from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable
+from bot.channels.wechat_api import OfficialAccountApi, WeChatLimited, WeChatRefused, WeChatUnavailable, WeComApi
 from bot.channels.wechat_render import WeChatPart, WeChatRenderer
 from bot.channels.wechat_store import get_menu, is_alias, remember_user, set_menu, user_of
 from bot.dialogue.types import Incoming, Voice
@@ -259,8 +259,6 @@ async def _send_image(api: Any, user: str, media: str) -> None:
 
 def photo_fetchers(settings: Settings, engine: Engine, clock: Clock, *, besides: str) -> list[PhotoFetch]:
     """The media downloads of the configured WeChat accounts other than `besides` ("wechat" or "wecom")."""
-    from bot.channels.wecom import WeComApi
-
     out: list[PhotoFetch] = []
     if besides != "wechat" and settings.wechat_app_id and settings.wechat_app_secret.get_secret_value():
         oa = OfficialAccountApi(appid=settings.wechat_app_id, secret=settings.wechat_app_secret.get_secret_value(),
