@@ -7,37 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from bot.dialogue import texts
 from bot.dialogue.pins import BTN_NO, BTN_YES
-from bot.services import Services
-from bot.settings import Settings
 from casestore.clock import FakeClock
 from policies.models import Policies
-from tests.factories import SharedAI, make_resident
+from tests.factories import make_resident
 from tests.servers.botapi import BotApiServer
 from tests.servers.tg_factories import make_location_update
+from tests.telegram_running import running  # noqa: F401 - fixture
 from tests.test_telegram_e2e import Running, start, tg, tg_settings  # noqa: F401 - fixtures
 from tests.test_telegram_loop_e2e import CASE_CODE, Chat, _labels, case_by_code, fast_settings, said  # noqa: F401
 
 RESIDENT = 556601
 QU01_FULL_TIME = 900128  # 曲水社区第一网格专职网格员 (曲水花园 1-6号楼)
-
-
-@pytest.fixture
-async def running(tg: BotApiServer, fast_settings: Settings, engine: Any, policies: Policies,  # noqa: F811
-                  clock: FakeClock, ai: SharedAI) -> Any:
-    services = Services(fast_settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                        knowledge=ai.knowledge)
-    bot: Running = await start(fast_settings, services.dialogue.handle, engine, clock)
-    try:
-        yield bot
-    finally:
-        await bot.stop()
-        services.close()
-    assert bot.channel.stats.errors == 0 and bot.channel.stats.refused_buttons == 0
-    assert not tg.rejected
 
 
 async def test_a_location_message_is_placed_confirmed_and_routes_the_case(

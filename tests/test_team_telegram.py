@@ -7,44 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from bot.dialogue import texts
-from bot.services import Services
-from bot.settings import Settings
 from casestore.clock import FakeClock
 from casestore.db import session_scope
 from casestore.models import AuditEvent, CaseEvent, CaseStatus
 from policies.models import Policies
-from tests.factories import FU01_FULL_TIME, SharedAI, make_resident
+from tests.factories import FU01_FULL_TIME, make_resident
 from tests.servers.botapi import BotApiServer
+from tests.telegram_running import pushed, running  # noqa: F401 - fixture
 from tests.test_telegram_e2e import Running, start, tg, tg_settings  # noqa: F401 - fixtures
 from tests.test_telegram_loop_e2e import CASE_CODE, Chat, _labels, _text_of, case_by_code, fast_settings, said  # noqa: F401
 
 RESIDENT = 555901
 FU01_DEPUTY = 900101  # 芙蓉社区第一网格兼职网格员（副）
-
-
-@pytest.fixture
-async def running(tg: BotApiServer, fast_settings: Settings, engine: Any, policies: Policies,  # noqa: F811
-                  clock: FakeClock, ai: SharedAI) -> Any:
-    services = Services(fast_settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                        knowledge=ai.knowledge)
-    bot: Running = await start(fast_settings, services.dialogue.handle, engine, clock)
-    try:
-        yield bot
-    finally:
-        await bot.stop()
-        services.close()
-    assert bot.channel.stats.errors == 0 and bot.channel.stats.refused_buttons == 0
-    assert not tg.rejected
-
-
-async def pushed(tg: BotApiServer, chat_id: int, needle: str, label: str | None = None) -> dict[str, Any]:  # noqa: F811
-    return await tg.async_wait_for(
-        lambda c: c["method"] in ("sendMessage", "sendPhoto") and c["params"].get("chat_id") == chat_id
-        and needle in _text_of(c["params"]) and (label is None or label in _labels(c["params"])), timeout=15)
 
 
 async def report(resident: Chat, body: str) -> str:

@@ -21,14 +21,13 @@ from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import BadRequest
 
 from bot.dialogue import COMMANDS_ADMIN, COMMANDS_RESIDENT, COMMANDS_WORKER, texts
-from bot.services import Services
-from bot.settings import Settings
 from casestore.clock import FakeClock
 from casestore.db import session_scope
 from casestore.models import AuditEvent, Case, CaseStatus
 from policies.models import Policies
-from tests.factories import FU01_FULL_TIME, FURONG_DUTY_DESK, SharedAI, make_resident
+from tests.factories import FU01_FULL_TIME, FURONG_DUTY_DESK, make_resident
 from tests.servers.botapi import DEFAULT_TOKEN, BotApiServer
+from tests.telegram_running import pushed, running  # noqa: F401 - fixture
 from tests.test_telegram_e2e import Running, start, tg, tg_settings  # noqa: F401 - fixtures
 from tests.test_telegram_loop_e2e import CASE_CODE, Chat, _labels, _text_of, case_by_code, fast_settings, said  # noqa: F401
 
@@ -37,28 +36,6 @@ STRANGER = 555889
 WORKER = FU01_FULL_TIME  # 900100, 芙蓉社区第一网格专职网格员 (王芳（示例）)
 QU01_FULL_TIME = 900128  # 曲水社区第一网格专职网格员 (曲水花园 1-6号楼)
 ADMIN = 90001  # tg_settings' admin id
-
-
-@pytest.fixture
-async def running(tg: BotApiServer, fast_settings: Settings, engine: Any, policies: Policies,  # noqa: F811
-                  clock: FakeClock, ai: SharedAI) -> Any:
-    services = Services(fast_settings, clock=clock, engine=engine, policies=policies, classifier=ai.classifier,
-                        knowledge=ai.knowledge)
-    bot: Running = await start(fast_settings, services.dialogue.handle, engine, clock)
-    try:
-        yield bot
-    finally:
-        await bot.stop()
-        services.close()
-    assert bot.channel.stats.errors == 0 and bot.channel.stats.refused_buttons == 0
-    assert not tg.rejected
-
-
-async def pushed(tg: BotApiServer, chat_id: int, needle: str, label: str | None = None) -> dict[str, Any]:  # noqa: F811
-    """A push the channel delivers right after the update that queued it."""
-    return await tg.async_wait_for(
-        lambda c: c["method"] in ("sendMessage", "sendPhoto") and c["params"].get("chat_id") == chat_id
-        and needle in _text_of(c["params"]) and (label is None or label in _labels(c["params"])), timeout=15)
 
 
 # ---------------------------------------------------------------- a person, relayed words, progress, reopen
