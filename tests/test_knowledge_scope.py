@@ -153,3 +153,19 @@ def test_ingest_reports_examples_whose_documents_are_gone(tmp_path: Path, monkey
     # 3 heating examples answer; the 3 residence-permit ones and 公积金 point at documents that are not indexed
     assert "能回答 3 条，不能回答 5 条，已失效 4 条" in result.output
     assert "居住证咋办理" in result.output
+
+
+def test_answered_examples_vote_for_their_documents_and_leave_rewordings_out() -> None:
+    """ScopeLibrary.votes: the nearest answered examples name their documents; unanswered ones never vote; with
+    `exclude_at_or_above` the question's own example does not vote for it (the eval's rule)."""
+    emb = HashEmbedder()
+    examples = [ScopeExample("暖气不热了咋办", ("heating",)), ScopeExample("暖气费一平米多少钱", ("heating",)),
+                ScopeExample("居住证咋办", ("residence-permit",)), ScopeExample("驾照到期咋换", ())]
+    lib = ScopeLibrary.build(examples, emb)
+    query = emb.embed_query("暖气不热了咋办")
+    votes = lib.votes(query)
+    assert max(votes.best, key=lambda d: votes.best[d]) == "heating"
+    assert votes.best["heating"] >= 0.999 and set(votes.best) == {"heating", "residence-permit"}
+    assert votes.nearest["heating"] == 2 and sum(votes.nearest.values()) == 3  # 3 answered examples, 10 voters
+    left_out = lib.votes(query, exclude_at_or_above=PARAPHRASE)
+    assert left_out.best["heating"] < PARAPHRASE  # only the other heating example is left to vote

@@ -115,3 +115,15 @@ def test_a_clarification_names_its_candidates_and_a_pick_answers_from_that_docum
     public = knowledge.ask(question, mode="offline").to_public()
     if "clarify" in public:
         assert public["answered"] is False and all({"title", "section", "doc_id"} <= set(c) for c in public["clarify"])
+
+
+def test_example_votes_become_features_and_are_zero_without_examples() -> None:
+    dense = [("a", 0.90), ("b", 0.89)]
+    plain = doc_features(dense=dense, bm25=[], card=[], tag_hits=set())
+    assert all(plain[d][f] == 0.0 for d in ("a", "b") for f in ("ex_gap", "ex_rr", "ex_knn"))
+    voted = doc_features(dense=dense, bm25=[], card=[], tag_hits=set(), example_best={"b": 0.93, "c": 0.95},
+                         example_knn={"b": 0.6})
+    # b is second among the voted documents and 0.02 below the best vote; a has no vote at all
+    assert voted["b"]["ex_rr"] == 0.5 and abs(voted["b"]["ex_gap"] + 0.2) < 1e-6 and voted["b"]["ex_knn"] == 0.6
+    assert voted["a"]["ex_rr"] < 0.05 and voted["a"]["ex_gap"] < voted["b"]["ex_gap"] and voted["a"]["ex_knn"] == 0
+    assert "c" not in voted  # votes rank candidates; they do not add documents the searches did not find
