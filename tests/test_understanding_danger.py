@@ -73,3 +73,36 @@ def test_a_model_emergency_on_calmed_words_falls_to_its_next_reading(clf: Messag
 def test_a_complaint_about_a_fight_keeps_its_intent_and_is_an_emergency(clf: MessageClassifier) -> None:
     u = clf.understand("俺要投诉对门 两口子打架 女的在喊救命")
     assert u.urgency.label == "emergency" and u.intent.label != "chitchat"
+
+
+@pytest.mark.parametrize("text", [
+    "俺闺女考学的事 急得俺要着火了",
+    "这两天加班忙得快晕过去了",
+    "楼道里堆了好多纸箱子 怕着火 能不能清一清",
+    "上礼拜厨房煤气漏过一回 已经修好了 问问还用检查不",
+    "早上闻到一股煤气味 现在没了 找谁来查查",
+    "楼下老有人抽烟 楼道里都是烟 呛人",
+    "电梯困人的话打哪个电话 问问备着",
+])
+def test_rules_let_figures_of_speech_fears_and_past_dangers_be(text: str) -> None:
+    """A metaphor (急得着火), a fear (怕着火), a danger said to be over (现在没了, 上礼拜) or cigarette smoke is no
+    danger now: no emergency rule fires (the model's reading of the same words is calmed or left alone)."""
+    r = apply_rules(text)
+    assert r.urgency != "emergency", (text, r.hits)
+
+
+@pytest.mark.parametrize(("text", "rule"), [
+    ("俺家小孙子吞了个硬币下去", "collapse"),
+    ("是不是煤气中毒了 俺俩都头晕恶心", "gas"),
+    ("插座那进水了 墙上的水还在往下流", "live_wire"),
+    ("楼顶上坐着个小孩 腿搭在外面", "falling_soon"),
+    ("俺爹在屋里 喊他也不答应 门反锁着", "collapse"),
+    ("外孙子出去玩 小区都找遍了也没见着人", "missing"),
+    ("雨下得太大 水都往俺家屋里灌", "flooding"),
+    ("工地的广告牌快掉了 下面是学校门口", "structure"),
+])
+def test_rules_catch_dangers_said_plainly(text: str, rule: str) -> None:
+    """Swallowed objects, dizziness beside gas, water at the electrics, a child on a roof edge, someone who does
+    not answer, a child searched for everywhere, water pouring in, a sign about to fall on a school gate."""
+    r = apply_rules(text)
+    assert r.urgency == "emergency" and any(h.startswith(rule + ":") for h in r.hits), (text, r.hits)

@@ -60,11 +60,12 @@ RULES: tuple[DangerRule, ...] = (
                                        r"(车|罐|电瓶|电池|屋|房|厨房|锅|楼|阳台)\S{0,3}(着了|炸了|爆炸)|爆炸了|\bfire\b"),
                "safety", _r(r"防火|火灾隐患|消防演练|消防栓|火气|上火|fire ?lane|(打|点)不着火|打着火")),
     DangerRule("smoke", "emergency", _r(r"冒烟|冒黑烟|冒浓烟|浓烟|黑烟|全是烟|都是烟|烟(好|很|太|特别)大|烟往|"
-                                        r"烧焦的?味|糊味|\bsmoke\b"),
-               "safety", _r(r"油烟|烧烤|烤串|抽烟|吸烟|烟头|烟囱|炉子|炒菜|秸秆|烟雾弹|不是着火")),
+                                        r"烧焦的?味|糊味|烟呛得\S{0,4}(下不了楼|出不去|睁不开|喘不)|\bsmoke\b"),
+               "safety", _r(r"油烟|烧烤|烤串|抽烟|吸烟|烟头|烟囱|炉子|炒菜|秸秆|烟雾弹|不是着火|厂子|工厂|排\S{0,2}烟"),
+               _r(r"抽烟|吸烟|烟头|烟民|二手烟")),
     DangerRule("gas", "emergency", _r(r"(煤气|燃气|然气|天然气|液化气|煤汽|燃汽)\S{0,3}"
                                       r"(味|泄漏|泄露|漏了|漏气|管\S{0,4}(断|破|穿))|"
-                                      r"漏气|臭鸡蛋味|(燃气|煤气|天然气)管\S{0,10}(穿|破|断|裂|漏)|"
+                                      r"漏气|臭鸡蛋|(味|热水器|燃气|煤气|炉子)\S{0,12}头晕|(一家|全家|一屋子?人)\S{0,4}头晕\S{0,3}(恶心|想吐|吐)|(燃气|煤气|天然气)管\S{0,10}(穿|破|断|裂|漏)|"
                                       r"(呲呲|嘶嘶|滋滋)\S{0,4}(往外)?(喷|冒)气|"
                                       r"(燃气表|燃气管|煤气管|天然气管|阀门|表)\S{0,6}(滋滋|嘶嘶|呲呲)\S{0,8}(响|味)|"
                                       r"一氧化碳|煤气中毒|嘶嘶\S{0,4}(冒|漏)|\bgas (leak|smell)"),
@@ -95,7 +96,10 @@ RULES: tuple[DangerRule, ...] = (
                                            r"叫(他|她)?不应|吃了\S{0,3}一?整瓶|一?整瓶\S{0,3}药\S{0,3}吃|"
                                            r"烫(了|得|伤)\S{0,4}(一大片|起泡|皮)|卡住了?\S{0,4}喘|冒冷汗|冷汗直流|"
                                            r"(心口|胸口|心脏)\S{0,4}(疼|痛|闷)\S{0,8}(冷汗|喘|不行|救护车)|"
-                                           r"(煤炉|炉子|蜂窝煤|炭火|烧炭)\S{0,12}(晕|吐|中毒|叫不醒)|中毒了"),
+                                           r"(煤炉|炉子|蜂窝煤|炭火|烧炭)\S{0,12}(晕|吐|中毒|叫不醒)|中毒了|"
+                                           r"(吞|咽)(了|下|进去)\S{0,6}(电池|纽扣|硬币|磁|钉|针|药)|"
+                                           r"吃了(一把|半瓶|一瓶|好多|一大把)\S{0,2}(药|安眠)|"
+                                           r"手脚\S{0,3}不听使唤|(喊|叫)(他|她)?(他|她)?也?不(说话|吭声|答应|应声)"),
                "health", _r(r"报销|费用|多少钱|慢病|体检|疫苗|腿脚不行|不行了吧|敲门\S{0,2}没反应|补贴|护理|康复|"
                             r"住院了|出院|保险|(按钮|按键|开关|遥控|手机|电脑|电视|机器)\S{0,4}没反应")),
     DangerRule("self_harm", "emergency", _r(r"不想活|活不下去|活着(没|没有)(意思|劲)|没啥意思了|想自杀|自杀|轻生|寻死|"
@@ -116,7 +120,7 @@ RULES: tuple[DangerRule, ...] = (
     DangerRule("missing", "emergency", _r(r"走丢|走失|失踪|放学没回(家|来)|" +
                                           _KIN + r"\S{0,12}"
                                                  r"(不见了|找不到了|没回来|没回家|找不着|找不见|丢了|联系不上了)|"
-                                                 r"人找不着了|"
+                                                 r"人找不着了|找遍了\S{0,4}也?(没|不见|找不)|"
                                           r"(放学|出门|出去|买菜|遛弯|上学)\S{0,12}(没回|没到家|还没到|不见人)|跟丢|"
                                           r"(小时|钟头)(了|啦)?还?没回(来|家)|\bmissing\b"),
                "safety", _r(r"(狗|猫|宠物|钥匙|手机|钱包|卡|证|本|包|车)\S{0,2}(丢了|不见了|找不到|找不着)|防走失|防丢|"
@@ -134,20 +138,23 @@ RULES: tuple[DangerRule, ...] = (
                require_text=_r(r"(还在|一直|正在|又在)\S{0,4}(往下)?(扔|砸|抛|丢)|砸(到|着|伤|碎)|花盆|砖|酒瓶|孩子|小孩|"
                                r"有人")),
     DangerRule("structure", "emergency", _r(r"(塔吊|脚手架|广告牌|招牌|围墙|院墙|阳台|房梁|屋顶|楼板)\S{0,4}"
-                                            r"(歪了|要倒|快倒|倒了|要塌|快塌|塌了|往下掉|晃得厉害)"),
-               "safety", require_text=_r(r"人|孩子|小孩|学生|底下|下面|路过")),
+                                            r"(歪了|要倒|快倒|倒了|要塌|快塌|塌了|往下掉|晃得厉害|要掉|快掉)"),
+               "safety", require_text=_r(r"人|孩子|小孩|学生|底下|下面|路过|幼儿园|学校")),
     # about to fall where people are below; only glass and windows, or with people named below
     DangerRule("falling_soon", "emergency", _r(r"(随时|马上要?|眼看要?|快要)掉(下来|了)?|往下掉|晃悠悠|一晃一晃|"
-                                               r"(站|爬|坐|蹲)\S{0,3}在?(窗台|窗户|阳台)\S{0,2}(外|边上)"),
+                                               r"(站|爬|坐|蹲)\S{0,3}在?(窗台|窗户|阳台)\S{0,2}(外|边上)|"
+                                               r"(趴|站|爬|坐|蹲|吊)\S{0,3}在?\S{0,6}(空调架|空调外机|窗户外|窗外)|"
+                                               r"(天台|楼顶|房顶)\S{0,2}(站着|坐着|蹲着)\S{0,2}(个|一个)?(人|学生|孩子|小孩|男的|女的)"),
                "safety", require_text=_r(r"玻璃|窗|人来人往|人都在|有人在下面|孩子|小孩|底下是|"
-                                         r"下面是\S{0,6}(门口|幼儿园|学校)")),
+                                         r"(下面|楼下|底下)(就)?是\S{0,6}(门口|幼儿园|学校|出口)|天台|楼顶|房顶")),
     # --- power and water
     DangerRule("live_wire", "emergency", _r(r"漏电|触电|电到人|带电|冒火花|冒火星|电火花|火星子|"
                                             r"(电表箱|配电箱|电箱)\S{0,4}(冒|着|火|响)|插线板泡|麻手|电麻了|"
                                             r"被电(了|到|着)|电了一下|"
                                             r"(杆|栏杆|栅栏|铁门|扶手|水管|水龙头|外壳|门把手|路灯|灯杆|电线杆|铁皮|"
                                             r"护栏|墙|洗衣机|热水器|晾衣架|防盗门|单元门)\S{0,6}(有电|电人|麻)|"
-                                            r"摸\S{0,6}(麻|有电|电了)|\blive wire"),
+                                            r"摸\S{0,6}(麻|有电|电了)|(电闸|电箱|电表箱|配电箱|插座|灯座|灯口)\S{0,4}(湿透|进水|泡|往下流|流水|淌水)|"
+                                            r"水\S{0,8}(灯座|灯口|插座|电闸)\S{0,4}(往下|流|淌|滴)|\blive wire"),
                "utilities", _r(r"漏电保护|飞线|私拉|焊|电焊")),
     # a wire down or cut is live unless the message says the power is off (a dug-up cable: an outage)
     DangerRule("wire_down", "emergency", _r(r"(电线|电缆|高压线)\S{0,8}(掉|断|落|耷拉|搭在|露出|泡在)"),
@@ -157,7 +164,8 @@ RULES: tuple[DangerRule, ...] = (
                                            r"往下浇|\bflood|水漫金山|"
                                            r"(家|屋|客厅|卧室|地板|床|一楼|地下室|厨房)\S{0,6}"
                                            r"(泡了|泡着|泡水|成了河|成河)|"
-                                           r"水\S{0,4}(到|没过|漫过)\S{0,2}(膝盖|脚脖子|小腿|腰)|水涨得"),
+                                           r"水\S{0,4}(到|没过|漫过)\S{0,2}(膝盖|脚脖子|小腿|腰)|水涨得|"
+                                           r"水\S{0,4}往\S{0,4}(屋里|家里|屋子里|一楼)\S{0,2}(灌|涌)"),
                "utilities", _r(r"路口|马路|路面|积水点|车库|漏水|渗水|污水|粪水|脏水|下水|屎水"),
                _r(_DAMAGE_DISPUTE.pattern + "|" + _STOPPED)),
     # a burst pipe floods a home only with the water said to be spreading; alone it is an outage (burst_pipe)
@@ -214,10 +222,11 @@ _HYPOTHETICAL = _r(r"如果|万一|要是|假如|假设|预防|防范|演练|演
                    r"逃生\S{0,4}(方法|技巧)|第一步该|应该怎么做|该注意啥|自救|科普|常识|"
                    r"(遇到|碰到|遇上)\S{0,8}(怎么|咋|该)|"
                    r"真\S{0,8}(的话|咋整|咋办|怎么办)|的话\S{0,4}(咋|怎么|该)|应该怎么(办|处理|逃生|做)|症状|要注意|"
-                   r"注意(啥|什么)")
+                   r"注意(啥|什么)|电视剧|电影里|电视里|视频里|梦见|做梦|小说")
 # said anywhere in a calm message, these make the whole of it a question for later ("想学学", "存一下")
-_CALM_QUESTION = _r(r"想学|学学|学一下|了解一下|存一下|想存|科普|知识|讲讲")
-_PAST = _r(r"上次|上回|上个月|去年|前年|之前那|以前|那次|那场|那回|上周|后来|那件事|那个事|事后|处理得?怎么样|处理了吗|"
+_CALM_QUESTION = _r(r"想学|学学|学一下|了解一下|存一下|想存|科普|知识|讲讲|备着|以备")
+_PAST = _r(r"上次|上回|上个月|上礼拜|上星期|前阵子|前段时间|前些天|"
+           r"去年|前年|之前那|以前|那次|那场|那回|上周|后来|那件事|那个事|事后|处理得?怎么样|处理了吗|"
            r"查清楚|赔偿|保险|找谁赔|新闻|听说|是(咋|怎么)回事|前天|昨天|前几天|那天|当时|遭了|烧没了")
 # feedback about a danger that is over: thanks, a banner, "found", "already out"
 _OVER = _r(r"锦旗|多亏|幸亏|感谢\S{0,10}(及时|帮|救|处理)|谢谢\S{0,12}(及时|帮|救|找回|处理)|找回来了|"
@@ -229,7 +238,12 @@ _NOTICE = _r(r"通知|公告|温馨提示|【转发】|转发|计划停|将于|�
 # practice and campaigns: the whole message is about them unless someone cries out ("演练时真着火了 救命")
 _DRILL = _r(r"演练|演习|演示|培训|讲座|宣传|科普")
 _RULE_QUESTION = _r(r"(能|可以|允许|让)\S{0,12}(吗|不|么|？|\?)|是否|规定|违规|违法吗|罚款|怎么(处理|处罚)|归谁管|找谁")
-_NEGATED = re.compile(r"(不是|没有|没|并没|并非|不像|别)\S{0,3}$")
+# "the danger is over now" said with 现在 (which alone would read as happening now)
+_OVER_NOW = _r(r"现在(没了|好了|没事了?|不\S?了)|已经(没|不)(味|烟|漏)了?")
+# a figure of speech (急得着火, 忙得要晕过去了) or a fear (怕着火, 担心掉下去) just before the danger word
+_METAPHOR = re.compile(r"(急|热|忙|累|气|饿|愁|烦|馋|冻|困|吓)(得|的)(我|俺)?都?(快|要)?要?$")
+_FEAR = re.compile(r"((?<!恐)怕(?!是)|担心|生怕|防止|以免|免得)\S{0,3}$")
+_NEGATED = re.compile(r"((?<!是)不是|没有|没|并没|并非|不像|别)\S{0,3}$")
 # spaces end a sentence in Chinese text, not between English words ("gas smell")
 _SENTENCE_SPLIT = re.compile(r"[。！？!?；;\n]+|(?<=[^\x00-\x7f])\s+|\s+(?=[^\x00-\x7f])")
 
@@ -255,6 +269,8 @@ def _guarded(rule: DangerRule, sentence: str, match: re.Match[str], whole: str) 
         return True
     if rule.require_text is not None and not rule.require_text.search(whole):
         return True
+    if _METAPHOR.search(sentence[: match.start()][-6:]):
+        return True
     return "calm" if _not_now(rule, sentence, match, whole) else False
 
 
@@ -262,6 +278,8 @@ def _not_now(rule: DangerRule, sentence: str, match: re.Match[str], whole: str) 
     if rule.exclude_text is not None and rule.exclude_text.search(whole) and not _LOUD_NOW.search(whole):
         return True
     if _NEGATED.search(sentence[: match.start()][-5:]):
+        return True
+    if (_FEAR.search(sentence[: match.start()][-5:]) or _OVER_NOW.search(whole)) and not _LOUD_NOW.search(whole):
         return True
     # "now" from this sentence, or from a loud cry anywhere ("上个月着火了，现在墙还黑着" stays past)
     now = bool(_NOW.search(sentence) or _LOUD_NOW.search(whole))
