@@ -106,3 +106,10 @@ def test_rules_catch_dangers_said_plainly(text: str, rule: str) -> None:
     not answer, a child searched for everywhere, water pouring in, a sign about to fall on a school gate."""
     r = apply_rules(text)
     assert r.urgency == "emergency" and any(h.startswith(rule + ":") for h in r.hits), (text, r.hits)
+
+
+def test_a_follow_up_on_a_reported_outage_stays_a_status_question(clf: MessageClassifier) -> None:
+    """The outage rule raises the urgency, but a resident asking after a case already reported is not opening a
+    new one: the intent stays status (only an emergency turns small talk or a follow-up into a call for help)."""
+    u = clf.understand("俺报的停电那个单子 派人了没有 到现在还没来电")
+    assert u.intent.label == "status" and u.urgency.label == "urgent", (u.intent.label, u.urgency.label, u.rule_hits)

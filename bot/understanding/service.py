@@ -181,8 +181,10 @@ class MessageClassifier(Classifier):
             forced.add("urgency")
             # an outage turns a question into a report; an emergency keeps the message's nature (a complaint
             # about a fight is still a complaint): the dialogue and routing act on its urgency
-            if intent.label in self.topicless or (intent.label in ("suggestion", "wish")) or (
-                    intent.label == "inquiry" and rules.urgency != "emergency"):
+            # a follow-up on a reported outage ("俺报的停水 派人了没") stays a status question: the case exists
+            keep_status = intent.label == "status" and rules.urgency != "emergency"
+            if not keep_status and (intent.label in self.topicless or intent.label in ("suggestion", "wish") or (
+                    intent.label == "inquiry" and rules.urgency != "emergency")):
                 intent = _pred(_force(scores["intent"], "help", 0.0), "help")
             if category.label == "other" and rules.category:
                 category = _pred(_force(scores["category"], rules.category, 0.0), rules.category)
