@@ -113,3 +113,10 @@ def test_a_follow_up_on_a_reported_outage_stays_a_status_question(clf: MessageCl
     new one: the intent stays status (only an emergency turns small talk or a follow-up into a call for help)."""
     u = clf.understand("俺报的停电那个单子 派人了没有 到现在还没来电")
     assert u.intent.label == "status" and u.urgency.label == "urgent", (u.intent.label, u.urgency.label, u.rule_hits)
+
+
+def test_a_follow_up_on_an_outage_still_waiting_keeps_its_urgency(clf: MessageClassifier) -> None:
+    """Status has no topic, but a case about heating still cold after three days is as urgent as when it was
+    reported: the model's "urgent" stands for a status question (no rule fires on this wording)."""
+    u = clf.understand("报修的暖气过了三天了还是冰凉 到底啥时候来人")
+    assert (u.intent.label, u.urgency.label, u.category.label) == ("status", "urgent", "other"), u.rule_hits

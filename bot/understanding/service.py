@@ -156,8 +156,11 @@ class MessageClassifier(Classifier):
         # taxonomy consistency: topicless intents have no topic and no clock; an inquiry is not urgent
         if intent.label in self.topicless:
             category = _pred(_force(scores["category"], "other", 0.0), "other")
-            urgency = _pred(_force(scores["urgency"], "normal", 0.0), "normal")
-            forced |= {"category", "urgency"}
+            forced.add("category")
+            # a follow-up on an outage still waiting (暖气报修三天了 还是冰凉的) keeps the model's "urgent"
+            if not (intent.label == "status" and urgency.label == "urgent"):
+                urgency = _pred(_force(scores["urgency"], "normal", 0.0), "normal")
+                forced.add("urgency")
         elif intent.label in ("inquiry", "suggestion", "wish"):
             urgency = _pred(_force(scores["urgency"], "normal", 0.0), "normal")
             forced.add("urgency")
