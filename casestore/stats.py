@@ -44,6 +44,7 @@ from casestore.models import (
     Case,
     CaseEvent,
     CaseStatus,
+    CaseTotal,
     CloseReason,
     Grid,
     Hotspot,
@@ -282,11 +283,23 @@ def _inside(column: Any, start: datetime | None) -> Any:
     return true() if start is None else column >= start
 
 
+def _case_sums(session: Session, keycol: Any, group: list[Any], rules: list[tuple[str, Any]],
+               where: list[Any]) -> dict[Any, _Acc]:
+    """The case figures' parts (`rules`) summed over the cases `where` selects, per value of `keycol`."""
+    out: dict[Any, _Acc] = {}
+    for k, *sums in _rows(session, select(keycol, *(_flag(c) for _, c in rules)).where(*where).group_by(*group)):
+        acc = out[k] = _Acc()
+        for (name, _), value in zip(rules, sums, strict=True):
+            setattr(acc, name, int(value or 0))
+    return out
+
+
 def _aggregate(session: Session, key: Any, *, now: datetime, windows: Windows, scope: Collection[str] | None,
                events: bool = True) -> dict[str, dict[Any, _Acc]]:
     """Every figure's parts per window and per value of `key` (a Case column, or None for one group keyed None):
-    one pass over the cases for all windows, the hotspots through their index, the response minutes at the
-    ranks the median and P90 need, one pass over the events."""
+    one pass over the cases per window (all time ungrouped: the kept totals instead, `_all_time_sums`), the
+    hotspots through their index, the response minutes at the ranks the median and P90 need, one pass over the
+    events."""
     group = [key] if key is not None else []
     keycol = key if key is not None else literal(None)
     dialect = session.get_bind().dialect.name
@@ -294,11 +307,10 @@ def _aggregate(session: Session, key: Any, *, now: datetime, windows: Windows, s
     cases_where = _case_filters(since=_earliest(windows), until=now, scope=scope)
     out: dict[str, dict[Any, _Acc]] = {w: {} for w in windows}
     for w, start in windows.items():  # one pass per window: the bounded ones read only their days (ix_case_created)
-        where = _case_filters(since=start, until=now, scope=scope)
-        for k, *sums in _rows(session, select(keycol, *(_flag(c) for _, c in rules)).where(*where).group_by(*group)):
-            acc = out[w][k] = _Acc()
-            for (name, _), value in zip(rules, sums, strict=True):
-                setattr(acc, name, int(value or 0))
+        if start is None and key is None:  # all time, one group: from the kept totals, not a pass over every case
+            out[w][None] = _all_time_sums(session, now=now, scope=scope)
+            continue
+        out[w] = _case_sums(session, keycol, group, rules, _case_filters(since=start, until=now, scope=scope))
     hotspots = [func.count(func.distinct(case((_inside(col(Case.created_at), start), col(Case.cluster_id)),
                                               else_=None))) for start in windows.values()]
     in_hotspot = col(Case.cluster_id).in_(select(col(Hotspot.id)))  # through ix_case_cluster_id: few cases
@@ -311,6 +323,49 @@ def _aggregate(session: Session, key: Any, *, now: datetime, windows: Windows, s
     if events:
         _event_parts(session, out, keycol, group, now=now, windows=windows, scope=scope, dialect=dialect)
     return out
+
+
+# the clock-free parts kept in case_totals (migration 0013), each the _Acc field it is or is half of
+_KEPT = ("cases", "duplicates", "resp_done", "resp_ok", "res_done", "res_ok", "open", "resolved", "resolved_ever",
+         "reopened", "answered", "auto_closed", "responded")
+
+
+def _open_real() -> Any:
+    """In a WHERE: open and not a merged duplicate, as the one expression that is ix_case_open_due's WHERE
+    (migration 0013; constants written out, as a database matches a partial index's WHERE only parameter-free)."""
+    open_ = col(Case.status).in_([literal_column(f"'{s}'") for s in sorted(_OPEN)])
+    one = literal_column("1", Integer)
+    return case((and_(open_, col(Case.duplicate_of_id).is_(None)), one), else_=literal_column("0", Integer)) == one
+
+
+def _all_time_sums(session: Session, *, now: datetime, scope: Collection[str] | None) -> _Acc:
+    """The all-time pass's sums (`_case_rules` over the cases opened up to `now`) without reading every case: the
+    clock-free parts from case_totals (a few rows per grid), the parts that depend on `now` from the open cases
+    (ix_case_open_due alone), less every part of the cases opened after `now` (ix_case_created; none unless a fake
+    clock lags). resp_n and res_n split on whether the case was answered / resolved, so the halves add up to them;
+    the totals hold no other condition on time, and "overdue" needs an open case."""
+    totals = [func.coalesce(func.sum(getattr(CaseTotal, name)), 0) for name in _KEPT]
+    kept = select(*totals).where(*([] if scope is None else [col(CaseTotal.grid_key).in_(sorted(scope))]))
+    sums: list[Any] = list(session.execute(kept).one())
+    parts = {name: int(v) for name, v in zip(_KEPT, sums, strict=True)}
+    acc = _Acc()
+    for name, value in parts.items():
+        if name not in ("resp_done", "res_done"):
+            setattr(acc, name, value)
+    due_resp, due_res = col(Case.response_due_at), col(Case.resolve_due_at)
+    late_response = and_(col(Case.first_response_at).is_(None), due_resp.is_not(None), due_resp < now)
+    late_resolution = and_(due_res.is_not(None), due_res < now)
+    clock = (select(_flag(late_response), _flag(and_(col(Case.resolved_at).is_(None), late_resolution)),
+                    _flag(or_(late_response, late_resolution)))
+             .where(_open_real(), *_case_filters(since=None, until=None, scope=scope)))
+    resp_late, res_late, overdue = (int(v or 0) for v in session.execute(clock).one())
+    acc.resp_n, acc.res_n, acc.overdue = parts["resp_done"] + resp_late, parts["res_done"] + res_late, overdue
+    rules = _case_rules(now)
+    later = _case_sums(session, literal(None), [], rules,
+                       [col(Case.created_at) > now, *_case_filters(since=None, until=None, scope=scope)])[None]
+    for name, _ in rules:
+        setattr(acc, name, getattr(acc, name) - getattr(later, name))
+    return acc
 
 
 # a window with under 1/_FEW of the most answered cases orders its own (through ix_case_created) on SQLite; measured
