@@ -29,6 +29,9 @@ class EvalContext:
     mode: str = "offline"  # offline | llm
     quick: bool = False  # the CI gate: a fixed-seed subset
     progress: Callable[[str, int, int], None] | None = None
+    # classification: the approaches compared beside the shipped one and the plain baseline (`--approaches`);
+    # empty: only those two, so a run does not embed every training line for arms the product does not ship
+    approaches: tuple[str, ...] = ()
 
 
 @dataclass

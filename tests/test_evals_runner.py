@@ -222,3 +222,33 @@ def test_cli_llm_mode_without_llm_measures_nothing_and_says_so(synthetic: Path, 
     res = CliRunner().invoke(app, ["eval", "synthetic", "--mode", "llm", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2
     assert "llm mode is not configured" in res.stderr
+
+
+def test_the_classification_approaches_reach_the_suite_and_the_report_names_them(
+        registered: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    def classification(ctx: EvalContext) -> SuiteResult:
+        seen.append(ctx.approaches)
+        return SuiteResult(name="classification", figures={})
+
+    _register(registered, "classification", classification)
+    doc = runner.run_all(["classification"], settings=None, modes=["offline"], thresholds={})
+    assert seen == [()]
+    assert "--approaches tfidf,embed,ensemble" in doc["notes"][0]
+    doc = runner.run_all(["classification"], settings=None, modes=["offline"], thresholds={},
+                         approaches=("embed", "ensemble"))
+    assert seen[-1] == ("embed", "ensemble") and "embed, ensemble" in doc["notes"][0]
+    assert not runner.run_all(["classification"], settings=None, modes=["offline"], thresholds={},
+                              quick=True)["notes"]  # the quick gate compares nothing
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
+    (tmp_path / "thresholds.yaml").write_text("{}\n", encoding="utf-8")  # the stub has no figures to gate
+    monkeypatch.setattr(runner, "THRESHOLDS_PATH", tmp_path / "thresholds.yaml")
+    cli = CliRunner()
+    res = cli.invoke(app, ["eval", "classification", "--approaches", "embed,bogus", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "bogus" in res.stderr
+    res = cli.invoke(app, ["eval", "classification", "--approaches", "tfidf, embed", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert seen[-1] == ("tfidf", "embed")
+    assert "tfidf, embed" in (tmp_path / "r" / "report.html").read_text(encoding="utf-8")

