@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from sqlmodel import Session
 from bot.demo.runner import demo_settings, prepare_dir, run_day, setup_environment
 from bot.demo.scenario import scenario_from_dict
 from bot.settings import PROJECT_ROOT, Settings
+from bot.web.demo import OffsetClock
 from casestore.db import make_engine
 from casestore.stats import overview
 from knowledge.service import KnowledgeRuntime
@@ -87,6 +89,8 @@ def test_the_one_time_login_opens_the_demo_day_and_the_overview_is_casestore_sta
     client = login(base, username, password)
     page = client.get("/")
     assert "演示模式" in page.text and "今日" in page.text and "本周" in page.text
+    # the demo's follow-up days end after the simulated day: the banner says why 今日 may be empty
+    assert "模拟日是" in page.text and "所以「今日」里可能没有新工单" in page.text
     shown = client.get("/api/overview").json()
     now = datetime.fromisoformat(shown["now"])
     # the console's clock is the end of the demo's day, not the wall clock
@@ -132,3 +136,13 @@ def test_without_a_demo_it_says_to_run_make_demo(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bot.cli", "web", "--demo", "--demo-dir", str(tmp_path / "none")],
                           capture_output=True, text=True, env=_env(), timeout=60, cwd=PROJECT_ROOT)
     assert done.returncode == 2 and "make demo" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_demo_note_names_the_simulated_day_only_when_the_clock_has_left_it() -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    day = datetime(2026, 11, 18, 1, 0, tzinfo=UTC)  # 09:00 local
+    assert OffsetClock(day + timedelta(hours=10), first=day, tz=tz).demo_note == ""
+    later = OffsetClock(day + timedelta(days=4), first=day, tz=tz).demo_note
+    assert "模拟日是 11月18日" in later and "11月22日 09:00" in later and "「本周」和「全部」" in later
+    next_week = OffsetClock(day + timedelta(days=6), first=day, tz=tz).demo_note
+    assert "「本周」" not in next_week and "「全部」" in next_week

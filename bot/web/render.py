@@ -47,5 +47,6 @@ def page(request: Request, name: str, staff: Staff | None, *, status_code: int =
     """Render `name` with the common context (who, scope, CSRF token, nav, current path)."""
     base = {"staff": staff, "scope": staff.scope if staff else None, "csrf": staff.csrf_token if staff else "",
             "nav": getattr(request.app.state, "nav", []), "path": request.url.path,
-            "demo": getattr(request.app.state, "demo", False)}
+            "demo": getattr(request.app.state, "demo", False),
+            "demo_note": getattr(getattr(request.app.state.services, "clock", None), "demo_note", "")}
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
