@@ -1,5 +1,5 @@
 """Classification suite: intent / category / urgency quality of the message classifier on a labelled JSONL
-(default: the held-out test split; `--data` names another, e.g. evals/data/independent/classification_heldout.jsonl),
+(default: the held-out test split; `--data` names another, e.g. evals/data/independent/classification_fresh.jsonl),
 emergency recall and precision, urgent recall, the per-class figures, and for lines that carry a complaint's
 `target` (staff / other) how often the classifier names it right.
 
