@@ -199,6 +199,11 @@ class CaseCounter(SQLModel, table=True):
     value: int = 0
 
 
+def _total() -> Any:
+    """One kept sum of case_totals: a BIGINT that starts at 0."""
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
 class CaseTotal(SQLModel, table=True):
     """The all-time sums of the case figures' clock-free parts, per grid ('' for none) and shard, kept by triggers
     on "case" (migration 0013) in every writer's transaction; `casestore.stats` sums them. Never written here."""
@@ -207,19 +212,19 @@ class CaseTotal(SQLModel, table=True):
 
     grid_key: str = Field(primary_key=True)
     shard: int = Field(primary_key=True)
-    cases: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    duplicates: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    resp_done: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    resp_ok: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    res_done: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    res_ok: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    open: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    resolved: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    resolved_ever: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    reopened: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    answered: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    auto_closed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    responded: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    cases: int = _total()
+    duplicates: int = _total()
+    resp_done: int = _total()
+    resp_ok: int = _total()
+    res_done: int = _total()
+    res_ok: int = _total()
+    open: int = _total()
+    resolved: int = _total()
+    resolved_ever: int = _total()
+    reopened: int = _total()
+    answered: int = _total()
+    auto_closed: int = _total()
+    responded: int = _total()
 
 
 class CaseEvent(SQLModel, table=True):

@@ -180,13 +180,18 @@ def _not_merged() -> Any:
     return case((col(Case.duplicate_of_id).is_(None), 1), else_=0) == 1
 
 
-def overdue_condition(now: datetime, *, open_: Any = None) -> Any:
-    """The rule for "overdue" as SQL (the board filters with it too): open and past its response due time
-    (unanswered) or its resolution due time. `open_`: is_open() in another form (as the caller's WHERE needs)."""
+def _past_due(now: datetime) -> tuple[Any, Any]:
+    """Past the response due time while unanswered, and past the resolution due time (open or not)."""
     past_response = and_(col(Case.first_response_at).is_(None), col(Case.response_due_at).is_not(None),
                          col(Case.response_due_at) < now)
     past_resolution = and_(col(Case.resolve_due_at).is_not(None), col(Case.resolve_due_at) < now)
-    return and_(is_open() if open_ is None else open_, or_(past_response, past_resolution))
+    return past_response, past_resolution
+
+
+def overdue_condition(now: datetime, *, open_: Any = None) -> Any:
+    """The rule for "overdue" as SQL (the board filters with it too): open and past its response due time
+    (unanswered) or its resolution due time. `open_`: is_open() in another form (as the caller's WHERE needs)."""
+    return and_(is_open() if open_ is None else open_, or_(*_past_due(now)))
 
 
 def _case_rules(now: datetime) -> list[tuple[str, Any]]:
@@ -326,8 +331,7 @@ def _aggregate(session: Session, key: Any, *, now: datetime, windows: Windows, s
 
 
 # the clock-free parts kept in case_totals (migration 0013), each the _Acc field it is or is half of
-_KEPT = ("cases", "duplicates", "resp_done", "resp_ok", "res_done", "res_ok", "open", "resolved", "resolved_ever",
-         "reopened", "answered", "auto_closed", "responded")
+_KEPT = tuple(c.name for c in CaseTotal.__table__.columns if not c.primary_key)  # type: ignore[attr-defined]
 
 
 def _open_real() -> Any:
@@ -352,9 +356,7 @@ def _all_time_sums(session: Session, *, now: datetime, scope: Collection[str] | 
     for name, value in parts.items():
         if name not in ("resp_done", "res_done"):
             setattr(acc, name, value)
-    due_resp, due_res = col(Case.response_due_at), col(Case.resolve_due_at)
-    late_response = and_(col(Case.first_response_at).is_(None), due_resp.is_not(None), due_resp < now)
-    late_resolution = and_(due_res.is_not(None), due_res < now)
+    late_response, late_resolution = _past_due(now)
     clock = (select(_flag(late_response), _flag(and_(col(Case.resolved_at).is_(None), late_resolution)),
                     _flag(or_(late_response, late_resolution)))
              .where(_open_real(), *_case_filters(since=None, until=None, scope=scope)))
