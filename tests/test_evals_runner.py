@@ -252,3 +252,7 @@ def test_the_classification_approaches_reach_the_suite_and_the_report_names_them
     assert res.exit_code == 0, res.output
     assert seen[-1] == ("tfidf", "embed")
     assert "tfidf, embed" in (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    res = cli.invoke(app, ["eval", "classification", "--approaches", "window", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output  # retrieval's arm is a known name, and no classifier approach
+    assert seen[-1] == ("window",) and "--approaches tfidf,embed,ensemble" in (
+        tmp_path / "r" / "report.html").read_text(encoding="utf-8")

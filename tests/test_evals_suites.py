@@ -90,3 +90,19 @@ def test_classification_compares_the_shipped_approach_and_the_plain_baseline_unl
     asked = classification.run(EvalContext(settings=settings, data=data, approaches=("embed", DEFAULT_APPROACH)))
     assert list(asked.extra["comparison"]) == [DEFAULT_APPROACH, "embed", "plain_tfidf_logreg"]
     assert result.headline == asked.headline  # the gated figures are the shipped classifier's either way
+    other_suites = classification.run(EvalContext(settings=settings, data=data, approaches=("window",)))
+    assert list(other_suites.extra["comparison"]) == [DEFAULT_APPROACH, "plain_tfidf_logreg"]  # retrieval's arm
+
+
+def test_the_window_baseline_embeds_its_passages_only_when_asked(tmp_path: Path) -> None:
+    """The 300-character window arm is opt-in: without it the suite embeds only the plain baseline's chunks."""
+    from evals.suites import retrieval
+
+    kdir = tmp_path / "kb"
+    kdir.mkdir()
+    (kdir / "a.md").write_text("# 标题\n\n## 小节\n\n" + "社区服务说明。" * 120 + "\n", encoding="utf-8")
+    settings = SimpleNamespace(knowledge_dir=kdir)
+    plain = retrieval.baseline_passages(settings)
+    both = retrieval.baseline_passages(settings, (retrieval.WINDOW_ARM,))
+    assert len(both) > len(plain)
+    assert both[len(both) - len(plain):] == plain  # the windows come first, then the same plain chunks

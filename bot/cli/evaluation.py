@@ -41,18 +41,21 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="只在标准输出打印指标 JSON"),
     quick: bool = typer.Option(False, "--quick", help="固定种子的小样本（CI 门禁用）"),
     approaches: Annotated[str, typer.Option(
-        "--approaches", help="分类套件另外对比的方法，逗号分隔，如 tfidf,embed,ensemble（默认只测上线方法和朴素基线）",
+        "--approaches", help="另外对比的方法，逗号分隔：分类套件的 tfidf,embed,ensemble，检索套件的 window"
+                            "（300 字窗口基线）；默认只测上线方法和朴素基线",
     )] = "",
 ) -> None:
     """运行评测套件，写出 report.json 与 report.html；有门禁指标低于阈值时退出码非零。"""
     from bot.understanding.model import APPROACHES
     from evals import runner
     from evals.report import write_report
+    from evals.suites.retrieval import WINDOW_ARM
 
     err = err_console
     compared = tuple(a.strip() for a in approaches.split(",") if a.strip())
-    if unknown := [a for a in compared if a not in APPROACHES]:
-        err.print(f"[red]未知的分类方法 {', '.join(unknown)}。可选：{', '.join(APPROACHES)}[/red]")
+    known = (*APPROACHES, WINDOW_ARM)
+    if unknown := [a for a in compared if a not in known]:
+        err.print(f"[red]未知的对比方法 {', '.join(unknown)}。可选：{', '.join(known)}[/red]")
         raise typer.Exit(2)
     out_console = err_console if as_json else console
     names = runner.suite_names() if suite == "all" else [suite]
@@ -209,7 +212,8 @@ def eval_retrieval(data: Path | None = typer.Option(None, "--data", help="单个
     from evals.suites import retrieval
 
     settings = settings_or_exit()
-    result = retrieval.run(EvalContext(settings=settings, data=data, quick=quick))
+    result = retrieval.run(EvalContext(settings=settings, data=data, quick=quick,
+                                       approaches=(retrieval.WINDOW_ARM,)))  # this command prints that arm
     if as_json:
         print(json.dumps({"figures": result.figures, "extra": result.extra,
                           "failures": result.failures,

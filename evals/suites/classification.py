@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.understanding.model import AxisModels
+from bot.understanding.model import APPROACHES, AxisModels
 from bot.understanding.service import MessageClassifier, load_classifier
 from bot.understanding.training import (
     DEFAULT_APPROACH,
@@ -178,8 +178,9 @@ def composed_ensemble(built: dict[str, MessageClassifier]) -> AxisModels | None:
 
 
 def compared_approaches(requested: Sequence[str]) -> tuple[str, ...]:
-    """The comparison rows' approaches: the shipped one first, then those requested, each once."""
-    return tuple(dict.fromkeys((DEFAULT_APPROACH, *requested)))
+    """The comparison rows' approaches: the shipped one first, then those requested (classifier approaches only:
+    `--approaches` also names other suites' arms), each once."""
+    return tuple(dict.fromkeys((DEFAULT_APPROACH, *(a for a in requested if a in APPROACHES))))
 
 
 def run(ctx: EvalContext, *, approaches: Sequence[str] | None = None) -> SuiteResult:

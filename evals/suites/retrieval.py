@@ -1,4 +1,6 @@
-"""Retrieval eval: hit@k, MRR and the "not in KB" decision, hybrid vs a plain dense fixed-window baseline.
+"""Retrieval eval: hit@k, MRR and the "not in KB" decision, and what a resident gets beside the plain langchain
+baseline (evals.plain_baseline) in the same run. The older 300-character window baseline (`figures["baseline"]`)
+runs only when asked for (`--approaches window`): it embeds the whole corpus once more for an arm no target uses.
 
 Builds its own index from settings.knowledge_dir under settings.var_dir/eval/ (keyed by the docs' hash and the
 embedder, so repeated runs reuse it); the embedding cache makes rebuilds cheap. hit@k is over answerable
@@ -37,6 +39,7 @@ HELDOUT_FILE = "independent/retrieval_fresh.jsonl"
 QUICK_ANSWERABLE, QUICK_NO_ANSWER = 45, 15  # stratified: a no-answer F1 on a handful of refusals is noise
 SEED = 20261120
 MAX_K = 10
+WINDOW_ARM = "window"  # EvalContext.approaches entry that turns on the 300-character window baseline
 # The suite's in-memory query vectors: every question (and its lexicon-expanded form) of the eval files and of the
 # scope examples is embedded once, in batches, and then looked up by each arm (quanbot's search, the scope match,
 # the FAQ, both baselines, the refit). Curated text, never residents' words; in memory only, as in the product.
@@ -234,16 +237,16 @@ def _windows(settings: Any) -> tuple[list[str], list[str]]:
     return texts, owners
 
 
-def baseline_passages(settings: Any) -> list[str]:
-    """Every passage the two baseline arms embed, in the order this suite embeds them: the windows, then the
-    plain baseline's chunks."""
-    texts = _windows(settings)[0]
+def baseline_passages(settings: Any, approaches: tuple[str, ...] = ()) -> list[str]:
+    """Every passage the baseline arms embed, in the order this suite embeds them: the windows (only when the
+    `window` arm is asked for), then the plain baseline's chunks."""
+    texts = _windows(settings)[0] if WINDOW_ARM in approaches else []
     if plain_baseline.available():
         texts += [c.page_content for c in plain_baseline.split_documents(Path(settings.knowledge_dir))]
     return texts
 
 
-def prefetch_passages(settings: Any) -> int:
+def prefetch_passages(settings: Any, approaches: tuple[str, ...] = ()) -> int:
     """Fill the shared embedding cache with the baseline arms' passages from the last one backwards, and stop
     where the suite (embedding them from the first one, in another process) has already been: the two meet in
     the middle and each passage is embedded about once. evals.runner runs this in the other lane before that
@@ -252,7 +255,7 @@ def prefetch_passages(settings: Any) -> int:
     embedder = embedder_from_settings(settings)
     if not isinstance(embedder, CachedEmbedder):
         return 0
-    texts = baseline_passages(settings)
+    texts = baseline_passages(settings, approaches)
     size = plain_baseline.EMBED_SLICE
     starts = list(range(0, len(texts), size))
     for start in reversed(starts):
@@ -400,7 +403,8 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
                              "refused": False})
     answerable = [bool(r["expected"]) for r in rows]
     figures: dict[str, Any] = _figures(ranks, refused, answerable)
-    figures["baseline"] = _baseline(ctx.settings, embedder, rows)
+    if WINDOW_ARM in ctx.approaches:  # the older arm, opt-in: the plain langchain baseline is the comparison
+        figures["baseline"] = _baseline(ctx.settings, embedder, rows)
     answered = outcomes(ctx, rows, embedder)
     figures["outcomes"] = answered["figures"]
     no_answer = [not a for a in answerable]
