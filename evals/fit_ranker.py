@@ -2,7 +2,8 @@
 
 Data: the scope examples that name their document (knowledge/scope_examples.jsonl), retrieval_a/b and both
 earlier independent splits (dev, and the old held-out split, looked at three times and counted as tuning data
-since); never `independent/retrieval_fresh.jsonl`. For every question each candidate document's features
+since); never the held-out file (evals.suites.retrieval.HELDOUT_FILE). `independent/retrieval_fresh.jsonl` is
+tuning data since session 9 but not in FILES: the shipped weights were fitted without it. For every question each candidate document's features
 (knowledge.ranking.doc_features) are one row, labelled 1 when it is an expected document; an L2-regularised
 logistic regression gives the weights, once for the text ranker (TEXT_FEATURES) and once for the voted one (all of
 DOC_FEATURES, the answered examples' votes included; see knowledge.ranking.VotedRanker). The answer and clarify

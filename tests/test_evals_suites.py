@@ -4,6 +4,7 @@ classifier approaches the classification suite compares."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -106,3 +107,16 @@ def test_the_window_baseline_embeds_its_passages_only_when_asked(tmp_path: Path)
     both = retrieval.baseline_passages(settings, (retrieval.WINDOW_ARM,))
     assert len(both) > len(plain)
     assert both[len(both) - len(plain):] == plain  # the windows come first, then the same plain chunks
+
+
+def test_the_held_out_retrieval_set_is_in_no_default_run_and_no_fit() -> None:
+    """The held-out file is scored once, by hand: never part of `quanbot eval`'s defaults or the ranker's fit."""
+    from evals import fit_ranker
+    from evals.suites import retrieval
+
+    held = retrieval.HELDOUT_FILE
+    assert (DATA_DIR / held).exists()
+    assert held not in retrieval.DEFAULT_FILES and held not in fit_ranker.FILES
+    rows = [json.loads(line) for line in (DATA_DIR / held).read_text(encoding="utf-8").splitlines() if line.strip()]
+    kinds = [r["kind"] for r in rows]
+    assert (kinds.count("answerable"), kinds.count("near"), kinds.count("far")) == (164, 30, 20)
