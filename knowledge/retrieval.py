@@ -398,6 +398,10 @@ class HybridRetriever:
         """All chunks of one document in reading order (every ask reads them: an index, not a scan)."""
         return list(self._by_doc.get(doc_id, ()))
 
+    def mentions(self, doc_id: str, word: str) -> bool:
+        """True when the document's title, headings or text say `word` (case-folded)."""
+        return word.lower() in self._doc_text.get(doc_id, "")
+
     def doc_meta(self, doc_id: str) -> dict[str, Any] | None:
         """Metadata of one stored document (from its first chunk), or None."""
         chunks = self._by_doc.get(doc_id)

@@ -27,7 +27,7 @@ from knowledge.scope import ScopeError, ScopeExample, load_scope_examples
 from knowledge.segmenter import Segmenter
 from knowledge.store import ChromaStore, store_from_settings
 from policies.loader import cached_policies
-from policies.models import Lexicon
+from policies.models import Elsewhere, Lexicon
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,11 @@ class KnowledgeRuntime:
         """Everyday words → official terms for query expansion (POLICIES_DIR/lexicon.yaml; empty without it)."""
         return cached_policies(str(self.settings.policies_dir)).lexicon
 
+    @cached_property
+    def elsewhere(self) -> Elsewhere:
+        """Topics other offices handle and who handles them (POLICIES_DIR/elsewhere.yaml; empty without it)."""
+        return cached_policies(str(self.settings.policies_dir)).elsewhere
+
     def components(self) -> tuple[Embedder, ChromaStore]:
         """The embedder and the store (the model is loaded and the Chroma collection opened on first call)."""
         with self._lock:
@@ -89,7 +94,7 @@ class KnowledgeRuntime:
                 faq = FaqIndex(load_faq(self._faq_path), embedder, segmenter=self.segmenter,
                                is_known_doc=lambda doc: retriever.doc_meta(doc) is not None)
                 self._service = KnowledgeService(retriever=retriever, faq=faq, llm=llm_from_settings(self.settings),
-                                                 screen=self.screen)
+                                                 screen=self.screen, elsewhere=self.elsewhere)
             return self._service
 
     def ingest(self, path: Path | None = None, *, progress: Progress | None = None) -> IngestReport:

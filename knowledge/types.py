@@ -36,6 +36,8 @@ class Answer:
     # unsure which document the question is about: two or three candidates to choose from (`answered` False);
     # the caller shows them as buttons and calls `Knowledge.ask_in(question, candidate.doc_id)` on a pick
     clarify: list[Citation] = field(default_factory=list)
+    # the question names a topic other offices handle (policies/elsewhere.yaml): its name (`answered` False)
+    elsewhere: str = ""
 
     def to_public(self) -> dict[str, Any]:
         """The JSON shape of `quanbot ask --json`."""
@@ -47,6 +49,8 @@ class Answer:
             public["more"] = self.more
         if self.clarify:
             public["clarify"] = [{"title": c.title, "section": c.section, "doc_id": c.doc_id} for c in self.clarify]
+        if self.elsewhere:
+            public["elsewhere"] = self.elsewhere
         return public
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from policies.models import Grids, Lexicon, Links, Policies, QuickReplies, Routing, Sla, Taxonomy
+from policies.models import Elsewhere, Grids, Lexicon, Links, Policies, QuickReplies, Routing, Sla, Taxonomy
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 FILES: dict[str, type[BaseModel]] = {
@@ -19,7 +19,8 @@ FILES: dict[str, type[BaseModel]] = {
     "grids": Grids,
     "links": Links,
 }
-OPTIONAL: dict[str, type[BaseModel]] = {"lexicon": Lexicon, "quick_replies": QuickReplies}  # absent: empty
+OPTIONAL: dict[str, type[BaseModel]] = {"lexicon": Lexicon, "quick_replies": QuickReplies,
+                                        "elsewhere": Elsewhere}  # absent: empty
 
 
 class PolicyError(ValueError):

@@ -617,6 +617,40 @@ class Lexicon(_Strict):
         return out
 
 
+# ---------- elsewhere.yaml ----------
+class ElsewhereTopic(_Strict):
+    """One topic the community knowledge base does not cover, the words that name it, and who handles it."""
+
+    name: str = Field(min_length=1, max_length=40)
+    words: list[str] = Field(min_length=1)
+    # and, when given, one of these too: 银行卡 names the topic with 丢/挂失/密码, not in 补贴打到银行卡上
+    with_any: list[str] = Field(default_factory=list)
+    where: str = Field(min_length=1, max_length=120)
+
+    @model_validator(mode="after")
+    def _words(self) -> ElsewhereTopic:
+        if any(len(str(w).strip()) < 2 for w in self.words):
+            raise ValueError("words: each needs at least 2 characters (one character matches everything)")
+        return self
+
+
+class Elsewhere(_Strict):
+    """Topics handled by other offices (policies/elsewhere.yaml, optional): a question that names one is not
+    answered from a document that never mentions the word it used (knowledge.answers says where to go instead)."""
+
+    topics: list[ElsewhereTopic] = Field(default_factory=list)
+
+    def named(self, text: str) -> list[tuple[ElsewhereTopic, str]]:
+        """Each topic `text` names, with the (longest) word it used."""
+        folded = text.lower()
+        out: list[tuple[ElsewhereTopic, str]] = []
+        for topic in self.topics:
+            said = [w for w in topic.words if w.lower() in folded]
+            if said and (not topic.with_any or any(w.lower() in folded for w in topic.with_any)):
+                out.append((topic, max(said, key=len)))
+        return out
+
+
 # ---------- quick_replies.yaml ----------
 QUICK_REPLY_MAX = 40  # characters of one phrase: it is a button's label
 QUICK_REPLIES_PER_SET = 6
@@ -665,3 +699,4 @@ class Policies(_Strict):
     links: Links
     lexicon: Lexicon = Field(default_factory=Lexicon)
     quick_replies: QuickReplies = Field(default_factory=QuickReplies)
+    elsewhere: Elsewhere = Field(default_factory=Elsewhere)

@@ -238,6 +238,21 @@ def test_an_unanswered_question_opens_one_case_and_says_so_in_one_message(dlg, e
     assert len(cases(engine)) == 1
 
 
+def test_a_topic_other_offices_handle_says_where_to_go_and_opens_no_case(dlg, engine, clock, policies, kb):
+    make_resident(engine, policies, clock=clock)
+    kb.answers["公积金咋提取"] = Answer("住房公积金的事不归社区办……一般找济南住房公积金中心（热线 12329）。", False,
+                                  "offline", elsewhere="住房公积金")
+    r = dlg.handle(text("公积金咋提取"))
+    (message,) = r.messages
+    assert "12329" in message.text and texts.NOT_ANSWERED not in message.text
+    assert [b.label for b in message.buttons[0]] == [texts.BTN_HUMAN]
+    assert cases(engine) == []  # where to go is the answer; a person is one button away
+    (item,) = reviews(engine)
+    assert item.kind == "not_found"
+    dlg.handle(press(find_button(r, texts.BTN_HUMAN)))
+    assert len(cases(engine)) == 1
+
+
 def test_without_consent_an_unanswered_question_offers_the_button_and_opens_nothing(dlg, engine, clock, policies,
                                                                                    kb):
     make_resident(engine, policies, clock=clock, consent=False, estate=None, building=None)

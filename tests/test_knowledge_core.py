@@ -243,3 +243,41 @@ def test_asked_kinds_and_what_a_text_gives() -> None:
     assert missing_kinds("热线电话多少", "请拨打供热单位客服电话报修") == ["电话"]
     assert missing_kinds("几点能施工", "工作日8:00至12:00可以施工") == []
     assert asked_kinds("居住证咋办") == []
+
+
+def test_a_topic_other_offices_handle_is_not_answered_from_a_document_that_never_names_it(
+        docs: Path, kb: tuple[ChromaStore, CachedEmbedder]) -> None:
+    """policies/elsewhere.yaml: 公积金 asked beside 居住证 words gets where to go, not the 居住证 materials; a
+    document that does say the word still answers; a picked document (a clarification's button) always does."""
+    from policies.models import Elsewhere, ElsewhereTopic
+
+    (docs / "heating.md").write_text(HEATING + "\n## 缴费\n\n供暖费不能用住房公积金支付，请到供热单位窗口缴纳。\n",
+                                     encoding="utf-8")
+    svc = _service(docs, kb)
+    question = "居住证所需材料 能用公积金证明住所吗"
+    assert svc.ask(question).answered  # without the list, the nearest document answers
+    fund = ElsewhereTopic(name="住房公积金", words=["公积金"], where="住房公积金中心（12329）")
+    svc.elsewhere = Elsewhere(topics=[fund])
+    away = svc.ask(question)
+    assert not away.answered and away.elsewhere == "住房公积金" and not away.citations
+    assert "住房公积金中心（12329）" in away.text and "12345" in away.text
+    assert away.to_public()["elsewhere"] == "住房公积金"
+    kept = svc.ask("供暖费能用公积金交吗")
+    assert kept.answered and kept.citations[0].doc_id == "heating"
+    assert svc.ask_in(question, "residence-permit").answered
+    assert svc.ask("居住证所需材料有哪些").answered and not svc.ask("居住证所需材料有哪些").elsewhere
+
+
+def test_elsewhere_words_need_their_companion_word_and_two_characters() -> None:
+    from pydantic import ValidationError
+
+    from policies.loader import load_policies
+    from policies.models import Elsewhere, ElsewhereTopic
+
+    bank = ElsewhereTopic(name="银行卡", words=["银行卡"], with_any=["丢", "挂失"], where="开户银行")
+    el = Elsewhere(topics=[bank])
+    assert el.named("银行卡叫俺弄丢了") and not el.named("高龄津贴打到银行卡上吗")
+    with pytest.raises(ValidationError):
+        ElsewhereTopic(name="x", words=["卡"], where="y")
+    shipped = load_policies().elsewhere
+    assert shipped.named("护照丢了咋补") and not shipped.named("封阳台算不算违章建筑")

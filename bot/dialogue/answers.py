@@ -61,6 +61,9 @@ def show(turn: Turn, *, question: str, category: str, result: Answer, worth_a_pe
         return
     if not result.answered:
         _miss(turn, "not_found", last.text, last.sources, last.mode)
+        if result.elsewhere:  # another office handles it: say which; a person stays one button away, no case
+            turn.say(result.text, [[Button(texts.BTN_HUMAN, "human", None, str(qid))]])
+            return
         if worth_a_person and turn.consented():
             hand_off(turn, automatic=True)
         else:  # noise or a guess, or no consent to register a case: the resident decides
