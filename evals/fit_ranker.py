@@ -1,9 +1,9 @@
 """Fit knowledge.ranking's document ranker: `python -m evals.fit_ranker [--files a.jsonl b.jsonl ...]`.
 
-Data: the scope examples that name their document (knowledge/scope_examples.jsonl), retrieval_a/b and both
-earlier independent splits (dev, and the old held-out split, looked at three times and counted as tuning data
-since); never the held-out file (evals.suites.retrieval.HELDOUT_FILE). `independent/retrieval_fresh.jsonl` is
-tuning data since session 9 but not in FILES: the shipped weights were fitted without it. For every question each candidate document's features
+Data: the scope examples that name their document (knowledge/scope_examples.jsonl), retrieval_a/b and four
+independent sets (dev; the old held-out split, looked at three times; retrieval_fresh and retrieval_fresh2, each
+held out until its declared look and tuning data since); never the held-out file
+(evals.suites.retrieval.HELDOUT_FILE). For every question each candidate document's features
 (knowledge.ranking.doc_features) are one row, labelled 1 when it is an expected document; an L2-regularised
 logistic regression gives the weights, once for the text ranker (TEXT_FEATURES) and once for the voted one (all of
 DOC_FEATURES, the answered examples' votes included; see knowledge.ranking.VotedRanker). The answer and clarify
@@ -31,7 +31,8 @@ from knowledge.ranking import DOC_FEATURES, TEXT_FEATURES, DocRanker
 from knowledge.scope import PARAPHRASE, load_scope_examples
 
 FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl", "independent/retrieval_dev.jsonl",
-         "independent/retrieval_heldout.jsonl")
+         "independent/retrieval_heldout.jsonl", "independent/retrieval_fresh.jsonl",
+         "independent/retrieval_fresh2.jsonl")
 TARGET_WRONG, MAX_CLARIFY = 0.03, 0.10
 
 
