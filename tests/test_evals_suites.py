@@ -119,4 +119,6 @@ def test_the_held_out_retrieval_set_is_in_no_default_run_and_no_fit() -> None:
     assert held not in retrieval.DEFAULT_FILES and held not in fit_ranker.FILES
     rows = [json.loads(line) for line in (DATA_DIR / held).read_text(encoding="utf-8").splitlines() if line.strip()]
     kinds = [r["kind"] for r in rows]
-    assert (kinds.count("answerable"), kinds.count("near"), kinds.count("far")) == (164, 30, 20)
+    assert (kinds.count("answerable"), kinds.count("near"), kinds.count("near_new"), kinds.count("far")) == (
+        164, 30, 20, 20)
+    assert all(bool(r["expected"]) == (r["kind"] == "answerable") for r in rows)
