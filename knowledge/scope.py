@@ -5,12 +5,16 @@ fallback and Dify's annotation replies learn from labelled questions: a question
 known not to answer (驾照、公积金、天气) is refused even when its words happen to match some document, and one like
 known answered questions is kept even when it shares few words with the document.
 
-Owns: `ScopeExample`, `load_scope_examples` (knowledge/scope_examples.jsonl), `ScopeLibrary.similarity`.
-The same file tunes the decision (`python -m evals.suites.retrieval`), so every example is written as a resident
-writes, never copied from the eval files. Rows marked `"scope": "fact"` (the topic is covered, the asked fact is
-not: 北京的居住证) are kept for reference but used for neither: the retrieval-level decision cannot tell them apart.
-When the knowledge base is replaced, replace this file too: an in-scope example whose document is gone is ignored,
-but an out-of-scope example cannot know that a new document now answers it.
+Owns: `ScopeExample`, `load_scope_examples` (knowledge/scope_examples.jsonl), `ScopeLibrary.similarity`. The same
+file tunes the decision (`python -m evals.suites.retrieval`), so every example is written as a resident writes. Rows
+with a `source` are the independent writers' questions (written from TOPICS.md only) from the eval sets that have
+become tuning data after their declared look (independent/retrieval_heldout, retrieval_fresh, fresh2, fresh3; session
+9): on sets outside the file they raised right-or-clarified (fresh3 158→162/164, dev 94→95/98) and cut wrong answers.
+Never copy a held-out set (evals.suites.retrieval.HELDOUT_FILE) or the default eval files (DEFAULT_FILES) here: the
+eval would then score examples against themselves. Rows marked `"scope": "fact"` (the topic is covered, the asked
+fact is not: 北京的居住证) are kept for reference but used for neither: the retrieval-level decision cannot tell them
+apart. When the knowledge base is replaced, replace this file too: an in-scope example whose document is gone is
+ignored, but an out-of-scope example cannot know that a new document now answers it.
 Must not: read the environment, retrieve documents or decide on its own.
 """
 
