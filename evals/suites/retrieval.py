@@ -247,11 +247,11 @@ def baseline_passages(settings: Any, approaches: tuple[str, ...] = ()) -> list[s
 
 
 def prefetch_passages(settings: Any, approaches: tuple[str, ...] = ()) -> int:
-    """Fill the shared embedding cache with the scope examples' query vectors, then the baseline arms' passages
-    from the last one backwards, stopping where the suite (embedding them from the first one, in another process)
-    has already been: the two meet in the middle and each passage is embedded about once. evals.runner runs this in the other lane before that
-    lane's own suites. Only the time moves: a vector is the same whoever computes it. Returns the passages this
-    call embedded."""
+    """Fill the shared embedding cache with the scope examples' query vectors, then the baseline arms' passages from the
+    last one backwards, stopping where the suite (embedding them from the first one, in another process) has
+    already been: the two meet in the middle and each passage is embedded about once. evals.runner runs this in
+    the other lane before that lane's own suites. Only the time moves: a vector is the same whoever computes it.
+    Returns the passages this call embedded."""
     embedder = embedder_from_settings(settings)
     if not isinstance(embedder, CachedEmbedder):
         return 0
