@@ -93,12 +93,13 @@ class KnowledgeService:
         picked = filters is not None and bool(filters.doc_ids)  # the resident chose the document
         named = self.elsewhere.named(question) if self.elsewhere is not None and not picked else []
         if not result.answerable or not result.hits:
-            return self._elsewhere(named, use_llm) or Answer(NO_ANSWER_TEXT, False, "llm" if use_llm else "offline")
+            return self._elsewhere(named, use_llm) if named else \
+                Answer(NO_ANSWER_TEXT, False, "llm" if use_llm else "offline")
         choice = result.choice
         if named:  # only documents that say the word the resident used can answer
             choice = _about(choice, result.hits[0].doc_id, [w for _, w in named], self.retriever.mentions)
             if choice is None:
-                return self._elsewhere(named, use_llm) or Answer(NO_ANSWER_TEXT, False, "offline")
+                return self._elsewhere(named, use_llm)
         if choice is not None and choice.clarify and not picked:
             return self._clarify(choice.clarify)
         if choice is not None and choice.answer is not None:
@@ -123,10 +124,8 @@ class KnowledgeService:
         """The answer from one document only: the resident picked it among a clarification's candidates."""
         return self.ask(question, mode=mode, filters=Filters(doc_ids=frozenset({doc_id})))
 
-    def _elsewhere(self, named: list[tuple[Any, str]], use_llm: bool) -> Answer | None:
-        """The reply for a question about a topic other offices handle, or None when it names none."""
-        if not named:
-            return None
+    def _elsewhere(self, named: list[tuple[Any, str]], use_llm: bool) -> Answer:
+        """The reply for a question naming topics other offices handle (`named`, not empty): where the first goes."""
         topic = named[0][0]
         return Answer(ELSEWHERE_TEXT.format(topic=topic.name, where=topic.where), False,
                       "llm" if use_llm else "offline", elsewhere=topic.name)
