@@ -1,8 +1,8 @@
 """Fit knowledge.ranking's document ranker: `python -m evals.fit_ranker [--files a.jsonl b.jsonl ...]`.
 
-Data: the scope examples that name their document (knowledge/scope_examples.jsonl), retrieval_a/b and four
-independent sets (dev; the old held-out split, looked at three times; retrieval_fresh and retrieval_fresh2, each
-held out until its declared look and tuning data since); never the held-out file
+Data: the scope examples that name their document (knowledge/scope_examples.jsonl), retrieval_a/b and the
+independent sets that are tuning data (dev; the old held-out split, looked at three times; retrieval_fresh to
+fresh5, each held out until its declared look; fresh7-9, tuning data from the start); never the held-out file
 (evals.suites.retrieval.HELDOUT_FILE). For every question each candidate document's features
 (knowledge.ranking.doc_features) are one row, labelled 1 when it is an expected document; an L2-regularised
 logistic regression gives the weights, once for the text ranker (TEXT_FEATURES) and once for the voted one (all of
@@ -32,7 +32,7 @@ from knowledge.scope import PARAPHRASE, load_scope_examples
 
 FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl", "independent/retrieval_dev.jsonl",
          "independent/retrieval_heldout.jsonl", "independent/retrieval_fresh.jsonl",
-         "independent/retrieval_fresh2.jsonl")
+         *(f"independent/retrieval_fresh{n}.jsonl" for n in (2, 3, 4, 5, 7, 8, 9)))
 TARGET_WRONG, MAX_CLARIFY = 0.03, 0.10
 
 

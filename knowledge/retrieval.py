@@ -488,8 +488,7 @@ class HybridRetriever:
                     if card_ids[j] in allowed_docs or not self._filtered(allowed, card_ids[j])]
         folded = question.lower()
         tag_hits = {d for d, ts in tags.items() if any(t in folded for t in ts)}
-        titles = {d: str(self._by_doc[d][0].metadata.get("title", "")) for d in allowed_docs | {d for d, _ in card[:8]}
-                  if self._by_doc.get(d)}
+        titles = {d: str(first[0].metadata.get("title", "")) for d, first in self._by_doc.items() if first}
         features = doc_features(dense=dense, bm25=lexical, card=card, tag_hits=tag_hits, titles=titles,
                                 question=folded, example_best=votes.best if votes else None,
                                 example_knn={d: n / votes.voters for d, n in votes.nearest.items()} if votes else None)
@@ -498,6 +497,11 @@ class HybridRetriever:
             best.setdefault(doc_of(i), chunks[i])
         for i in bm25_rank:
             best.setdefault(doc_of(i), chunks[i])
+        for d in features:  # a document only the examples point at: its chunk with the most question words
+            own = [self._by_id[c.chunk_id] for c in self._by_doc.get(d, ()) if c.chunk_id in self._by_id]
+            own = [i for i in own if allowed(i)]
+            if d not in best and own:
+                best[d] = chunks[max(own, key=lambda i: (float(bm25_scores[i]), -i))]
         candidates = [DocCandidate(d, str((best[d].metadata if d in best else {}).get("title", "")), f,
                                    best_chunk=best.get(d)) for d, f in features.items() if d in best]
         ranker = self.ranker if isinstance(self.ranker, DocRanker) \

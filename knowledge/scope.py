@@ -8,8 +8,10 @@ known answered questions is kept even when it shares few words with the document
 Owns: `ScopeExample`, `load_scope_examples` (knowledge/scope_examples.jsonl), `ScopeLibrary.similarity`. The same
 file tunes the decision (`python -m evals.suites.retrieval`), so every example is written as a resident writes. Rows
 with a `source` are the independent writers' questions (written from TOPICS.md only) from the eval sets that have
-become tuning data after their declared look (independent/retrieval_heldout, retrieval_fresh, fresh2, fresh3; session
-9): on sets outside the file they raised right-or-clarified (fresh3 158→162/164, dev 94→95/98) and cut wrong answers.
+become tuning data after their declared look (independent/retrieval_heldout, retrieval_fresh, fresh2, fresh3 in session
+9; fresh4, fresh5 and fresh7-9 in session 11): on sets outside the file they raised right-or-clarified (session 9:
+fresh3 158→162/164, dev 94→95/98; session 11, fresh4+5 added, on fresh7-9: 466→467/492 alone, 474 with the
+ranker refitted on them, 478 when the examples' documents also join the candidates, knowledge.ranking.EXAMPLE_POOL).
 Never copy a held-out set (evals.suites.retrieval.HELDOUT_FILE) or the default eval files (DEFAULT_FILES) here: the
 eval would then score examples against themselves. Rows marked `"scope": "fact"` (the topic is covered, the asked
 fact is not: 北京的居住证) are kept for reference but used for neither: the retrieval-level decision cannot tell them

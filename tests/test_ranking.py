@@ -134,7 +134,11 @@ def test_example_votes_become_features_and_are_zero_without_examples() -> None:
     # b is second among the voted documents and 0.02 below the best vote; a has no vote at all
     assert voted["b"]["ex_rr"] == 0.5 and abs(voted["b"]["ex_gap"] + 0.2) < 1e-6 and voted["b"]["ex_knn"] == 0.6
     assert voted["a"]["ex_rr"] < 0.05 and voted["a"]["ex_gap"] < voted["b"]["ex_gap"] and voted["a"]["ex_knn"] == 0
-    assert "c" not in voted  # votes rank candidates; they do not add documents the searches did not find
+    # c is the nearest example's document: it joins the candidates though no search found it, with the searches'
+    # missing-evidence values; with no example pool the votes only rank what the searches found
+    assert voted["c"]["ex_rr"] == 1.0 and voted["c"]["dense_rr"] < voted["b"]["dense_rr"]
+    assert "c" not in doc_features(dense=dense, bm25=[], card=[], tag_hits=set(), example_best={"b": 0.93, "c": 0.95},
+                                   example_pool=0)
 
 
 def test_votes_rank_only_when_every_leading_document_has_answered_examples() -> None:
