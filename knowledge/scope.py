@@ -8,10 +8,11 @@ known answered questions is kept even when it shares few words with the document
 Owns: `ScopeExample`, `load_scope_examples` (knowledge/scope_examples.jsonl), `ScopeLibrary.similarity`. The same
 file tunes the decision (`python -m evals.suites.retrieval`), so every example is written as a resident writes. Rows
 with a `source` are the independent writers' questions (written from TOPICS.md only) from the eval sets that have
-become tuning data after their declared look (independent/retrieval_heldout, retrieval_fresh, fresh2, fresh3 in session
-9; fresh4, fresh5 and fresh7-9 in session 11): on sets outside the file they raised right-or-clarified (session 9:
-fresh3 158→162/164, dev 94→95/98; session 11, fresh4+5 added, on fresh7-9: 466→467/492 alone, 474 with the
-ranker refitted on them, 478 when the examples' documents also join the candidates, knowledge.ranking.EXAMPLE_POOL).
+become tuning data after their declared look, or were written as tuning data (independent/retrieval_heldout,
+retrieval_fresh, fresh2, fresh3 in session 9; fresh4 to fresh9 and fresh11 in session 11): on sets outside the
+file they raised right-or-clarified (session 9: fresh3 158→162/164, dev 94→95/98; session 11, fresh4+5 added, on
+fresh7-9: 466→467/492 alone, 474 with the ranker refitted on them, 478 when the examples' documents also join the
+candidates, knowledge.ranking.EXAMPLE_POOL).
 Never copy a held-out set (evals.suites.retrieval.HELDOUT_FILE) or the default eval files (DEFAULT_FILES) here: the
 eval would then score examples against themselves. Rows marked `"scope": "fact"` (the topic is covered, the asked
 fact is not: 北京的居住证) are kept for reference but used for neither: the retrieval-level decision cannot tell them
@@ -117,6 +118,13 @@ class ScopeLibrary:
         self._vectors = vectors.astype(np.float32)
         self._in = in_scope.astype(bool)
         self._expected = expected if expected is not None else [() for _ in questions]
+        by_doc: dict[str, list[int]] = {}
+        for j in np.flatnonzero(self._in):
+            for doc in self._expected[j]:
+                by_doc.setdefault(doc, []).append(int(j))
+        # per document, the answered examples that name it (votes() takes each one's best cosine with numpy)
+        self._docs = list(by_doc)
+        self._doc_rows = [np.asarray(rows, dtype=np.int64) for rows in by_doc.values()]
 
     @classmethod
     def build(cls, examples: Iterable[ScopeExample], embedder: Embedder, *,
@@ -168,12 +176,9 @@ class ScopeLibrary:
         sims = self._cosines(query_vector)
         if exclude_at_or_above is not None:
             sims = np.where(sims >= exclude_at_or_above, -1.0, sims)
-        best: dict[str, float] = {}
-        for j in np.flatnonzero(self._in):
-            for doc in self._expected[j]:
-                if sims[j] > best.get(doc, -2.0):
-                    best[doc] = float(sims[j])
-        nearest = [int(j) for j in np.argsort(-sims) if self._in[j]][:VOTERS]
+        best = {doc: float(sims[rows].max()) for doc, rows in zip(self._docs, self._doc_rows, strict=True)}
+        answered = np.where(self._in, sims, -np.inf)
+        nearest = [int(j) for j in np.argsort(-answered, kind="stable")[:VOTERS] if self._in[j]]
         knn: dict[str, int] = {}
         for n in nearest:
             for doc in self._expected[n]:
