@@ -32,7 +32,7 @@ from knowledge.scope import PARAPHRASE, load_scope_examples
 
 FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl", "independent/retrieval_dev.jsonl",
          "independent/retrieval_heldout.jsonl", "independent/retrieval_fresh.jsonl",
-         *(f"independent/retrieval_fresh{n}.jsonl" for n in (2, 3, 4, 5, 7, 8, 9)))
+         *(f"independent/retrieval_fresh{n}.jsonl" for n in (2, 3, 4, 5, 6, 7, 8, 9)))
 TARGET_WRONG, MAX_CLARIFY = 0.03, 0.10
 
 

@@ -35,7 +35,7 @@ from policies.loader import cached_policies
 
 DEFAULT_FILES = ("retrieval_a.jsonl", "retrieval_b.jsonl", "independent/retrieval_dev.jsonl")
 # written from titles and headings only and never tuned on: `quanbot eval retrieval --data` it, once, for a note
-HELDOUT_FILE = "independent/retrieval_fresh6.jsonl"
+HELDOUT_FILE = "independent/retrieval_fresh10.jsonl"
 QUICK_ANSWERABLE, QUICK_NO_ANSWER = 45, 15  # stratified: a no-answer F1 on a handful of refusals is noise
 SEED = 20261120
 MAX_K = 10
