@@ -122,3 +122,17 @@ def test_the_held_out_retrieval_set_is_in_no_default_run_and_no_fit() -> None:
     assert (kinds.count("answerable"), kinds.count("near"), kinds.count("near_new"), kinds.count("far")) == (
         164, 30, 20, 20)
     assert all(bool(r["expected"]) == (r["kind"] == "answerable") for r in rows)
+
+
+def test_rewordings_of_held_out_questions_leave_the_examples() -> None:
+    """evals.rewordings: an example at cosine >= PARAPHRASE to a held-out question goes; the others stay."""
+    from evals.rewordings import without_rewordings
+    from tests.embedders import HashEmbedder
+
+    examples = [{"question": "居住证咋办理", "expected": ["residence-permit"]},
+                {"question": "暖气不热找谁", "expected": ["heating"]},
+                {"question": "明天济南下雨不", "expected": []}]
+    kept = without_rewordings(examples, ["居住证咋办理", "红烧肉咋做"], HashEmbedder())
+    assert [r["question"] for r in kept] == ["暖气不热找谁", "明天济南下雨不"]
+    assert without_rewordings(examples, ["居住证咋办理"], HashEmbedder(), threshold=1.01) == examples
+    assert without_rewordings(examples, [], HashEmbedder()) == examples
