@@ -319,6 +319,7 @@ class HybridRetriever:
         self._df: dict[str, int] = {}
         self._doc_tokens: dict[str, set[str]] = {}
         self._by_doc: dict[str, list[StoredChunk]] = {}
+        self._titles: dict[str, str] = {}
         self.refresh()
 
     @property
@@ -373,6 +374,7 @@ class HybridRetriever:
             self._df = df
             self._doc_tokens = doc_tokens
             self._by_doc = by_doc
+            self._titles = {d: str(first[0].metadata.get("title", "")) for d, first in by_doc.items() if first}
             self._card_ids, self._card_matrix, self._tags = card_ids, card_matrix, tags
 
     def tokenize(self, text: str) -> list[str]:
@@ -491,8 +493,7 @@ class HybridRetriever:
                     if card_ids[j] in allowed_docs or not self._filtered(allowed, card_ids[j])]
         folded = question.lower()
         tag_hits = {d for d, ts in tags.items() if any(t in folded for t in ts)}
-        titles = {d: str(first[0].metadata.get("title", "")) for d, first in self._by_doc.items() if first}
-        features = doc_features(dense=dense, bm25=lexical, card=card, tag_hits=tag_hits, titles=titles,
+        features = doc_features(dense=dense, bm25=lexical, card=card, tag_hits=tag_hits, titles=self._titles,
                                 question=folded, example_best=votes.best if votes else None,
                                 example_knn={d: n / votes.voters for d, n in votes.nearest.items()} if votes else None)
         best: dict[str, StoredChunk] = {}
@@ -500,11 +501,12 @@ class HybridRetriever:
             best.setdefault(doc_of(i), chunks[i])
         for i in bm25_rank:
             best.setdefault(doc_of(i), chunks[i])
-        for d in features:  # a document only the examples point at: its chunk with the most question words
-            own = [self._by_id[c.chunk_id] for c in self._by_doc.get(d, ()) if c.chunk_id in self._by_id]
-            own = [i for i in own if allowed(i)]
-            if d not in best and own:
-                best[d] = chunks[max(own, key=lambda i: (float(bm25_scores[i]), -i))]
+        # a document only the examples point at: its chunk with the most question words
+        for d in features.keys() - best.keys():
+            rows = [self._by_id.get(c.chunk_id) for c in self._by_doc.get(d, ())]
+            own = [j for j in rows if j is not None and allowed(j)]
+            if own:
+                best[d] = chunks[max(own, key=lambda j: (float(bm25_scores[j]), -j))]
         candidates = [DocCandidate(d, str((best[d].metadata if d in best else {}).get("title", "")), f,
                                    best_chunk=best.get(d)) for d, f in features.items() if d in best]
         ranker = self.ranker if isinstance(self.ranker, DocRanker) \

