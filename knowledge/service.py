@@ -92,7 +92,8 @@ class KnowledgeRuntime:
                                             lexicon=self.lexicon)
                 # an entry citing a document that is not indexed is not served (asked at each match: ingests count)
                 faq = FaqIndex(load_faq(self._faq_path), embedder, segmenter=self.segmenter,
-                               is_known_doc=lambda doc: retriever.doc_meta(doc) is not None)
+                               is_known_doc=lambda doc: retriever.doc_meta(doc) is not None,
+                               query_text=retriever.query_text)
                 self._service = KnowledgeService(retriever=retriever, faq=faq, llm=llm_from_settings(self.settings),
                                                  screen=self.screen, elsewhere=self.elsewhere)
             return self._service

@@ -16,7 +16,7 @@ from knowledge.ingest import ingest_path
 from knowledge.retrieval import Filters
 from knowledge.store import ChromaStore
 from tests.embedders import CountingHashEmbedder, HashEmbedder, hash_retriever
-from tests.factories import HEATING, PERMIT
+from tests.factories import HEATING, PERMIT, SharedAI
 
 
 def _pdf_bytes(text: str) -> bytes:
@@ -170,6 +170,33 @@ def test_a_question_is_embedded_once_for_faq_and_retrieval(tmp_path: Path) -> No
     assert emb.embed_query("办居住证要带什么") == first and counting.calls == 1
     emb.embed_query("高龄津贴怎么申请")
     assert counting.calls == 2
+
+
+def test_a_question_the_lexicon_expands_takes_one_model_pass(ai: SharedAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FAQ's dense stage compares the text the search embeds (the official terms added), so a resident's
+    question with an everyday word runs the model once, not once as typed and once expanded (offline ask p95)."""
+    svc = ai.knowledge
+    cached = svc.retriever.embedder
+    model = cached.inner
+    seen: list[str] = []
+
+    class Spy:
+        name, dim = model.name, model.dim
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return model.embed_documents(texts)
+
+        def embed_query(self, text: str) -> list[float]:
+            seen.append(text)
+            return model.embed_query(text)
+
+    monkeypatch.setattr(cached, "inner", Spy())
+    question = "俺家新养了条狗 狗证上哪办 要带些啥"
+    expanded = svc.retriever.query_text(question)
+    assert expanded != question and svc.faq is not None and svc.faq.match(question) is None  # the dense stage ran
+    assert seen == [expanded]
+    answer = svc.ask(question, mode="offline")
+    assert seen == [expanded] and answer.answered and answer.citations[0].title == "文明养犬管理"
 
 
 def test_ingest_writes_chunks_in_batches_across_documents(tmp_path: Path, docs: Path,
