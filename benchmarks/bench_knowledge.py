@@ -63,21 +63,24 @@ def _spin() -> None:
         pass
 
 
+def _ask_times(svc: Any, questions: list[str], forget: Any) -> list[float]:
+    """Seconds of each offline `ask`, every question embedded afresh (as a resident's new question)."""
+    out = []
+    for q in questions:
+        forget()
+        t = time.perf_counter()
+        svc.ask(q, mode="offline")
+        out.append(time.perf_counter() - t)
+    return out
+
+
 def _ask_times_while_a_core_is_busy(svc: Any, questions: list[str], forget: Any) -> list[float]:
     hog = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
     hog.start()
     try:
         time.sleep(1.0)
-        for q in questions[:20]:  # the thread chooser notices the load
-            forget()
-            svc.ask(q, mode="offline")
-        out = []
-        for q in questions:
-            forget()
-            t = time.perf_counter()
-            svc.ask(q, mode="offline")
-            out.append(time.perf_counter() - t)
-        return out
+        _ask_times(svc, questions[:20], forget)  # the thread chooser notices the load
+        return _ask_times(svc, questions, forget)
     finally:
         hog.kill()
         hog.join()

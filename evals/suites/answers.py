@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import unicodedata
 from pathlib import Path
 from typing import Any
 
-from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jsonl
+from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, compact, read_jsonl
 from evals.fixtures import settings_for
 from knowledge.llm import llm_from_settings
 from knowledge.service import KnowledgeRuntime
@@ -65,15 +64,15 @@ def run(ctx: EvalContext) -> SuiteResult:
         modes[ans.mode] = modes.get(ans.mode, 0) + 1
         facts = [str(f) for f in row["facts"]]
         # the whole answer: the short first part and what 「详细」 shows; `fact_recall_first` is the first part alone
-        text = _norm(f"{ans.text}\n{ans.more}")
-        present = [f for f in facts if _norm(f) in text]
-        facts_first += sum(1 for f in facts if _norm(f) in _norm(ans.text))
+        text = compact(f"{ans.text}\n{ans.more}")
+        present = [f for f in facts if compact(f) in text]
+        facts_first += sum(1 for f in facts if compact(f) in compact(ans.text))
         facts_total += len(facts)
         facts_found += len(present)
         full_recall += len(present) == len(facts)
         cited_docs = [c.doc_id for c in ans.citations]
-        cited_texts = [_norm(c.text) for c in ans.citations]
-        unsupported_facts = [f for f in present if not any(_norm(f) in t for t in cited_texts)]
+        cited_texts = [compact(c.text) for c in ans.citations]
+        unsupported_facts = [f for f in present if not any(compact(f) in t for t in cited_texts)]
         doc_cited = row["doc"] in cited_docs
         citation_right = ans.answered and doc_cited and not unsupported_facts
         cite_ok += citation_right
@@ -155,11 +154,6 @@ def _load(ctx: EvalContext, problems: list[DataProblem]) -> tuple[list[dict[str,
     return answerable, unanswerable
 
 
-def _norm(text: str) -> str:
-    """NFKC, no whitespace, lower case: how a fact is searched for in an answer or a passage."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "")).lower()
-
-
 def claim_sentences(answer_text: str) -> list[str]:
     """The answer's sentences without the sources line, citation markers and bullets."""
     body = re.split(r"\n?来源[:：]", answer_text, maxsplit=1)[0]
@@ -168,13 +162,13 @@ def claim_sentences(answer_text: str) -> list[str]:
     out = []
     for p in parts:
         p = re.sub(r"^[\s•·\-*\d.、]+", "", p).strip(" ，,：:…")
-        if len(_norm(p)) >= MIN_SENTENCE_CHARS:
+        if len(compact(p)) >= MIN_SENTENCE_CHARS:
             out.append(p)
     return out
 
 
 def _bigrams(text: str) -> set[str]:
-    t = re.sub(r"[\W_]+", "", _norm(text))
+    t = re.sub(r"[\W_]+", "", compact(text))
     return {t[i:i + 2] for i in range(len(t) - 1)}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from bot.settings import load_settings
 from evals import plain_baseline
-from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, read_jsonl
+from evals.core import DATA_DIR, DataProblem, EvalContext, SuiteResult, compact, read_jsonl
 from evals.fixtures import settings_for
 from knowledge.chunking import chunk_document, fixed_windows
 from knowledge.documents import LoadError, list_documents, load_document
@@ -368,7 +367,7 @@ def outcomes(ctx: EvalContext, rows: list[dict[str, Any]], embedder: Embedder) -
             counts[outcome] += 1
             if outcome == "right" and row.get("section") and first == row["expected"][0]:
                 sections["n"] += 1
-                sections["right"] += _heading(ans.citations[0].section) == _heading(str(row["section"]))
+                sections["right"] += compact(ans.citations[0].section) == compact(str(row["section"]))
         else:
             outcome = "answered" if ans.answered else "clarify" if candidates else "refused"
             no_counts[outcome] += 1
@@ -409,10 +408,6 @@ def outcomes(ctx: EvalContext, rows: list[dict[str, Any]], embedder: Embedder) -
         figures["plain_baseline"] = {"skipped": "langchain-text-splitters / langchain-chroma are not installed "
                                                 "(pip install -e '.[eval]')"}
     return {"figures": figures, "cases": cases}
-
-
-def _heading(text: str) -> str:
-    return re.sub(r"\s+", "", text)
 
 
 def _percentile(values: list[float], q: float) -> float:
